@@ -1,0 +1,48 @@
+# inferline: `make serve` installs and starts the server; `make test` installs and runs the tests.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+export INFERLINE_DATA_DIR   ?= ./data
+export INFERLINE_MODELS_DIR ?= $(INFERLINE_DATA_DIR)/models
+
+.PHONY: install serve test bench lint fmt node-deps models-default models-test clean
+
+$(BIN)/inferline: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[engines,dev]'
+	@touch $@
+
+install: $(BIN)/inferline
+
+models-default: install
+	$(BIN)/inferline models install --profile default
+
+models-test: install
+	$(BIN)/inferline models install --profile test
+
+tests/js/node_modules/.package-lock.json: tests/js/package.json tests/js/package-lock.json
+	cd tests/js && npm ci --no-audit --no-fund --silent
+
+node-deps: tests/js/node_modules/.package-lock.json
+
+serve: models-default
+	INFERLINE_PROFILE=$${INFERLINE_PROFILE:-default} $(BIN)/inferline serve
+
+test: models-test node-deps
+	$(BIN)/ruff check src tests bench
+	$(BIN)/python -m pytest
+
+bench: models-test
+	$(BIN)/python bench/run.py
+
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+fmt: install
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+clean:
+	rm -rf $(VENV) tests/js/node_modules

@@ -1,0 +1,75 @@
+"""Every error leaves the server as the Telnyx envelope; this module installs the handlers that ensure it."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from inferline.errors import (
+    BadRequest,
+    InferlineError,
+    MethodNotAllowed,
+    RouteNotFound,
+    ValidationFailed,
+    error_entry,
+)
+
+log = logging.getLogger("inferline.errors")
+
+
+def error_response(exc: InferlineError) -> JSONResponse:
+    return JSONResponse(exc.envelope(), status_code=exc.status, headers=exc.headers or None)
+
+
+def pointer_of(loc: tuple[Any, ...] | list[Any]) -> tuple[str, str]:
+    """(`source` key, value) for a pydantic error location: body fields as JSON pointers, else the name."""
+    where, *path = list(loc) or ["body"]
+    if where == "body":
+        return "pointer", "/" + "/".join(str(p) for p in path)
+    return "parameter", ".".join(str(p) for p in path)
+
+
+def _validation_response(exc: RequestValidationError) -> JSONResponse:
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        bad = BadRequest("The request body is not valid JSON.", pointer="/")
+        return error_response(bad)
+    entries = []
+    for err in errors:
+        key, where = pointer_of(err.get("loc", ()))
+        msg = err.get("msg", "Invalid value")
+        entry = error_entry(ValidationFailed.code, ValidationFailed.title, f"{where or 'body'}: {msg}")
+        entry["source"] = {key: where}
+        entries.append(entry)
+    return JSONResponse({"errors": entries}, status_code=ValidationFailed.status)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(InferlineError)
+    async def _inferline(_: Request, exc: InferlineError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return _validation_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            return error_response(RouteNotFound(f"No route {request.method} {request.url.path}."))
+        if exc.status_code == 405:
+            return error_response(MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}."))
+        err = InferlineError(str(exc.detail))
+        entry = error_entry(str(exc.status_code), "HTTP error", str(exc.detail))
+        return JSONResponse({"errors": [entry]}, status_code=exc.status_code, headers=err.headers or None)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        request_id = request.headers.get("x-request-id") or getattr(request.state, "request_id", "")
+        log.exception("unhandled error on %s %s (request %s)", request.method, request.url.path, request_id)
+        return error_response(InferlineError(f"An unexpected error occurred (request id {request_id})."))

@@ -1,0 +1,56 @@
+"""`create_app(settings)`: the FastAPI application, with every area mounted under `/v2`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, Depends, FastAPI
+
+from inferline import __version__
+from inferline.api.deps import authenticate
+from inferline.api.errors import install_error_handlers
+from inferline.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from inferline.api.models.routes import router as models_router
+from inferline.api.unbuilt import unbuilt_router
+from inferline.config import Settings
+from inferline.container import Container, build_container
+
+PREFIX = "/v2"
+
+# One line per API area; each router holds only its own routes.
+AREA_ROUTERS: tuple[APIRouter, ...] = (models_router,)
+
+
+def create_app(settings: Settings | None = None, container: Container | None = None) -> FastAPI:
+    """Build the app. The container is built at start-up unless one is handed in."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = app.state.container is None
+        if owned:
+            app.state.container = build_container(settings)
+        try:
+            yield
+        finally:
+            if owned:
+                app.state.container.close()
+
+    app = FastAPI(title="inferline", version=__version__, lifespan=lifespan, openapi_url="/openapi.json")
+    app.state.container = container
+    install_error_handlers(app)
+
+    api = APIRouter(prefix=PREFIX, dependencies=[Depends(authenticate)])
+    for router in AREA_ROUTERS:
+        api.include_router(router)
+    app.include_router(api)
+    app.include_router(unbuilt_router(app, PREFIX), prefix=PREFIX, dependencies=[Depends(authenticate)])
+
+    @app.get("/health", include_in_schema=False)
+    def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(RequestIdMiddleware)
+    return app

@@ -1,0 +1,111 @@
+"""The `inferline` command: serve, manage API keys, install and list models."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from inferline import catalog
+from inferline.config import Settings
+from inferline.services.keys import ApiKeyService
+from inferline.stores.db import Database
+
+
+def _keys(settings: Settings) -> ApiKeyService:
+    db = Database(settings.resolved_database_url)
+    db.migrate()
+    return ApiKeyService(db)
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from inferline.app import create_app
+
+    if args.install_models:
+        catalog.install(settings.models_dir, catalog.for_profile(settings.profile))
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+    return 0
+
+
+def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
+    info, secret = _keys(settings).create(args.tenant, name=args.name)
+    print(f"id:     {info.id}\ntenant: {info.tenant_id}\nkey:    {secret}")
+    print("Keep the key now: only its hash is stored.", file=sys.stderr)
+    return 0
+
+
+def cmd_keys_list(settings: Settings, args: argparse.Namespace) -> int:
+    print(f"{'ID':36}  {'TENANT':16}  {'PREFIX':8}  {'CREATED':25}  STATUS")
+    for k in _keys(settings).list(args.tenant):
+        status = f"revoked {k.revoked_at:%Y-%m-%d}" if k.revoked_at else "active"
+        print(f"{k.id:36}  {k.tenant_id:16}  {k.prefix:8}  {k.created_at:%Y-%m-%dT%H:%M:%S%z}  {status}")
+    return 0
+
+
+def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    info = _keys(settings).revoke(args.key_id)
+    print(f"revoked {info.id} (tenant {info.tenant_id})")
+    return 0
+
+
+def cmd_models_list(settings: Settings, args: argparse.Namespace) -> int:
+    print(f"{'MODEL':40}  {'KIND':10}  {'PROFILES':14}  STATUS")
+    for entry in catalog.CATALOG:
+        status = "installed" if catalog.is_installed(settings.models_dir, entry) else "-"
+        if args.installed and status != "installed":
+            continue
+        print(f"{entry.id:40}  {entry.kind:10}  {','.join(sorted(entry.profiles)):14}  {status}")
+    return 0
+
+
+def cmd_models_install(settings: Settings, args: argparse.Namespace) -> int:
+    entries = [catalog.find(m) for m in args.models] if args.models else catalog.for_profile(args.profile)
+    for entry in entries:
+        print(f"installing {entry.id} ...", flush=True)
+        catalog.install(settings.models_dir, [entry])
+        print(f"  verified in {catalog.model_dir(settings.models_dir, entry)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="inferline", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP server (settings from INFERLINE_* env vars)")
+    serve.add_argument("--install-models", action="store_true", help="install the profile's models first")
+    serve.set_defaults(func=cmd_serve)
+
+    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
+    create = keys.add_parser("create", help="create a key and print it once")
+    create.add_argument("--tenant", default="default")
+    create.add_argument("--name", default="")
+    create.set_defaults(func=cmd_keys_create)
+    listing = keys.add_parser("list", help="list keys (never their secrets)")
+    listing.add_argument("--tenant", default=None)
+    listing.set_defaults(func=cmd_keys_list)
+    revoke = keys.add_parser("revoke", help="revoke a key by id")
+    revoke.add_argument("key_id")
+    revoke.set_defaults(func=cmd_keys_revoke)
+
+    models = sub.add_parser("models", help="the model catalog").add_subparsers(
+        dest="models_command", required=True
+    )
+    mlist = models.add_parser("list", help="catalog models and whether they are installed")
+    mlist.add_argument("--installed", action="store_true", help="only installed models")
+    mlist.set_defaults(func=cmd_models_list)
+    minstall = models.add_parser("install", help="install and verify models (a profile's, or those named)")
+    minstall.add_argument("models", nargs="*")
+    minstall.add_argument("--profile", default=None)
+    minstall.set_defaults(func=cmd_models_install)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    settings = Settings()
+    if getattr(args, "profile", None) is None and hasattr(args, "profile"):
+        args.profile = settings.profile
+    func: Callable[[Settings, argparse.Namespace], int] = args.func
+    sys.exit(func(settings, args))

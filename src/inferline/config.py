@@ -1,0 +1,55 @@
+"""One typed settings object, read from `INFERLINE_*` environment variables, built once and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of an inferline process. Field docs are the README's configuration table."""
+
+    model_config = SettingsConfigDict(env_prefix="INFERLINE_", extra="ignore", populate_by_name=True)
+
+    data_dir: Path = Field(default=Path("./data"), description="Where the database, objects and models live.")
+    models_dir_override: Path | None = Field(
+        default=None,
+        alias="INFERLINE_MODELS_DIR",
+        description="Where installed models are assembled; default `<data_dir>/models`.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address the HTTP server binds to.")
+    port: int = Field(default=8000, description="Port the HTTP server listens on.")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; default `sqlite:///<data_dir>/inferline.db`. "
+        "`postgresql+psycopg://…` selects PostgreSQL.",
+    )
+    api_key: str | None = Field(
+        default=None, description="An API key seeded at start-up (tenant `default`), handy for local use."
+    )
+    profile: str = Field(
+        default="default",
+        description="Model profile to install and serve: `default` (Qwen2.5-Coder-1.5B, Whisper base) "
+        "or `test` (SmolLM2-135M, Whisper tiny.en).",
+    )
+    chat_model: str | None = Field(
+        default=None, description="Model id served when a chat request names none; default: the profile's."
+    )
+    max_request_bytes: int = Field(default=100 * 1024 * 1024, description="Largest accepted request body.")
+    log_level: str = Field(default="info", description="Log level of the server.")
+
+    @property
+    def models_dir(self) -> Path:
+        return self.models_dir_override or self.data_dir / "models"
+
+    @property
+    def objects_dir(self) -> Path:
+        return self.data_dir / "objects"
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'inferline.db').resolve()}"

@@ -1,0 +1,1 @@
+"""Domain logic, one service per API area. Services never import FastAPI."""

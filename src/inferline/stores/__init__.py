@@ -1,0 +1,1 @@
+"""Storage backends: the relational database, the object store and the vector index."""

@@ -1,0 +1,103 @@
+"""Conformance harness: one real inferline server per test session, driven through the official clients."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import telnyx
+import uvicorn
+
+from inferline.app import create_app
+from inferline.config import Settings
+from inferline.container import Container, build_container
+
+REPO = Path(__file__).resolve().parent.parent
+MODELS_DIR = Path(os.environ.get("INFERLINE_MODELS_DIR", REPO / "data" / "models"))
+API_KEY = "KEYtest-tenant-a-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class LiveServer:
+    """A running server: its base URL, its container, and one API key per test tenant."""
+
+    url: str
+    container: Container
+    key_a: str
+    key_b: str
+
+    @property
+    def v2(self) -> str:
+        return self.url + "/v2"
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    data = tmp_path_factory.mktemp("data")
+    return Settings(
+        data_dir=data,
+        INFERLINE_MODELS_DIR=MODELS_DIR,
+        database_url=os.environ.get("INFERLINE_TEST_DATABASE_URL") or None,
+        profile="test",
+        api_key=API_KEY,
+        max_request_bytes=2 * 1024 * 1024,
+        log_level="warning",
+    )
+
+
+@pytest.fixture(scope="session")
+def server(settings: Settings) -> Iterator[LiveServer]:
+    container = build_container(settings)
+    _, key_b = container.keys.create("tenant-b", name="second tenant")
+    port = free_port()
+    config = uvicorn.Config(create_app(settings, container), host="127.0.0.1", port=port, log_level="warning")
+    uv = uvicorn.Server(config)
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not uv.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("inferline test server did not start")
+        time.sleep(0.05)
+    yield LiveServer(f"http://127.0.0.1:{port}", container, API_KEY, key_b)
+    uv.should_exit = True
+    thread.join(timeout=10)
+    container.close()
+
+
+@pytest.fixture(scope="session")
+def client(server: LiveServer) -> telnyx.Telnyx:
+    """The official Telnyx SDK in strict response-validation mode, as tenant A."""
+    return telnyx.Telnyx(
+        api_key=server.key_a, base_url=server.v2, _strict_response_validation=True, max_retries=0
+    )
+
+
+@pytest.fixture(scope="session")
+def client_b(server: LiveServer) -> telnyx.Telnyx:
+    """The same SDK as tenant B, to prove isolation."""
+    return telnyx.Telnyx(
+        api_key=server.key_b, base_url=server.v2, _strict_response_validation=True, max_retries=0
+    )
+
+
+@pytest.fixture(scope="session")
+def http(server: LiveServer) -> Iterator[httpx.Client]:
+    """Plain HTTP as tenant A, for what the SDKs cannot express (bad input, raw envelopes)."""
+    with httpx.Client(
+        base_url=server.v2, headers={"Authorization": f"Bearer {server.key_a}"}, timeout=120
+    ) as c:
+        yield c
