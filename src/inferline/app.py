@@ -31,6 +31,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         owned = app.state.container is None
         if owned:
             app.state.container = build_container(settings)
+        if settings.embedded_worker:
+            app.state.container.start_worker()
         try:
             yield
         finally:

@@ -29,6 +29,21 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from inferline.container import build_container
+
+    container = build_container(settings)
+    worker = container.start_worker()
+    print(f"worker {worker.worker_id} running job kinds: {', '.join(container.job_registry.kinds) or 'none'}")
+    try:
+        worker.run_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        container.close()
+    return 0
+
+
 def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
     info, secret = _keys(settings).create(args.tenant, name=args.name)
     print(f"id:     {info.id}\ntenant: {info.tenant_id}\nkey:    {secret}")
@@ -76,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the HTTP server (settings from INFERLINE_* env vars)")
     serve.add_argument("--install-models", action="store_true", help="install the profile's models first")
     serve.set_defaults(func=cmd_serve)
+
+    worker = sub.add_parser("worker", help="run a job worker against the configured database")
+    worker.set_defaults(func=cmd_worker)
 
     keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
     create = keys.add_parser("create", help="create a key and print it once")

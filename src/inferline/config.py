@@ -38,6 +38,14 @@ class Settings(BaseSettings):
         default=None, description="Model id served when a chat request names none; default: the profile's."
     )
     max_request_bytes: int = Field(default=100 * 1024 * 1024, description="Largest accepted request body.")
+    embedded_worker: bool = Field(
+        default=True,
+        description="Run a job worker inside the API process (off when using `inferline worker`).",
+    )
+    worker_concurrency: int = Field(default=1, description="Job threads per worker.")
+    job_lease_seconds: float = Field(
+        default=30.0, description="A job whose worker is silent this long is re-run."
+    )
     log_level: str = Field(default="info", description="Log level of the server.")
 
     @property

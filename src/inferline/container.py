@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from inferline.config import Settings
+from inferline.jobs import JobQueue, JobRegistry, Worker
 from inferline.services.keys import ApiKeyService
 from inferline.services.models import ModelService
 from inferline.stores.db import Database
@@ -21,8 +22,26 @@ class Container:
     db: Database
     keys: ApiKeyService
     models: ModelService
+    jobs: JobQueue
+    job_registry: JobRegistry
+    worker: Worker | None = None
+
+    def start_worker(self) -> Worker:
+        """Start a worker over this container's registry (embedded in the API, or `inferline worker`)."""
+        if self.worker is None:
+            self.worker = Worker(self.jobs, self.job_registry, concurrency=self.settings.worker_concurrency)
+            self.worker.start()
+        return self.worker
+
+    def wake_worker(self) -> None:
+        """Tell an embedded worker a job was just enqueued."""
+        if self.worker is not None:
+            self.worker.notify()
 
     def close(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
         self.db.dispose()
 
 
@@ -35,4 +54,6 @@ def build_container(settings: Settings) -> Container:
     if settings.api_key:
         keys.ensure(settings.api_key)
     models = ModelService(settings.models_dir, settings.profile, default_chat=settings.chat_model)
-    return Container(settings=settings, db=db, keys=keys, models=models)
+    jobs = JobQueue(db, lease_seconds=settings.job_lease_seconds)
+    registry = JobRegistry()
+    return Container(settings=settings, db=db, keys=keys, models=models, jobs=jobs, job_registry=registry)
