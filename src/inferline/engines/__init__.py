@@ -1,0 +1,1 @@
+"""Model runtimes behind small Protocols, one module per capability and implementation."""
