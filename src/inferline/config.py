@@ -47,6 +47,35 @@ class Settings(BaseSettings):
         default=30.0, description="A job whose worker is silent this long is re-run."
     )
     log_level: str = Field(default="info", description="Log level of the server.")
+    # -- buckets, embeddings, crawl (issue 4) --
+    s3_endpoint: str | None = Field(
+        default=None,
+        description="Store objects on this S3-compatible service instead of `<data_dir>/objects`.",
+    )
+    s3_bucket: str = Field(default="inferline", description="Service bucket holding every tenant's objects.")
+    s3_access_key: str | None = Field(default=None, description="Access key id for `s3_endpoint`.")
+    s3_secret_key: str | None = Field(default=None, description="Secret access key for `s3_endpoint`.")
+    s3_region: str = Field(default="us-east-1", description="Region used to sign requests to `s3_endpoint`.")
+    embedding_model: str = Field(
+        default="sentence-transformers/all-MiniLM-L6-v2", description="Default embedding model."
+    )
+    embedding_aliases: str = Field(
+        default="thenlper/gte-large,intfloat/multilingual-e5-large,text-embedding-ada-002,"
+        "text-embedding-3-small",
+        description="Comma-separated model names served by the default embedding model (the response "
+        "names the model actually used). Empty: only installed model ids are accepted.",
+    )
+    ingest_max_file_bytes: int = Field(
+        default=100 * 1024 * 1024, description="Files larger than this fail ingestion with a reason."
+    )
+    fetch_allow_hosts: str = Field(
+        default="",
+        description="Comma-separated hosts/IPs/CIDRs the URL crawler may reach although they are private, "
+        "loopback or link-local (SSRF allow-list). Empty: only public addresses.",
+    )
+    crawl_max_pages: int = Field(default=50, description="Most pages one URL crawl fetches.")
+    crawl_max_page_bytes: int = Field(default=5 * 1024 * 1024, description="Largest page a crawl keeps.")
+    crawl_timeout_seconds: float = Field(default=10.0, description="Per-request timeout of the crawler.")
 
     @property
     def models_dir(self) -> Path:

@@ -5,11 +5,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from inferline import catalog
 from inferline.config import Settings
+from inferline.engines.embeddings import EmbeddingEngine
+from inferline.engines.onnx_embeddings import OnnxEmbeddingEngine
 from inferline.jobs import JobQueue, JobRegistry, Worker
 from inferline.services.keys import ApiKeyService
 from inferline.services.models import ModelService
 from inferline.stores.db import Database
+from inferline.stores.objects import LocalObjectStore, ObjectStore, S3ObjectStore
 
 log = logging.getLogger("inferline")
 
@@ -24,6 +28,8 @@ class Container:
     models: ModelService
     jobs: JobQueue
     job_registry: JobRegistry
+    objects: ObjectStore
+    embedder: EmbeddingEngine
     worker: Worker | None = None
 
     def start_worker(self) -> Worker:
@@ -56,4 +62,39 @@ def build_container(settings: Settings) -> Container:
     models = ModelService(settings.models_dir, settings.profile, default_chat=settings.chat_model)
     jobs = JobQueue(db, lease_seconds=settings.job_lease_seconds)
     registry = JobRegistry()
-    return Container(settings=settings, db=db, keys=keys, models=models, jobs=jobs, job_registry=registry)
+    objects = build_object_store(settings)
+    embedder = build_embedder(settings)
+    return Container(
+        settings=settings,
+        db=db,
+        keys=keys,
+        models=models,
+        jobs=jobs,
+        job_registry=registry,
+        objects=objects,
+        embedder=embedder,
+    )
+
+
+def build_object_store(settings: Settings) -> ObjectStore:
+    """The local filesystem store, or an S3 service when `INFERLINE_S3_ENDPOINT` is set."""
+    if settings.s3_endpoint:
+        return S3ObjectStore(
+            settings.s3_endpoint,
+            bucket=settings.s3_bucket,
+            access_key=settings.s3_access_key,
+            secret_key=settings.s3_secret_key,
+            region=settings.s3_region,
+        )
+    return LocalObjectStore(settings.objects_dir)
+
+
+def build_embedder(settings: Settings) -> EmbeddingEngine:
+    """The default embedding model on onnxruntime; it loads on first use."""
+    entry = catalog.find(settings.embedding_model)
+    return OnnxEmbeddingEngine(
+        entry.id,
+        catalog.model_dir(settings.models_dir, entry),
+        dimensions=int(entry.options.get("dimensions", 384)),  # type: ignore[call-overload]
+        max_tokens=entry.context_length,
+    )

@@ -1,0 +1,103 @@
+"""`OnnxEmbeddingEngine`: a BERT-style sentence encoder (MiniLM int8) on onnxruntime + tokenizers.
+
+The ONNX graph returns token states; mean pooling over the attention mask and L2 normalisation happen here.
+Inputs are sorted by length and run in batches padded to the longest member, so short texts stay cheap.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inferline.errors import EngineUnavailable
+
+
+class OnnxEmbeddingEngine:
+    """Embeds texts with an ONNX sentence encoder found in `model_dir` (`model.onnx` + `tokenizer.json`)."""
+
+    def __init__(
+        self,
+        model_id: str,
+        model_dir: Path,
+        *,
+        dimensions: int = 384,
+        max_tokens: int = 256,
+        batch_size: int = 32,
+        threads: int = 0,
+    ) -> None:
+        self.model_id = model_id
+        self.model_dir = model_dir
+        self.dimensions = dimensions
+        self.max_tokens = max_tokens
+        self.batch_size = batch_size
+        self.threads = threads
+        self._lock = threading.Lock()
+        self._session: Any = None
+        self._tokenizer: Any = None
+        self._input_names: set[str] = set()
+
+    def _load(self) -> None:
+        with self._lock:
+            if self._session is not None:
+                return
+            try:
+                import onnxruntime as ort
+                from tokenizers import Tokenizer
+            except ImportError as exc:  # pragma: no cover - depends on the install
+                raise EngineUnavailable(f"onnxruntime/tokenizers are not installed: {exc}") from exc
+            model, vocab = self.model_dir / "model.onnx", self.model_dir / "tokenizer.json"
+            if not model.is_file() or not vocab.is_file():
+                raise EngineUnavailable(
+                    f"Embedding model {self.model_id} is not installed in {self.model_dir}."
+                )
+            tokenizer = Tokenizer.from_file(str(vocab))
+            tokenizer.enable_truncation(max_length=self.max_tokens)
+            tokenizer.no_padding()
+            options = ort.SessionOptions()
+            if self.threads:
+                options.intra_op_num_threads = self.threads
+            session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+            self._input_names = {i.name for i in session.get_inputs()}
+            self._tokenizer = tokenizer
+            self._session = session
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        self._load()
+        return [len(e.ids) for e in self._tokenizer.encode_batch(texts)]
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimensions), dtype=np.float32)
+        self._load()
+        encodings = self._tokenizer.encode_batch(texts)
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        out = np.empty((len(texts), self.dimensions), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            members = order[start : start + self.batch_size]
+            out[members] = self._run([encodings[i] for i in members])
+        return out
+
+    def _run(self, encodings: list[Any]) -> np.ndarray:
+        width = max(len(e.ids) for e in encodings)
+        ids = np.zeros((len(encodings), width), dtype=np.int64)
+        mask = np.zeros_like(ids)
+        types = np.zeros_like(ids)
+        for row, enc in enumerate(encodings):
+            n = len(enc.ids)
+            ids[row, :n] = enc.ids
+            mask[row, :n] = enc.attention_mask
+            types[row, :n] = enc.type_ids
+        feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        (states,) = self._session.run(None, {k: v for k, v in feeds.items() if k in self._input_names})
+        weights = mask[:, :, None].astype(np.float32)
+        pooled = (states * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+        return normalise(pooled.astype(np.float32))
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (zero rows stay zero)."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.clip(norms, 1e-12, None)).astype(np.float32)
