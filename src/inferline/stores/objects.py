@@ -103,7 +103,7 @@ class ObjectStore(Protocol):
 
 
 def validate_bucket_name(name: str) -> str:
-    """S3 bucket naming rules: 3–63 characters, lowercase letters, digits, dots and hyphens."""
+    """S3 bucket naming rules: 3-63 characters, lowercase letters, digits, dots and hyphens."""
     if not BUCKET_NAME.match(name) or ".." in name:
         raise BadRequest(
             f"Invalid bucket name {name!r}: use 3-63 lowercase letters, digits, dots or hyphens.",
@@ -191,9 +191,10 @@ class LocalObjectStore:
         return out
 
     def bucket_exists(self, tenant_id: str, bucket: str) -> bool:
-        return BUCKET_NAME.match(bucket) is not None and (
-            self._bucket_dir(tenant_id, bucket) / ".bucket.json"
-        ).is_file()
+        return (
+            BUCKET_NAME.match(bucket) is not None
+            and (self._bucket_dir(tenant_id, bucket) / ".bucket.json").is_file()
+        )
 
     # -- objects ---------------------------------------------------------------------------------------
     def put_bytes(
@@ -377,7 +378,8 @@ class S3ObjectStore:
             raise BucketAlreadyExists(f"Bucket {bucket!r} already exists.", pointer="/bucket_name")
         now = _now()
         body = json.dumps({"name": bucket, "created_at": now.isoformat()}).encode()
-        self.client.put_object(Bucket=self.bucket, Key=self._prefix(tenant_id, bucket) + self.MARKER, Body=body)
+        marker = self._prefix(tenant_id, bucket) + self.MARKER
+        self.client.put_object(Bucket=self.bucket, Key=marker, Body=body)
         return BucketInfo(bucket, now)
 
     def delete_bucket(self, tenant_id: str, bucket: str) -> None:
