@@ -5,12 +5,12 @@ BIN    := $(VENV)/bin
 export INFERLINE_DATA_DIR   ?= ./data
 export INFERLINE_MODELS_DIR ?= $(INFERLINE_DATA_DIR)/models
 
-.PHONY: install serve test bench lint fmt node-deps models-default models-test clean
+.PHONY: install serve test test-postgres bench lint fmt node-deps models-default models-test clean
 
 $(BIN)/inferline: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[engines,dev]'
+	$(BIN)/pip install -q -e '.[engines,audio,postgres,dev]'
 	@touch $@
 
 install: $(BIN)/inferline
@@ -32,6 +32,14 @@ serve: models-default
 test: models-test node-deps
 	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest
+	$(MAKE) --no-print-directory test-postgres
+
+# The suite again on PostgreSQL + pgvector, installed and started by scripts/postgres.sh (one fresh database
+# per test session). PG_PYTEST_ARGS narrows it, e.g. PG_PYTEST_ARGS='-m "not slow"'.
+PG_PYTEST_ARGS ?=
+test-postgres: models-test node-deps
+	@url="$$(scripts/postgres.sh)" && echo "PostgreSQL suite on $$url" && \
+	  INFERLINE_TEST_DATABASE_URL="$$url" $(BIN)/python -m pytest $(PG_PYTEST_ARGS)
 
 bench: models-test
 	$(BIN)/python bench/run.py

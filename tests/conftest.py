@@ -18,6 +18,7 @@ import uvicorn
 from inferline.app import create_app
 from inferline.config import Settings
 from inferline.container import Container, build_container
+from tests.databases import DatabaseFactory
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS_DIR = Path(os.environ.get("INFERLINE_MODELS_DIR", REPO / "data" / "models"))
@@ -45,12 +46,21 @@ class LiveServer:
 
 
 @pytest.fixture(scope="session")
-def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DatabaseFactory]:
+    """Empty databases on demand: SQLite, or PostgreSQL when INFERLINE_TEST_DATABASE_URL is set."""
+    base_url = os.environ.get("INFERLINE_TEST_DATABASE_URL") or None
+    factory = DatabaseFactory(base_url, tmp_path_factory.mktemp("db"))
+    yield factory
+    factory.drop_all()
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory: pytest.TempPathFactory, databases: DatabaseFactory) -> Settings:
     data = tmp_path_factory.mktemp("data")
     return Settings(
         data_dir=data,
         INFERLINE_MODELS_DIR=MODELS_DIR,
-        database_url=os.environ.get("INFERLINE_TEST_DATABASE_URL") or None,
+        database_url=databases.new("server"),
         profile="test",
         api_key=API_KEY,
         max_request_bytes=2 * 1024 * 1024,

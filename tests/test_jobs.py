@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 
 from inferline.jobs import JobContext, JobFailed, JobQueue, JobRegistry, Worker
 from inferline.stores.db import Database
+from tests.databases import DatabaseFactory
 
 
 @pytest.fixture
-def queue(tmp_path: Path) -> JobQueue:
-    db = Database(f"sqlite:///{tmp_path / 'jobs.db'}")
+def queue(databases: DatabaseFactory) -> Iterator[JobQueue]:
+    db = Database(databases.new("jobs"))
     db.migrate()
-    return JobQueue(db, lease_seconds=1.0)
+    yield JobQueue(db, lease_seconds=1.0)
+    db.dispose()
 
 
 def wait_for(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
