@@ -12,6 +12,7 @@ from inferline.api.deps import authenticate
 from inferline.api.errors import install_error_handlers
 from inferline.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from inferline.api.models.routes import router as models_router
+from inferline.api.openai_embeddings.routes import router as openai_embeddings_router
 from inferline.api.unbuilt import unbuilt_router
 from inferline.config import Settings
 from inferline.container import Container, build_container
@@ -19,7 +20,10 @@ from inferline.container import Container, build_container
 PREFIX = "/v2"
 
 # One line per API area; each router holds only its own routes.
-AREA_ROUTERS: tuple[APIRouter, ...] = (models_router,)
+AREA_ROUTERS: tuple[APIRouter, ...] = (
+    models_router,
+    openai_embeddings_router,
+)
 
 
 def create_app(settings: Settings | None = None, container: Container | None = None) -> FastAPI:

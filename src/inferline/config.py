@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     job_lease_seconds: float = Field(
         default=30.0, description="A job whose worker is silent this long is re-run."
     )
+    webhook_allowed_hosts: str = Field(
+        default="",
+        description="Comma-separated hosts, IPs or CIDRs that webhooks may target although they are "
+        "private or loopback (e.g. `127.0.0.1,10.0.0.0/8`); others are refused.",
+    )
     log_level: str = Field(default="info", description="Log level of the server.")
     # -- buckets, embeddings, crawl (issue 4) --
     s3_endpoint: str | None = Field(
@@ -60,8 +65,7 @@ class Settings(BaseSettings):
         default="sentence-transformers/all-MiniLM-L6-v2", description="Default embedding model."
     )
     embedding_aliases: str = Field(
-        default="thenlper/gte-large,intfloat/multilingual-e5-large,text-embedding-ada-002,"
-        "text-embedding-3-small",
+        default="thenlper/gte-large,intfloat/multilingual-e5-large",
         description="Comma-separated model names served by the default embedding model (the response "
         "names the model actually used). Empty: only installed model ids are accepted.",
     )

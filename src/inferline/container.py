@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
 from inferline import catalog
@@ -10,8 +11,10 @@ from inferline.config import Settings
 from inferline.engines.embeddings import EmbeddingEngine
 from inferline.engines.onnx_embeddings import OnnxEmbeddingEngine
 from inferline.jobs import JobQueue, JobRegistry, Worker
+from inferline.services.embeddings import EmbeddingsService
 from inferline.services.keys import ApiKeyService
 from inferline.services.models import ModelService
+from inferline.services.transcription import TranscriptionService
 from inferline.stores.db import Database
 from inferline.stores.objects import LocalObjectStore, ObjectStore, S3ObjectStore
 
@@ -30,6 +33,8 @@ class Container:
     job_registry: JobRegistry
     objects: ObjectStore
     embedder: EmbeddingEngine
+    embeddings: EmbeddingsService
+    transcription: TranscriptionService | None = None
     worker: Worker | None = None
 
     def start_worker(self) -> Worker:
@@ -73,6 +78,8 @@ def build_container(settings: Settings) -> Container:
         job_registry=registry,
         objects=objects,
         embedder=embedder,
+        embeddings=EmbeddingsService(embedder, models, settings.embedding_aliases.split(",")),
+        transcription=build_transcription(settings, db, models),
     )
 
 
@@ -98,3 +105,20 @@ def build_embedder(settings: Settings) -> EmbeddingEngine:
         dimensions=int(entry.options.get("dimensions", 384)),  # type: ignore[call-overload]
         max_tokens=entry.context_length,
     )
+
+
+def build_transcription(settings: Settings, db: Database, models: ModelService) -> TranscriptionService:
+    """Whisper on faster-whisper for every installed speech-to-text model; each loads on first use."""
+    from inferline.engines.whisper_stt import WhisperEngine
+    from inferline.services.audio_fetch import SafeFetcher
+
+    def engine(entry: catalog.ModelEntry) -> WhisperEngine:
+        return WhisperEngine(
+            entry.id,
+            catalog.model_dir(settings.models_dir, entry),
+            english_only=entry.id.endswith(".en"),
+            cpu_threads=os.cpu_count() or 2,
+        )
+
+    fetcher = SafeFetcher(settings.fetch_allow_hosts.split(","), max_bytes=settings.max_request_bytes)
+    return TranscriptionService(db, models, engine, fetcher)

@@ -15,9 +15,12 @@ class EmbeddingEngine(Protocol):
     max_tokens: int
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        """One L2-normalised float32 row per text, shape `(len(texts), dimensions)`."""
+        """One L2-normalised float32 row per text, shape `(len(texts), dimensions)`.
+
+        Texts longer than `max_tokens` are truncated to their first `max_tokens` tokens.
+        """
         ...
 
     def count_tokens(self, texts: list[str]) -> list[int]:
-        """How many model tokens each text has (after truncation to `max_tokens`)."""
+        """How many model tokens each text has, special tokens included, before any truncation."""
         ...

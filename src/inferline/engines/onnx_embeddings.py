@@ -37,6 +37,7 @@ class OnnxEmbeddingEngine:
         self._lock = threading.Lock()
         self._session: Any = None
         self._tokenizer: Any = None
+        self._counter: Any = None
         self._input_names: set[str] = set()
 
     def _load(self) -> None:
@@ -56,17 +57,21 @@ class OnnxEmbeddingEngine:
             tokenizer = Tokenizer.from_file(str(vocab))
             tokenizer.enable_truncation(max_length=self.max_tokens)
             tokenizer.no_padding()
+            counter = Tokenizer.from_file(str(vocab))
+            counter.no_truncation()
+            counter.no_padding()
             options = ort.SessionOptions()
             if self.threads:
                 options.intra_op_num_threads = self.threads
             session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
             self._input_names = {i.name for i in session.get_inputs()}
             self._tokenizer = tokenizer
+            self._counter = counter
             self._session = session
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         self._load()
-        return [len(e.ids) for e in self._tokenizer.encode_batch(texts)]
+        return [len(e.ids) for e in self._counter.encode_batch(texts)]
 
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:

@@ -1,0 +1,1 @@
+"""`/ai/openai/embeddings`: OpenAI-compatible text embeddings."""
