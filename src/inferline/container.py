@@ -14,7 +14,7 @@ from inferline.jobs import JobQueue, JobRegistry, Worker
 from inferline.services.embeddings import EmbeddingsService
 from inferline.services.keys import ApiKeyService
 from inferline.services.models import ModelService
-from inferline.services.transcription import TranscriptionService
+from inferline.services.transcription import MAX_FILE_BYTES, TranscriptionService
 from inferline.stores.db import Database
 from inferline.stores.objects import LocalObjectStore, ObjectStore, S3ObjectStore
 
@@ -34,7 +34,7 @@ class Container:
     objects: ObjectStore
     embedder: EmbeddingEngine
     embeddings: EmbeddingsService
-    transcription: TranscriptionService | None = None
+    transcription: TranscriptionService
     worker: Worker | None = None
 
     def start_worker(self) -> Worker:
@@ -120,5 +120,5 @@ def build_transcription(settings: Settings, db: Database, models: ModelService) 
             cpu_threads=os.cpu_count() or 2,
         )
 
-    fetcher = SafeFetcher(settings.fetch_allow_hosts.split(","), max_bytes=settings.max_request_bytes)
+    fetcher = SafeFetcher(settings.fetch_allow_hosts.split(","), max_bytes=MAX_FILE_BYTES)
     return TranscriptionService(db, models, engine, fetcher)

@@ -1,0 +1,35 @@
+"""Text-to-speech engines: text in, mono float32 samples out, one chunk per sentence."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class VoiceInfo:
+    """A voice an engine can speak with."""
+
+    voice_id: str
+    name: str
+    language: str
+    gender: str | None = None
+
+
+class TextToSpeech(Protocol):
+    """A synthesiser for one voice model."""
+
+    model_id: str
+    voice: VoiceInfo
+
+    @property
+    def sample_rate(self) -> int:
+        """Rate of the samples `synthesize` yields."""
+        ...
+
+    def synthesize(self, text: str, *, speed: float = 1.0, volume: float = 1.0) -> Iterator[np.ndarray]:
+        """Yield mono float32 samples in [-1, 1], one chunk per sentence, as soon as each is ready."""
+        ...

@@ -1,0 +1,95 @@
+"""faster-whisper (CTranslate2) speech-to-text, loaded from a local model folder on first use."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inferline.engines.stt import Segment, Transcript, Word
+
+
+class WhisperEngine:
+    """One Whisper model, loaded on first use. Calls are serialised (CTranslate2 uses all threads)."""
+
+    def __init__(
+        self,
+        model_id: str,
+        model_dir: Path,
+        *,
+        english_only: bool = False,
+        compute_type: str = "int8",
+        cpu_threads: int = 0,
+        beam_size: int = 1,
+    ) -> None:
+        self.model_id = model_id
+        self.model_dir = model_dir
+        self.english_only = english_only
+        self.compute_type = compute_type
+        self.cpu_threads = cpu_threads
+        self.beam_size = beam_size
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def languages(self) -> frozenset[str]:
+        if self.english_only:
+            return frozenset({"en"})
+        from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+        return frozenset(_LANGUAGE_CODES)
+
+    def _load(self) -> Any:
+        if self._model is None:
+            from faster_whisper import WhisperModel
+
+            self._model = WhisperModel(
+                str(self.model_dir),
+                device="cpu",
+                compute_type=self.compute_type,
+                cpu_threads=self.cpu_threads,
+                local_files_only=True,
+            )
+        return self._model
+
+    def transcribe(
+        self,
+        samples: np.ndarray,
+        *,
+        language: str | None = None,
+        prompt: str | None = None,
+        temperature: float = 0.0,
+        word_timestamps: bool = False,
+    ) -> Transcript:
+        with self._lock:
+            model = self._load()
+            segments, info = model.transcribe(
+                samples,
+                language=language or ("en" if self.english_only else None),
+                initial_prompt=prompt,
+                temperature=temperature,
+                beam_size=self.beam_size,
+                word_timestamps=word_timestamps,
+                condition_on_previous_text=False,
+            )
+            out = [_segment(n, s) for n, s in enumerate(segments)]
+        return Transcript(language=info.language, duration=float(info.duration), segments=out)
+
+
+def _segment(n: int, s: Any) -> Segment:
+    words = tuple(Word(float(w.start), float(w.end), w.word, float(w.probability)) for w in s.words or ())
+    return Segment(
+        id=n,
+        start=round(float(s.start), 3),
+        end=round(float(s.end), 3),
+        text=s.text,
+        seek=int(s.seek),
+        tokens=tuple(int(t) for t in s.tokens),
+        temperature=float(s.temperature or 0.0),
+        avg_logprob=float(s.avg_logprob),
+        compression_ratio=float(s.compression_ratio),
+        no_speech_prob=float(s.no_speech_prob),
+        words=words,
+    )
