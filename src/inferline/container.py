@@ -11,10 +11,13 @@ from inferline.config import Settings
 from inferline.engines.embeddings import EmbeddingEngine
 from inferline.engines.onnx_embeddings import OnnxEmbeddingEngine
 from inferline.jobs import JobQueue, JobRegistry, Worker
+from inferline.services.conversations import ConversationService
 from inferline.services.embeddings import EmbeddingsService
+from inferline.services.insights import RUN_KIND, InsightService
 from inferline.services.keys import ApiKeyService
 from inferline.services.models import ModelService
 from inferline.services.transcription import MAX_FILE_BYTES, TranscriptionService
+from inferline.services.webhooks import DELIVER_KIND, WebhookService, WebhookSigner
 from inferline.stores.db import Database
 from inferline.stores.objects import LocalObjectStore, ObjectStore, S3ObjectStore
 
@@ -35,6 +38,9 @@ class Container:
     embedder: EmbeddingEngine
     embeddings: EmbeddingsService
     transcription: TranscriptionService
+    webhooks: WebhookService
+    insights: InsightService
+    conversations: ConversationService
     worker: Worker | None = None
 
     def start_worker(self) -> Worker:
@@ -69,7 +75,9 @@ def build_container(settings: Settings) -> Container:
     registry = JobRegistry()
     objects = build_object_store(settings)
     embedder = build_embedder(settings)
-    return Container(
+    late: dict[str, Container] = {}
+    webhooks, insights, conversations = build_conversations(settings, db, jobs, registry, late)
+    container = Container(
         settings=settings,
         db=db,
         keys=keys,
@@ -80,7 +88,12 @@ def build_container(settings: Settings) -> Container:
         embedder=embedder,
         embeddings=EmbeddingsService(embedder, models, settings.embedding_aliases.split(",")),
         transcription=build_transcription(settings, db, models),
+        webhooks=webhooks,
+        insights=insights,
+        conversations=conversations,
     )
+    late["container"] = container
+    return container
 
 
 def build_object_store(settings: Settings) -> ObjectStore:
@@ -122,3 +135,23 @@ def build_transcription(settings: Settings, db: Database, models: ModelService) 
 
     fetcher = SafeFetcher(settings.fetch_allow_hosts.split(","), max_bytes=MAX_FILE_BYTES)
     return TranscriptionService(db, models, engine, fetcher)
+
+
+def build_conversations(
+    settings: Settings, db: Database, jobs: JobQueue, registry: JobRegistry, late: dict[str, Container]
+) -> tuple[WebhookService, InsightService, ConversationService]:
+    """Conversations, insights (run on `container.chat`, looked up when a run starts) and signed webhooks."""
+
+    def wake() -> None:
+        if "container" in late:
+            late["container"].wake_worker()
+
+    webhooks = WebhookService(
+        db, jobs, WebhookSigner(db), allowed_hosts=settings.webhook_allowed_hosts, wake=wake
+    )
+    insights = InsightService(
+        db, jobs, webhooks, chat=lambda: getattr(late.get("container"), "chat", None), wake=wake
+    )
+    registry.register(DELIVER_KIND, webhooks.deliver, on_failure=webhooks.on_failure)
+    registry.register(RUN_KIND, insights.run_job, on_failure=insights.on_run_failure)
+    return webhooks, insights, ConversationService(db, insights)

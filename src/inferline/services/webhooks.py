@@ -1,0 +1,311 @@
+"""Signed webhooks: the Ed25519 key pair, the target-URL guard, and durable delivery with retries.
+
+A delivery is signed the Telnyx way: Ed25519 over the UTF-8 bytes of `"{telnyx-timestamp}|{raw body}"`, sent
+as base64 in `telnyx-signature-ed25519` next to `telnyx-timestamp` (unix seconds), so the `telnyx` SDKs'
+`webhooks.unwrap(body, headers=…, key=<public key>)` verify it. Each delivery is a job (`deliver_webhook`);
+a non-2xx answer or a connection error is retried with the queue's exponential backoff, and every attempt
+is recorded in `webhook_attempts`.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from inferline import __version__
+from inferline.errors import ValidationFailed
+from inferline.jobs import JobContext, JobFailed, JobQueue, JobView
+from inferline.stores.conversations_tables import WebhookAttempt, WebhookDelivery, WebhookSigningKey
+from inferline.stores.db import Database
+from inferline.stores.tables import utcnow
+
+log = logging.getLogger("inferline.webhooks")
+
+DELIVER_KIND = "deliver_webhook"
+KEY_ID = "default"
+
+
+class UnsafeWebhookUrl(ValidationFailed):
+    """The webhook URL is not an allowed http(s) target."""
+
+
+def parse_allow_list(spec: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network | str]:
+    """`"127.0.0.1,10.0.0.0/8,internal.example"` → networks and host names."""
+    out: list[ipaddress.IPv4Network | ipaddress.IPv6Network | str] = []
+    for item in (part.strip() for part in spec.split(",")):
+        if not item:
+            continue
+        try:
+            out.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            out.append(item.lower())
+    return out
+
+
+def check_webhook_url(
+    url: str,
+    allowed: list[ipaddress.IPv4Network | ipaddress.IPv6Network | str],
+    *,
+    resolve: bool,
+    pointer: str = "/webhook",
+) -> None:
+    """Refuse non-http(s) URLs and private, loopback, link-local or reserved targets not on the allow-list.
+
+    With `resolve`, a host name is looked up and every address checked; without it, only literal IPs and
+    `localhost` are (used when a URL is saved: the host may not resolve from here yet).
+    """
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme not in ("http", "https") or not host:
+        raise UnsafeWebhookUrl(f"Webhook URL {url!r} must be an absolute http(s) URL.", pointer=pointer)
+    if host in allowed:
+        return
+    try:
+        addresses = [ipaddress.ip_address(host)]
+    except ValueError:
+        if host == "localhost" or host.endswith(".localhost"):
+            addresses = [ipaddress.ip_address("127.0.0.1")]
+        elif not resolve:
+            return
+        else:
+            try:
+                infos = socket.getaddrinfo(host, parts.port or 443, type=socket.SOCK_STREAM)
+            except OSError as exc:
+                raise UnsafeWebhookUrl(
+                    f"Webhook host {host!r} does not resolve: {exc}.", pointer=pointer
+                ) from None
+            addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+    for address in addresses:
+        if any(not isinstance(net, str) and address in net for net in allowed):
+            continue
+        if not address.is_global or address.is_multicast:
+            raise UnsafeWebhookUrl(
+                f"Webhook URL {url!r} targets a private or loopback address ({address}); an operator can "
+                "allow it with INFERLINE_WEBHOOK_ALLOWED_HOSTS.",
+                pointer=pointer,
+            )
+
+
+class WebhookSigner:
+    """The server's Ed25519 key pair, generated once and stored in the database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._lock = threading.Lock()
+        self._key: Any = None
+
+    def _signing_key(self) -> Any:
+        from nacl.signing import SigningKey
+
+        with self._lock:
+            if self._key is None:
+                with self.db.session() as s:
+                    row = s.get(WebhookSigningKey, KEY_ID)
+                if row is None:
+                    fresh = SigningKey.generate()
+                    try:
+                        with self.db.session() as s:
+                            s.add(
+                                WebhookSigningKey(
+                                    id=KEY_ID,
+                                    private_key=base64.b64encode(bytes(fresh)).decode(),
+                                    public_key=base64.b64encode(bytes(fresh.verify_key)).decode(),
+                                )
+                            )
+                    except IntegrityError:
+                        pass  # another process created it first: use theirs
+                    with self.db.session() as s:
+                        row = s.get(WebhookSigningKey, KEY_ID)
+                assert row is not None
+                self._key = SigningKey(base64.b64decode(row.private_key))
+            return self._key
+
+    def public_key(self) -> str:
+        """The base64 32-byte public key users verify signatures with."""
+        return base64.b64encode(bytes(self._signing_key().verify_key)).decode()
+
+    def headers(self, body: str, timestamp: int | None = None) -> dict[str, str]:
+        """`telnyx-timestamp` and `telnyx-signature-ed25519` for `body`."""
+        ts = str(int(time.time()) if timestamp is None else timestamp)
+        signature = self._signing_key().sign(f"{ts}|{body}".encode()).signature
+        return {"telnyx-timestamp": ts, "telnyx-signature-ed25519": base64.b64encode(signature).decode()}
+
+
+class WebhookService:
+    """Queues signed deliveries and performs them from a job, recording every attempt."""
+
+    def __init__(
+        self,
+        db: Database,
+        jobs: JobQueue,
+        signer: WebhookSigner,
+        *,
+        allowed_hosts: str = "",
+        timeout_seconds: float = 10.0,
+        max_attempts: int = 5,
+        wake: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.db = db
+        self.jobs = jobs
+        self.signer = signer
+        self.allowed = parse_allow_list(allowed_hosts)
+        self.timeout = timeout_seconds
+        self.max_attempts = max_attempts
+        self.wake = wake
+
+    def check_url(self, url: str, pointer: str = "/webhook") -> None:
+        """Validate a webhook URL when it is saved (raises `ValidationFailed`)."""
+        check_webhook_url(url, self.allowed, resolve=False, pointer=pointer)
+
+    def enqueue(
+        self,
+        session: Session,
+        *,
+        tenant_id: str,
+        url: str,
+        event_type: str,
+        body: dict[str, Any],
+        run_id: str | None = None,
+    ) -> str:
+        """Record a delivery and its job in `session` (commit them with the rows they report on)."""
+        delivery = WebhookDelivery(
+            tenant_id=tenant_id,
+            run_id=run_id,
+            event_type=event_type,
+            url=url,
+            body=json.dumps(body, separators=(",", ":")),
+            status="pending",
+            attempts=0,
+        )
+        session.add(delivery)
+        session.flush()
+        delivery.job_id = self.jobs.enqueue(
+            DELIVER_KIND,
+            {"delivery_id": delivery.id},
+            tenant_id,
+            session=session,
+            max_attempts=self.max_attempts,
+        )
+        return delivery.id
+
+    def deliver(self, ctx: JobContext) -> None:
+        """Job handler: one signed POST; raises to have the queue retry with backoff."""
+        delivery_id = ctx.payload["delivery_id"]
+        with self.db.session() as s:
+            row = s.get(WebhookDelivery, delivery_id)
+            if row is None or row.status == "delivered":
+                return
+            url, body = row.url, row.body
+            row.attempts += 1
+            attempt = row.attempts
+        try:
+            check_webhook_url(url, self.allowed, resolve=True)
+        except ValidationFailed as exc:
+            self._record(delivery_id, attempt, None, exc.detail, 0)
+            raise JobFailed(exc.detail) from None
+        headers = {
+            "content-type": "application/json",
+            "user-agent": f"inferline-webhooks/{__version__}",
+            **self.signer.headers(body),
+        }
+        started = time.monotonic()
+        try:
+            response = httpx.post(
+                url, content=body.encode(), headers=headers, timeout=self.timeout, follow_redirects=False
+            )
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            self._record(delivery_id, attempt, None, error, started)
+            raise RuntimeError(f"webhook delivery to {url} failed: {error}") from None
+        ok = 200 <= response.status_code < 300
+        error = None if ok else f"HTTP {response.status_code}"
+        self._record(delivery_id, attempt, response.status_code, error, started, delivered=ok)
+        if not ok:
+            raise RuntimeError(f"webhook {url} answered HTTP {response.status_code}")
+
+    def _record(
+        self,
+        delivery_id: str,
+        attempt: int,
+        status_code: int | None,
+        error: str | None,
+        started: float,
+        *,
+        delivered: bool = False,
+    ) -> None:
+        duration = int((time.monotonic() - started) * 1000) if started else 0
+        with self.db.session() as s:
+            s.add(
+                WebhookAttempt(
+                    delivery_id=delivery_id,
+                    attempt=attempt,
+                    status_code=status_code,
+                    error=error,
+                    duration_ms=duration,
+                )
+            )
+            row = s.get(WebhookDelivery, delivery_id)
+            if row is not None:
+                row.last_error = error
+                if delivered:
+                    row.status = "delivered"
+                    row.delivered_at = utcnow()
+
+    def on_failure(self, job: JobView, reason: str) -> None:
+        """Failure hook: the delivery is given up with the reason."""
+        with self.db.session() as s:
+            row = s.get(WebhookDelivery, job.payload.get("delivery_id"))
+            if row is not None and row.status != "delivered":
+                row.status = "failed"
+                row.last_error = reason
+
+    def deliveries(self, tenant_id: str, run_id: str) -> list[dict[str, Any]]:
+        """Deliveries of a run with their attempts, oldest first."""
+        with self.db.session() as s:
+            rows = s.scalars(
+                select(WebhookDelivery)
+                .where(WebhookDelivery.tenant_id == tenant_id, WebhookDelivery.run_id == run_id)
+                .order_by(WebhookDelivery.created_at)
+            ).all()
+            out = []
+            for row in rows:
+                attempts = s.scalars(
+                    select(WebhookAttempt)
+                    .where(WebhookAttempt.delivery_id == row.id)
+                    .order_by(WebhookAttempt.attempt, WebhookAttempt.id)
+                ).all()
+                out.append(
+                    {
+                        "id": row.id,
+                        "url": row.url,
+                        "event_type": row.event_type,
+                        "status": row.status,
+                        "attempts": [
+                            {
+                                "attempt": a.attempt,
+                                "status_code": a.status_code,
+                                "error": a.error,
+                                "duration_ms": a.duration_ms,
+                                "created_at": a.created_at,
+                            }
+                            for a in attempts
+                        ],
+                        "last_error": row.last_error,
+                        "created_at": row.created_at,
+                        "delivered_at": row.delivered_at,
+                    }
+                )
+            return out
