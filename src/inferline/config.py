@@ -4,8 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class RemoteModel(BaseModel):
+    """A model served by a remote OpenAI-compatible server (vLLM in production), one entry per model id."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(description="Base URL of the OpenAI-compatible API, e.g. `http://vllm:8000/v1`.")
+    model: str | None = Field(default=None, description="The upstream's name for it; default: the id.")
+    api_key: str | None = Field(default=None, description="Bearer token for the upstream.")
+    timeout_seconds: float = Field(default=60.0, gt=0, description="Per-request timeout (then 504).")
+    max_tokens: int = Field(default=512, gt=0, description="Longest input the model takes, in tokens.")
+    dimensions: int | None = Field(default=None, description="Vector width; default: probed once.")
 
 
 class Settings(BaseSettings):
@@ -68,6 +81,11 @@ class Settings(BaseSettings):
         default="thenlper/gte-large,intfloat/multilingual-e5-large",
         description="Comma-separated model names served by the default embedding model (the response "
         "names the model actually used). Empty: only installed model ids are accepted.",
+    )
+    remote_embedding_models: dict[str, RemoteModel] = Field(
+        default_factory=dict,
+        description="JSON object routing embedding model ids to OpenAI-compatible servers, e.g. "
+        '`{"BAAI/bge-base-en-v1.5": {"url": "http://vllm:8000/v1", "dimensions": 768}}`.',
     )
     ingest_max_file_bytes: int = Field(
         default=100 * 1024 * 1024, description="Files larger than this fail ingestion with a reason."

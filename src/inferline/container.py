@@ -86,7 +86,9 @@ def build_container(settings: Settings) -> Container:
         job_registry=registry,
         objects=objects,
         embedder=embedder,
-        embeddings=EmbeddingsService(embedder, models, settings.embedding_aliases.split(",")),
+        embeddings=EmbeddingsService(
+            embedder, models, settings.embedding_aliases.split(","), remote=build_remote_embedders(settings)
+        ),
         transcription=build_transcription(settings, db, models),
         webhooks=webhooks,
         insights=insights,
@@ -155,3 +157,21 @@ def build_conversations(
     registry.register(DELIVER_KIND, webhooks.deliver, on_failure=webhooks.on_failure)
     registry.register(RUN_KIND, insights.run_job, on_failure=insights.on_run_failure)
     return webhooks, insights, ConversationService(db, insights)
+
+
+def build_remote_embedders(settings: Settings) -> dict[str, EmbeddingEngine]:
+    """Embedding models routed to OpenAI-compatible servers (`INFERLINE_REMOTE_EMBEDDING_MODELS`)."""
+    from inferline.engines.openai_compat_embeddings import OpenAICompatEmbeddingEngine
+
+    return {
+        model_id: OpenAICompatEmbeddingEngine(
+            model_id,
+            remote.url,
+            upstream_model=remote.model,
+            api_key=remote.api_key,
+            timeout_seconds=remote.timeout_seconds,
+            max_tokens=remote.max_tokens,
+            dimensions=remote.dimensions,
+        )
+        for model_id, remote in settings.remote_embedding_models.items()
+    }

@@ -33,16 +33,25 @@ class EmbeddingResult:
 class EmbeddingsService:
     """Embeds texts with the engine serving the requested model name."""
 
-    def __init__(self, engine: EmbeddingEngine, models: ModelService, aliases: list[str]) -> None:
+    def __init__(
+        self,
+        engine: EmbeddingEngine,
+        models: ModelService,
+        aliases: list[str],
+        remote: dict[str, EmbeddingEngine] | None = None,
+    ) -> None:
         self.engine = engine
         self.models = models
-        self.aliases = [a for a in aliases if a and a != engine.model_id]
+        self.remote = dict(remote or {})  # model id -> engine on an OpenAI-compatible server
+        self.aliases = [a for a in aliases if a and a != engine.model_id and a not in self.remote]
 
     def accepted_names(self) -> list[str]:
-        return [self.engine.model_id, *self.aliases]
+        return [self.engine.model_id, *self.aliases, *self.remote]
 
     def resolve(self, model: str | None, pointer: str = "/model") -> EmbeddingEngine:
         """The engine for `model` (None: the default); 404 naming the accepted models otherwise."""
+        if model is not None and model in self.remote:
+            return self.remote[model]
         if model is None or model in self.accepted_names():
             return self.engine
         names = ", ".join(self.accepted_names())
@@ -105,6 +114,9 @@ class EmbeddingsService:
                 "owned_by": entry.organization,
             }
             for entry in self.models.installed("embeddings")
+        ] + [
+            {"id": name, "object": "model", "created": 0, "owned_by": name.partition("/")[0] or "remote"}
+            for name in self.remote
         ]
 
 

@@ -1,0 +1,167 @@
+"""Embedding models routed to a remote OpenAI-compatible server, with real processes on loopback.
+
+The upstream is a second, real inferline process serving MiniLM at `/v2/ai/openai` (the same OpenAI wire that
+vLLM speaks). The gateway under test routes `remote/minilm` there by `INFERLINE_REMOTE_EMBEDDING_MODELS`, and
+other ids to a stalled socket (504), a closed port (502), a model the upstream does not serve (502) and a bad
+upstream key (502).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import openai
+import pytest
+import telnyx
+
+from inferline.engines.openai_compat_embeddings import OpenAICompatEmbeddingEngine
+from inferline.errors import UpstreamError
+from tests.conftest import API_KEY, free_port
+from tests.databases import DatabaseFactory
+from tests.procs import Proc, Processes, base_env
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+UPSTREAM_KEY = "KEYupstream-0123456789abcdef"
+TEXTS = ["The cat sits on the mat.", "Quarterly revenue grew by five percent."]
+
+
+@pytest.fixture(scope="module")
+def stalled_port() -> Iterator[int]:
+    """A port whose listener accepts connections (kernel backlog) and never answers."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        yield int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def procs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Processes]:
+    processes = Processes(tmp_path_factory.mktemp("remote-logs"))
+    yield processes
+    processes.stop_all()
+
+
+@pytest.fixture(scope="module")
+def upstream(procs: Processes, tmp_path_factory: pytest.TempPathFactory) -> Proc:
+    data = tmp_path_factory.mktemp("upstream")
+    env = base_env(data, f"sqlite:///{data / 'up.db'}", INFERLINE_API_KEY=UPSTREAM_KEY)
+    return procs.serve("upstream", env)
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    procs: Processes,
+    upstream: Proc,
+    stalled_port: int,
+    databases: DatabaseFactory,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Proc:
+    base = f"{upstream.url}/v2/ai/openai"
+    routes = {
+        "remote/minilm": {"url": base, "model": MINILM, "api_key": UPSTREAM_KEY, "max_tokens": 256},
+        "remote/stalled": {
+            "url": f"http://127.0.0.1:{stalled_port}/v1",
+            "timeout_seconds": 1,
+            "dimensions": 8,
+        },
+        "remote/down": {"url": f"http://127.0.0.1:{free_port()}/v1", "dimensions": 8},
+        "remote/unserved": {"url": base, "model": "no/such-model", "api_key": UPSTREAM_KEY},
+        "remote/badkey": {"url": base, "model": MINILM, "api_key": "KEYwrong", "dimensions": 384},
+    }
+    env = base_env(
+        tmp_path_factory.mktemp("gateway"),
+        databases.new("gateway"),
+        INFERLINE_API_KEY=API_KEY,
+        INFERLINE_REMOTE_EMBEDDING_MODELS=json.dumps(routes),
+    )
+    return procs.serve("gateway", env)
+
+
+@pytest.fixture(scope="module")
+def oai(gateway: Proc) -> openai.OpenAI:
+    return openai.OpenAI(api_key=API_KEY, base_url=f"{gateway.url}/v2/ai/openai", max_retries=0)
+
+
+def test_remote_model_matches_the_same_model_run_locally(oai: openai.OpenAI) -> None:
+    remote = oai.embeddings.create(model="remote/minilm", input=TEXTS, encoding_format="float")
+    local = oai.embeddings.create(model=MINILM, input=TEXTS, encoding_format="float")
+    assert remote.model == "remote/minilm" and [d.index for d in remote.data] == [0, 1]
+    for r, loc in zip(remote.data, local.data, strict=True):
+        np.testing.assert_allclose(r.embedding, loc.embedding, atol=1e-5)
+    assert remote.usage.prompt_tokens == local.usage.prompt_tokens > 10
+    b64 = oai.embeddings.create(model="remote/minilm", input=TEXTS[0])  # the SDK's default base64
+    np.testing.assert_allclose(b64.data[0].embedding, local.data[0].embedding, atol=1e-5)
+
+
+def test_remote_model_through_telnyx_sdk_strict(gateway: Proc) -> None:
+    client = telnyx.Telnyx(
+        api_key=API_KEY, base_url=f"{gateway.url}/v2", _strict_response_validation=True, max_retries=0
+    )
+    response = client.ai.openai.embeddings.create_embeddings(input=TEXTS[1], model="remote/minilm")
+    assert response.model == "remote/minilm" and len(response.data[0].embedding) == 384
+    listed = {m.id for m in client.ai.openai.embeddings.list_embedding_models().data}
+    assert {"remote/minilm", MINILM} <= listed
+
+
+def test_remote_dimensions_are_truncated_and_renormalised(oai: openai.OpenAI) -> None:
+    full = oai.embeddings.create(model="remote/minilm", input=TEXTS[0], encoding_format="float").data[0]
+    small = oai.embeddings.create(
+        model="remote/minilm", input=TEXTS[0], dimensions=32, encoding_format="float"
+    ).data[0]
+    assert len(small.embedding) == 32 and abs(np.linalg.norm(small.embedding) - 1) < 1e-4
+    direction = np.asarray(full.embedding[:32]) / np.linalg.norm(full.embedding[:32])
+    np.testing.assert_allclose(small.embedding, direction, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("model", "status", "code", "words"),
+    [
+        ("remote/stalled", 504, "10008", "did not answer within 1 s"),
+        ("remote/down", 502, "10007", "unreachable"),
+        ("remote/unserved", 502, "10007", "answered 404"),
+        ("remote/badkey", 502, "10007", "answered 401"),
+    ],
+)
+def test_upstream_failures_are_502_or_504_envelopes(
+    gateway: Proc, model: str, status: int, code: str, words: str
+) -> None:
+    response = httpx.post(
+        f"{gateway.url}/v2/ai/openai/embeddings",
+        json={"model": model, "input": "hello", "encoding_format": "float"},
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        timeout=30,
+    )
+    assert response.status_code == status, response.text
+    (error,) = response.json()["errors"]
+    assert error["code"] == code and words in error["detail"] and model in error["detail"]
+
+
+def test_upstream_input_rejection_is_our_400(gateway: Proc) -> None:
+    response = httpx.post(
+        f"{gateway.url}/v2/ai/openai/embeddings",
+        json={"model": "remote/minilm", "input": "word " * 400},
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        timeout=30,
+    )
+    assert response.status_code == 400, response.text
+    (error,) = response.json()["errors"]
+    assert error["source"]["pointer"] == "/input" and "256" in error["detail"]
+
+
+def test_health_check_names_what_the_upstream_serves(upstream: Proc, tmp_path: Path) -> None:
+    base = f"{upstream.url}/v2/ai/openai"
+    healthy = OpenAICompatEmbeddingEngine("remote/minilm", base, upstream_model=MINILM, api_key=UPSTREAM_KEY)
+    missing = OpenAICompatEmbeddingEngine("remote/x", base, upstream_model="no/such", api_key=UPSTREAM_KEY)
+    try:
+        assert healthy.health()["status"] == "ok"
+        assert healthy.dimensions == 384  # probed from the upstream on first use
+        with pytest.raises(UpstreamError, match="does not serve 'no/such'"):
+            missing.health()
+    finally:
+        healthy.close()
+        missing.close()
