@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, FastAPI
 
 from inferline import __version__
 from inferline.api.conversations.routes import router as conversations_router
+from inferline.api.audio.routes import router as audio_router
 from inferline.api.deps import authenticate
 from inferline.api.errors import install_error_handlers
 from inferline.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
@@ -24,6 +25,7 @@ PREFIX = "/v2"
 AREA_ROUTERS: tuple[APIRouter, ...] = (
     models_router,
     openai_embeddings_router,
+    audio_router,
     conversations_router,
 )
 

@@ -62,6 +62,7 @@ class WhisperEngine:
         prompt: str | None = None,
         temperature: float = 0.0,
         word_timestamps: bool = False,
+        skip_silence: bool = False,
     ) -> Transcript:
         with self._lock:
             model = self._load()
@@ -73,6 +74,7 @@ class WhisperEngine:
                 beam_size=self.beam_size,
                 word_timestamps=word_timestamps,
                 condition_on_previous_text=False,
+                vad_filter=skip_silence,
             )
             out = [_segment(n, s) for n, s in enumerate(segments)]
         return Transcript(language=info.language, duration=float(info.duration), segments=out)

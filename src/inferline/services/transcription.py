@@ -165,6 +165,7 @@ class TranscriptionService:
                 prompt=options.prompt,
                 temperature=options.temperature,
                 word_timestamps=options.word_timestamps,
+                skip_silence=len(audio.channels) > 1,
             )
             detected = transcript.language or detected
             channel = index if len(audio.channels) > 1 else None
