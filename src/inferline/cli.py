@@ -84,6 +84,25 @@ def cmd_models_install(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bucket_upload(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from inferline.container import build_container
+
+    container = build_container(settings)
+    try:
+        tenant = container.keys.authenticate(args.key).tenant_id if args.key else args.tenant
+        uploaded = container.buckets.upload_paths(
+            tenant, args.bucket, [Path(p) for p in args.paths], args.prefix
+        )
+    finally:
+        container.close()
+    for info in uploaded:
+        print(f"{info.size:>12}  {info.etag}  {args.bucket}/{info.key}")
+    print(f"uploaded {len(uploaded)} file(s) to {args.bucket} (tenant {tenant})", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="inferline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -117,6 +136,18 @@ def build_parser() -> argparse.ArgumentParser:
     minstall.add_argument("models", nargs="*")
     minstall.add_argument("--profile", default=None)
     minstall.set_defaults(func=cmd_models_install)
+    bucket = sub.add_parser("bucket", help="object buckets").add_subparsers(
+        dest="bucket_command", required=True
+    )
+    upload = bucket.add_parser(
+        "upload", help="upload files or directories into a bucket (created if missing)"
+    )
+    upload.add_argument("bucket")
+    upload.add_argument("paths", nargs="+")
+    upload.add_argument("--tenant", default="default", help="owner tenant (default: `default`)")
+    upload.add_argument("--key", default=None, help="an API key whose tenant owns the bucket")
+    upload.add_argument("--prefix", default="", help="key prefix, e.g. `docs/`")
+    upload.set_defaults(func=cmd_bucket_upload)
     return parser
 
 

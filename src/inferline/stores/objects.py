@@ -27,6 +27,18 @@ BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 MAX_KEY_BYTES = 1024
 
 
+class NoSuchBucket(NotFound):
+    """The bucket does not exist."""
+
+
+class NoSuchKey(NotFound):
+    """The object does not exist."""
+
+
+class InvalidBucketName(BadRequest):
+    """Bucket names are 3-63 lowercase letters, digits, dots or hyphens."""
+
+
 class BucketNotEmpty(InferlineError):
     """The bucket still holds objects; delete them first."""
 
@@ -105,7 +117,7 @@ class ObjectStore(Protocol):
 def validate_bucket_name(name: str) -> str:
     """S3 bucket naming rules: 3-63 characters, lowercase letters, digits, dots and hyphens."""
     if not BUCKET_NAME.match(name) or ".." in name:
-        raise BadRequest(
+        raise InvalidBucketName(
             f"Invalid bucket name {name!r}: use 3-63 lowercase letters, digits, dots or hyphens.",
             pointer="/bucket_name",
         )
@@ -123,11 +135,11 @@ def _now() -> datetime:
 
 
 def _bucket_missing(bucket: str) -> NotFound:
-    return NotFound(f"Bucket {bucket!r} does not exist.", pointer="/bucket_name")
+    return NoSuchBucket(f"Bucket {bucket!r} does not exist.", pointer="/bucket_name")
 
 
 def _object_missing(bucket: str, key: str) -> NotFound:
-    return NotFound(f"Object {key!r} does not exist in bucket {bucket!r}.", pointer="/filename")
+    return NoSuchKey(f"Object {key!r} does not exist in bucket {bucket!r}.", pointer="/filename")
 
 
 class LocalObjectStore:
