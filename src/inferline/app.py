@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from inferline import __version__
 from inferline.api.conversations.routes import router as conversations_router
 from inferline.api.audio.routes import router as audio_router
+from inferline.api.conversations.routes import router as conversations_router
 from inferline.api.deps import authenticate
 from inferline.api.errors import install_error_handlers
 from inferline.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
