@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, Depends, FastAPI
 
 from inferline import __version__
-from inferline.api.conversations.routes import router as conversations_router
 from inferline.api.audio.routes import router as audio_router
 from inferline.api.conversations.routes import router as conversations_router
 from inferline.api.deps import authenticate
