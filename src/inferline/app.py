@@ -12,6 +12,7 @@ from inferline.api.audio.routes import router as audio_router
 from inferline.api.conversations.routes import router as conversations_router
 from inferline.api.deps import authenticate
 from inferline.api.errors import install_error_handlers
+from inferline.api.fine_tuning.routes import router as fine_tuning_router
 from inferline.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from inferline.api.models.routes import router as models_router
 from inferline.api.openai_embeddings.routes import router as openai_embeddings_router
@@ -27,6 +28,7 @@ AREA_ROUTERS: tuple[APIRouter, ...] = (
     openai_embeddings_router,
     audio_router,
     conversations_router,
+    fine_tuning_router,
 )
 
 

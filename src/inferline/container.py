@@ -13,6 +13,7 @@ from inferline.engines.onnx_embeddings import OnnxEmbeddingEngine
 from inferline.jobs import JobQueue, JobRegistry, Worker
 from inferline.services.conversations import ConversationService
 from inferline.services.embeddings import EmbeddingsService
+from inferline.services.fine_tuning import FineTuningService
 from inferline.services.insights import RUN_KIND, InsightService
 from inferline.services.keys import ApiKeyService
 from inferline.services.models import ModelService
@@ -41,6 +42,7 @@ class Container:
     webhooks: WebhookService
     insights: InsightService
     conversations: ConversationService
+    fine_tuning: FineTuningService
     worker: Worker | None = None
 
     def start_worker(self) -> Worker:
@@ -93,6 +95,7 @@ def build_container(settings: Settings) -> Container:
         webhooks=webhooks,
         insights=insights,
         conversations=conversations,
+        fine_tuning=build_fine_tuning(settings, db, jobs, objects, models, registry, late),
     )
     late["container"] = container
     return container
@@ -175,3 +178,36 @@ def build_remote_embedders(settings: Settings) -> dict[str, EmbeddingEngine]:
         )
         for model_id, remote in settings.remote_embedding_models.items()
     }
+
+
+def build_fine_tuning(
+    settings: Settings,
+    db: Database,
+    jobs: JobQueue,
+    objects: ObjectStore,
+    models: ModelService,
+    registry: JobRegistry,
+    late: dict[str, Container],
+) -> FineTuningService:
+    """LoRA training on torch/transformers/peft (the `train` extra, imported by the first job)."""
+    from inferline.engines.lora_trainer import PeftLoraTrainer, training_available
+    from inferline.services.fine_tuning import JOB_KIND
+
+    def wake() -> None:
+        if "container" in late:
+            late["container"].wake_worker()
+
+    service = FineTuningService(
+        db,
+        jobs,
+        objects,
+        models,
+        PeftLoraTrainer(),
+        settings.data_dir / "adapters",
+        wake=wake,
+        available=training_available,
+    )
+    registry.register(JOB_KIND, service.run, on_failure=service.on_failure)
+    models.add_tenant_models(service.model_metadata)
+    service.reconcile()
+    return service

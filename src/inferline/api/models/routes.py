@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from inferline.api.deps import ContainerDep
+from inferline.api.deps import ContainerDep, TenantDep
 from inferline.api.models.protocol import ModelsResponse
 
 router = APIRouter(tags=["models"])
@@ -12,5 +12,5 @@ router = APIRouter(tags=["models"])
 
 @router.get("/ai/models")
 @router.get("/ai/openai/models")
-def list_models(container: ContainerDep) -> ModelsResponse:
-    return ModelsResponse(data=container.models.list_metadata())
+def list_models(container: ContainerDep, principal: TenantDep) -> ModelsResponse:
+    return ModelsResponse(data=container.models.list_metadata(principal.tenant_id))
