@@ -10,7 +10,7 @@ export INFERLINE_MODELS_DIR ?= $(INFERLINE_DATA_DIR)/models
 $(BIN)/inferline: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[engines,audio,postgres,dev]'
+	$(BIN)/pip install -q -e '.[engines,audio,postgres,train,dev]'
 	@touch $@
 
 install: $(BIN)/inferline
