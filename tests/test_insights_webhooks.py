@@ -77,7 +77,7 @@ def enqueue(server: LiveServer, url: str, body: dict, *, max_attempts: int = 5) 
     service = WebhookService(
         container.db, container.jobs, container.webhooks.signer, max_attempts=max_attempts, allowed_hosts=""
     )
-    run_id = f"test-{uuid.uuid4()}"
+    run_id = str(uuid.uuid4())
     with container.db.session() as s:
         service.enqueue(
             s,
