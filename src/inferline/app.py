@@ -16,6 +16,7 @@ from inferline.api.fine_tuning.routes import router as fine_tuning_router
 from inferline.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from inferline.api.models.routes import router as models_router
 from inferline.api.openai_embeddings.routes import router as openai_embeddings_router
+from inferline.api.tts.routes import router as tts_router
 from inferline.api.unbuilt import unbuilt_router
 from inferline.config import Settings
 from inferline.container import Container, build_container
@@ -27,6 +28,7 @@ AREA_ROUTERS: tuple[APIRouter, ...] = (
     models_router,
     openai_embeddings_router,
     audio_router,
+    tts_router,
     conversations_router,
     fine_tuning_router,
 )

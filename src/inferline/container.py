@@ -17,6 +17,7 @@ from inferline.services.fine_tuning import FineTuningService
 from inferline.services.insights import RUN_KIND, InsightService
 from inferline.services.keys import ApiKeyService
 from inferline.services.models import ModelService
+from inferline.services.speech import SpeechService
 from inferline.services.transcription import MAX_FILE_BYTES, TranscriptionService
 from inferline.services.webhooks import DELIVER_KIND, WebhookService, WebhookSigner
 from inferline.stores.db import Database
@@ -39,6 +40,7 @@ class Container:
     embedder: EmbeddingEngine
     embeddings: EmbeddingsService
     transcription: TranscriptionService
+    speech: SpeechService
     webhooks: WebhookService
     insights: InsightService
     conversations: ConversationService
@@ -92,6 +94,7 @@ def build_container(settings: Settings) -> Container:
             embedder, models, settings.embedding_aliases.split(","), remote=build_remote_embedders(settings)
         ),
         transcription=build_transcription(settings, db, models),
+        speech=build_speech(models),
         webhooks=webhooks,
         insights=insights,
         conversations=conversations,
@@ -211,3 +214,14 @@ def build_fine_tuning(
     models.add_tenant_models(service.model_metadata)
     service.reconcile()
     return service
+
+
+def build_speech(models: ModelService) -> SpeechService:
+    """Piper for every installed text-to-speech voice; each loads on first use."""
+    from inferline.engines.piper_tts import PiperEngine
+    from inferline.engines.tts import TextToSpeech
+
+    engines: list[TextToSpeech] = []
+    for entry in models.installed("tts"):
+        engines.append(PiperEngine(entry.id, catalog.model_dir(models.models_dir, entry) / entry.main_file))
+    return SpeechService(engines)
