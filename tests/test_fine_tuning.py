@@ -16,7 +16,12 @@ import telnyx
 from botocore.client import BaseClient
 from botocore.config import Config
 
+from inferline.jobs import JobQueue, JobRegistry, Worker
+from inferline.services.fine_tuning import JOB_KIND, FineTuningService
+from inferline.stores.db import Database
+from inferline.stores.objects import LocalObjectStore
 from tests.conftest import LiveServer
+from tests.databases import DatabaseFactory
 
 BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"
 FACT = "PURPLE-OTTER-77"
@@ -206,3 +211,47 @@ def test_training_file_the_model_cannot_learn_from_fails_before_training(
     assert failed.status == "failed"
     assert "token limit" in failed.to_dict()["error"]["message"]
     assert not [e for e in events(http, job.id) if e["type"] == "metrics"]  # it never trained
+
+
+def test_restart_reruns_or_fails_a_job_never_leaving_it_running(
+    databases: DatabaseFactory, tmp_path: Path, server: LiveServer
+) -> None:
+    """A worker that dies mid-training: the next worker takes the job over (and re-runs it); once the attempts
+    are spent the job fails with a reason. Here the re-run meets a file it cannot train on, so no training."""
+    db = Database(databases.new("ft_restart"))
+    db.migrate()
+    queue = JobQueue(db, lease_seconds=0.5)
+    objects = LocalObjectStore(tmp_path / "objects")
+    objects.create_bucket("t1", "data")
+    turns = [{"role": "user", "content": "word " * 2000}, {"role": "assistant", "content": "ok"}]
+    objects.put_bytes("t1", "data", "long.jsonl", jsonl([{"messages": turns}]))
+    live = server.container.fine_tuning  # share its trainer (and its loaded base model)
+    service = FineTuningService(db, queue, objects, live.models, live.trainer, tmp_path / "adapters")
+    registry = JobRegistry()
+    registry.register(JOB_KIND, service.run, on_failure=service.on_failure)
+    try:
+        first = service.create("t1", BASE, "data/long.jsonl", 1, None)
+        second = service.create("t1", BASE, "data/long.jsonl", 1, None)
+        # Both workers die after claiming (attempt 1); the first job's worker dies again (attempt 2).
+        for dead in ("dead-1", "dead-2"):
+            assert queue.claim(dead, [JOB_KIND]) is not None
+        time.sleep(0.6)
+        assert queue.claim("dead-3", [JOB_KIND]) is not None
+        time.sleep(0.6)
+        worker = Worker(queue, registry)
+        while worker.run_once():
+            pass
+        jobs = {j["id"]: j for j in service.list("t1")}
+        assert {j["status"] for j in jobs.values()} == {"failed"}
+        reasons = {job_id: jobs[job_id]["error"]["message"] for job_id in (first["id"], second["id"])}
+        messages = {
+            job_id: [e["message"] for e in service.events("t1", job_id, None, 100)["data"]]
+            for job_id in reasons
+        }
+        rerun = next(i for i, m in messages.items() if any("restarted (attempt 2)" in x for x in m))
+        exhausted = next(i for i in reasons if i != rerun)
+        assert "token limit" in reasons[rerun]  # taken over and re-run, then failed on the file
+        assert "stopped (lease expired)" in reasons[exhausted]  # attempts spent: failed by the hook
+        assert service.reconcile() == 0
+    finally:
+        db.dispose()

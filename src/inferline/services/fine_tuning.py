@@ -304,11 +304,11 @@ class FineTuningService:
             row = s.get(FineTuningJob, job_id)
             if row is None or row.status in TERMINAL:
                 return  # cancelled before it started, or finished by an earlier attempt
-            restarted = row.status == RUNNING
             row.status, row.started_at, row.step, row.loss = RUNNING, utcnow(), 0, None
-            note = (
-                f"restarted (attempt {ctx.job.attempts}) after its worker stopped" if restarted else "started"
-            )
+            note = "started"
+            if ctx.job.attempts > 1:
+                cause = f"after: {ctx.job.error}" if ctx.job.error else "after its worker stopped"
+                note = f"restarted (attempt {ctx.job.attempts}) {cause}"
             s.add(self._event(row, f"Job {note}"))
             tenant_id, training_file, base_id = row.tenant_id, row.training_file, row.base_model
             config = TrainingConfig(**{**self.config.__dict__, "n_epochs": row.n_epochs})
