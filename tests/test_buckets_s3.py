@@ -80,7 +80,9 @@ def test_list_objects_v2_pagination_and_delimiter(s3: BaseClient) -> None:
     for key in keys:
         s3.put_object(Bucket="listing", Key=key, Body=key.encode())
     seen = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket="listing", PaginationConfig={"PageSize": 3}):
+    for page in s3.get_paginator("list_objects_v2").paginate(
+        Bucket="listing", PaginationConfig={"PageSize": 3}
+    ):
         assert page["KeyCount"] <= 3
         seen += [o["Key"] for o in page.get("Contents", [])]
     assert seen == sorted(keys)
@@ -93,7 +95,9 @@ def test_list_objects_v2_pagination_and_delimiter(s3: BaseClient) -> None:
         "img/a.png",
         "img/b.png",
     ]
-    deleted = s3.delete_objects(Bucket="listing", Delete={"Objects": [{"Key": "img/a.png"}, {"Key": "img/b.png"}]})
+    deleted = s3.delete_objects(
+        Bucket="listing", Delete={"Objects": [{"Key": "img/a.png"}, {"Key": "img/b.png"}]}
+    )
     assert sorted(d["Key"] for d in deleted["Deleted"]) == ["img/a.png", "img/b.png"]
     assert "CommonPrefixes" not in s3.list_objects_v2(Bucket="listing", Prefix="img/", Delimiter="/")
 
@@ -115,21 +119,34 @@ def test_multipart_upload(s3: BaseClient) -> None:
     uid = upload["UploadId"]
     parts = []
     for n, chunk in enumerate([b"a" * 1000, b"b" * 1000, b"c" * 10], start=1):
-        etag = s3.upload_part(Bucket="multipart", Key="big.txt", UploadId=uid, PartNumber=n, Body=chunk)["ETag"]
+        etag = s3.upload_part(Bucket="multipart", Key="big.txt", UploadId=uid, PartNumber=n, Body=chunk)[
+            "ETag"
+        ]
         parts.append({"PartNumber": n, "ETag": etag})
     assert error_code(lambda: s3.get_object(Bucket="multipart", Key="big.txt")) == "NoSuchKey"
-    s3.complete_multipart_upload(Bucket="multipart", Key="big.txt", UploadId=uid, MultipartUpload={"Parts": parts})
-    assert s3.get_object(Bucket="multipart", Key="big.txt")["Body"].read() == b"a" * 1000 + b"b" * 1000 + b"c" * 10
+    s3.complete_multipart_upload(
+        Bucket="multipart", Key="big.txt", UploadId=uid, MultipartUpload={"Parts": parts}
+    )
+    assert (
+        s3.get_object(Bucket="multipart", Key="big.txt")["Body"].read()
+        == b"a" * 1000 + b"b" * 1000 + b"c" * 10
+    )
     bad = s3.create_multipart_upload(Bucket="multipart", Key="x")["UploadId"]
     s3.upload_part(Bucket="multipart", Key="x", UploadId=bad, PartNumber=1, Body=b"z")
     wrong = {"Parts": [{"PartNumber": 1, "ETag": '"0000"'}]}
-    assert error_code(
-        lambda: s3.complete_multipart_upload(Bucket="multipart", Key="x", UploadId=bad, MultipartUpload=wrong)
-    ) == "InvalidPart"
+    assert (
+        error_code(
+            lambda: s3.complete_multipart_upload(
+                Bucket="multipart", Key="x", UploadId=bad, MultipartUpload=wrong
+            )
+        )
+        == "InvalidPart"
+    )
     s3.abort_multipart_upload(Bucket="multipart", Key="x", UploadId=bad)
-    assert error_code(
-        lambda: s3.upload_part(Bucket="multipart", Key="x", UploadId=bad, PartNumber=2, Body=b"z")
-    ) == "NoSuchUpload"
+    assert (
+        error_code(lambda: s3.upload_part(Bucket="multipart", Key="x", UploadId=bad, PartNumber=2, Body=b"z"))
+        == "NoSuchUpload"
+    )
 
 
 def test_presigned_get(s3: BaseClient) -> None:
@@ -190,7 +207,17 @@ def test_cli_bucket_upload(server: LiveServer, s3: BaseClient, tmp_path: pytest.
         "PATH": "/usr/bin:/bin",
     }
     done = subprocess.run(
-        [sys.executable, "-m", "inferline", "bucket", "upload", "cli-upload", str(docs), "--key", server.key_a],
+        [
+            sys.executable,
+            "-m",
+            "inferline",
+            "bucket",
+            "upload",
+            "cli-upload",
+            str(docs),
+            "--key",
+            server.key_a,
+        ],
         env=env,
         capture_output=True,
         text=True,

@@ -11,11 +11,13 @@ from inferline import __version__
 from inferline.api.audio.routes import router as audio_router
 from inferline.api.conversations.routes import router as conversations_router
 from inferline.api.deps import authenticate
+from inferline.api.embeddings.routes import router as embeddings_router
 from inferline.api.errors import install_error_handlers
 from inferline.api.fine_tuning.routes import router as fine_tuning_router
 from inferline.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from inferline.api.models.routes import router as models_router
 from inferline.api.openai_embeddings.routes import router as openai_embeddings_router
+from inferline.api.s3.routes import router as s3_router
 from inferline.api.tts.routes import router as tts_router
 from inferline.api.unbuilt import unbuilt_router
 from inferline.config import Settings
@@ -27,6 +29,7 @@ PREFIX = "/v2"
 AREA_ROUTERS: tuple[APIRouter, ...] = (
     models_router,
     openai_embeddings_router,
+    embeddings_router,
     audio_router,
     tts_router,
     conversations_router,
@@ -59,6 +62,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     for router in AREA_ROUTERS:
         api.include_router(router)
     app.include_router(api)
+    app.include_router(s3_router)  # S3 protocol under /s3, authenticated by SigV4 with the API key
     app.include_router(unbuilt_router(app, PREFIX), prefix=PREFIX, dependencies=[Depends(authenticate)])
 
     @app.get("/health", include_in_schema=False)

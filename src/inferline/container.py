@@ -4,24 +4,31 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from inferline import catalog
 from inferline.config import Settings
 from inferline.engines.embeddings import EmbeddingEngine
 from inferline.engines.onnx_embeddings import OnnxEmbeddingEngine
 from inferline.jobs import JobQueue, JobRegistry, Worker
+from inferline.services.audio_fetch import SafeFetcher
+from inferline.services.buckets import BucketService
 from inferline.services.conversations import ConversationService
+from inferline.services.crawler import Crawler
 from inferline.services.embeddings import EmbeddingsService
 from inferline.services.fine_tuning import FineTuningService
+from inferline.services.ingest import JOB_KIND as EMBED_BUCKET_KIND
+from inferline.services.ingest import IngestService
 from inferline.services.insights import RUN_KIND, InsightService
 from inferline.services.keys import ApiKeyService
 from inferline.services.models import ModelService
+from inferline.services.search import SimilaritySearch
 from inferline.services.speech import SpeechService
 from inferline.services.transcription import MAX_FILE_BYTES, TranscriptionService
 from inferline.services.webhooks import DELIVER_KIND, WebhookService, WebhookSigner
 from inferline.stores.db import Database
 from inferline.stores.objects import LocalObjectStore, ObjectStore, S3ObjectStore
+from inferline.stores.vectors import ExactVectorIndex, PgVectorIndex, VectorIndex, has_pgvector
 
 log = logging.getLogger("inferline")
 
@@ -39,6 +46,7 @@ class Container:
     objects: ObjectStore
     embedder: EmbeddingEngine
     embeddings: EmbeddingsService
+    buckets: BucketService
     transcription: TranscriptionService
     speech: SpeechService
     webhooks: WebhookService
@@ -46,6 +54,10 @@ class Container:
     conversations: ConversationService
     fine_tuning: FineTuningService
     worker: Worker | None = None
+    vectors: VectorIndex = field(init=False)
+    ingest: IngestService = field(init=False)
+    embeddings_search: SimilaritySearch = field(init=False)
+    crawler: Crawler = field(init=False)
 
     def start_worker(self) -> Worker:
         """Start a worker over this container's registry (embedded in the API, or `inferline worker`)."""
@@ -93,6 +105,7 @@ def build_container(settings: Settings) -> Container:
         embeddings=EmbeddingsService(
             embedder, models, settings.embedding_aliases.split(","), remote=build_remote_embedders(settings)
         ),
+        buckets=BucketService(objects, settings.data_dir / "uploads"),
         transcription=build_transcription(settings, db, models),
         speech=build_speech(models),
         webhooks=webhooks,
@@ -101,6 +114,7 @@ def build_container(settings: Settings) -> Container:
         fine_tuning=build_fine_tuning(settings, db, jobs, objects, models, registry, late),
     )
     late["container"] = container
+    wire_bucket_embeddings(container)
     return container
 
 
@@ -225,3 +239,28 @@ def build_speech(models: ModelService) -> SpeechService:
     for entry in models.installed("tts"):
         engines.append(PiperEngine(entry.id, catalog.model_dir(models.models_dir, entry) / entry.main_file))
     return SpeechService(engines)
+
+
+def wire_bucket_embeddings(c: Container) -> None:
+    """Vector index, ingestion jobs, auto-sync, URL crawler and similarity search (issue 4)."""
+    settings = c.settings
+    c.vectors = PgVectorIndex(c.db) if has_pgvector(c.db) else ExactVectorIndex(c.db)
+    c.ingest = IngestService(
+        c.db,
+        c.objects,
+        c.vectors,
+        c.embeddings,
+        c.jobs,
+        max_file_bytes=settings.ingest_max_file_bytes,
+        transcribe=lambda tenant, data, name: c.transcription.transcribe_bytes(tenant, data, name).text,
+    )
+    fetcher = SafeFetcher(
+        settings.fetch_allow_hosts.split(","),
+        max_bytes=settings.crawl_max_page_bytes,
+        timeout=settings.crawl_timeout_seconds,
+    )
+    c.crawler = Crawler(c.objects, fetcher, max_pages=settings.crawl_max_pages)
+    c.ingest.crawl, c.ingest.check_url, c.ingest.wake = c.crawler.crawl, c.crawler.check_url, c.wake_worker
+    c.buckets.on_change(c.ingest.bucket_changed)
+    c.job_registry.register(EMBED_BUCKET_KIND, c.ingest.run, on_failure=c.ingest.fail_task)
+    c.embeddings_search = SimilaritySearch(c.ingest, c.vectors, c.embeddings)

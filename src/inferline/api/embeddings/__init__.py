@@ -1,0 +1,1 @@
+"""`/ai/embeddings*`: bucket embedding tasks, embedded buckets, similarity search and URL crawl."""

@@ -1,0 +1,127 @@
+"""URL crawl into a bucket: breadth-first, same host, at most 5 link levels, robots.txt honoured.
+
+Every request (robots.txt, pages, redirects) goes through `SafeFetcher`, which resolves each host itself,
+refuses private, loopback, link-local and reserved addresses unless the operator allow-lists them
+(`INFERLINE_FETCH_ALLOW_HOSTS`) and connects to the address it checked, so DNS rebinding cannot slip past.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import deque
+from html.parser import HTMLParser
+from urllib.parse import urldefrag, urljoin, urlsplit
+from urllib.robotparser import RobotFileParser
+
+from inferline.errors import BadRequest, InferlineError
+from inferline.jobs import JobContext, JobFailed
+from inferline.services.audio_fetch import SafeFetcher
+from inferline.stores.objects import ObjectStore
+
+log = logging.getLogger("inferline.crawler")
+USER_AGENT = "inferline-crawler"
+MAX_DEPTH = 5
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("a", "area"):
+            href = dict(attrs).get("href")
+            if href:
+                self.hrefs.append(href)
+
+
+def links(html: str, base: str) -> list[str]:
+    """Absolute http(s) links of a page, fragments removed, in document order."""
+    parser = _Links()
+    parser.feed(html)
+    out = []
+    for href in parser.hrefs:
+        url = urldefrag(urljoin(base, href.strip())).url
+        if urlsplit(url).scheme in ("http", "https"):
+            out.append(url)
+    return out
+
+
+def looks_like_html(data: bytes) -> bool:
+    head = data[:2048].lstrip().lower()
+    return head.startswith((b"<!doctype html", b"<html")) or b"<body" in head or b"<a " in head
+
+
+def object_key(url: str) -> str:
+    """A stable object key for a page URL: `host/path` (`index.html` for directories, a hash for queries)."""
+    parts = urlsplit(url)
+    path = parts.path or "/"
+    if path.endswith("/"):
+        path += "index.html"
+    key = f"{parts.hostname}{path}"
+    if parts.query:
+        key += "-" + hashlib.sha256(parts.query.encode()).hexdigest()[:12]
+    return key
+
+
+class Crawler:
+    """Fetches a site into a bucket; returns `{object key: page URL}` of what it stored."""
+
+    def __init__(self, objects: ObjectStore, fetcher: SafeFetcher, *, max_pages: int = 50) -> None:
+        self.objects = objects
+        self.fetcher = fetcher
+        self.max_pages = max_pages
+
+    def check_url(self, url: str) -> str:
+        """Refuse, before queueing, a URL that is not absolute http(s) or whose host is not public."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise BadRequest("url must be an absolute http(s) URL.", pointer="/url")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.fetcher._resolve(parts.hostname.lower(), port, "/url")  # raises BadRequest when refused
+        return url
+
+    def _robots(self, start: str) -> RobotFileParser:
+        parts = urlsplit(start)
+        robots = RobotFileParser()
+        try:
+            body, _ = self.fetcher.fetch(f"{parts.scheme}://{parts.netloc}/robots.txt", pointer="/url")
+            robots.parse(body.decode("utf-8", "replace").splitlines())
+        except InferlineError:
+            robots.parse([])  # no robots.txt: everything is allowed
+        return robots
+
+    def crawl(self, tenant_id: str, bucket: str, url: str, ctx: JobContext) -> dict[str, str]:
+        start = urldefrag(url).url
+        host = urlsplit(start).hostname
+        robots = self._robots(start)
+        queue: deque[tuple[str, int]] = deque([(start, 0)])
+        seen = {start}
+        stored: dict[str, str] = {}
+        while queue and len(stored) < self.max_pages:
+            ctx.raise_if_cancelled()
+            page, depth = queue.popleft()
+            if not robots.can_fetch(USER_AGENT, page):
+                if page == start:
+                    raise JobFailed(f"robots.txt of {host} disallows {start}")
+                continue
+            try:
+                body, final = self.fetcher.fetch(page, pointer="/url")
+            except InferlineError as exc:
+                if page == start:
+                    raise JobFailed(f"could not fetch {start}: {exc.detail}") from None
+                log.info("crawl of %s skipped %s: %s", start, page, exc.detail)
+                continue
+            if urlsplit(final).hostname != host:
+                continue  # redirected off the site
+            html = looks_like_html(body)
+            key = object_key(final)
+            self.objects.put_bytes(tenant_id, bucket, key, body, "text/html" if html else None)
+            stored[key] = final
+            if html and depth < MAX_DEPTH:
+                for link in links(body.decode("utf-8", "replace"), final):
+                    if urlsplit(link).hostname == host and link not in seen:
+                        seen.add(link)
+                        queue.append((link, depth + 1))
+        return stored
