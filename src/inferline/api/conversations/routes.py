@@ -64,9 +64,9 @@ def get_insight(insight_id: str, container: ContainerDep, principal: TenantDep) 
 
 @router.put(f"{BASE}/insights/{{insight_id}}")
 def update_insight(
-    insight_id: str, body: InsightUpdate, container: ContainerDep, principal: TenantDep
+    insight_id: str, container: ContainerDep, principal: TenantDep, body: InsightUpdate | None = None
 ) -> Json:
-    changes = body.changes(nullable=("json_schema",))
+    changes = body.changes(nullable=("json_schema",)) if body else {}
     return {"data": container.insights.update_template(principal.tenant_id, insight_id, changes)}
 
 
@@ -95,9 +95,9 @@ def get_insight_group(group_id: str, container: ContainerDep, principal: TenantD
 
 @router.put(f"{BASE}/insight-groups/{{group_id}}")
 def update_insight_group(
-    group_id: str, body: InsightGroupUpdate, container: ContainerDep, principal: TenantDep
+    group_id: str, container: ContainerDep, principal: TenantDep, body: InsightGroupUpdate | None = None
 ) -> Json:
-    changes = body.changes(nullable=("description",))
+    changes = body.changes(nullable=("description",)) if body else {}
     return {"data": container.insights.update_group(principal.tenant_id, group_id, changes)}
 
 
@@ -141,9 +141,13 @@ def get_conversation(conversation_id: str, container: ContainerDep, principal: T
 
 @router.put(f"{BASE}/{{conversation_id}}")
 def update_conversation(
-    conversation_id: str, body: ConversationUpdate, container: ContainerDep, principal: TenantDep
+    conversation_id: str,
+    container: ContainerDep,
+    principal: TenantDep,
+    body: ConversationUpdate | None = None,
 ) -> Json:
-    return {"data": container.conversations.update(principal.tenant_id, conversation_id, body.metadata)}
+    metadata = body.metadata if body else None
+    return {"data": container.conversations.update(principal.tenant_id, conversation_id, metadata)}
 
 
 @router.delete(f"{BASE}/{{conversation_id}}")
