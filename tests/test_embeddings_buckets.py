@@ -209,3 +209,11 @@ def test_openai_sdk_on_ai_base_dispatches_by_body(server: LiveServer) -> None:
     oai = openai.OpenAI(api_key=server.key_a, base_url=server.v2 + "/ai", max_retries=0)
     response = oai.embeddings.create(model=MINILM, input=["one", "two"])
     assert len(response.data) == 2 and len(response.data[0].embedding) == 384
+
+
+def test_vector_index_matches_the_database(server: LiveServer) -> None:
+    """pgvector does the search on PostgreSQL; exact numpy search elsewhere."""
+    from inferline.stores.vectors import ExactVectorIndex, PgVectorIndex
+
+    expected = ExactVectorIndex if server.container.db.is_sqlite else PgVectorIndex
+    assert type(server.container.vectors) is expected

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
-from sqlalchemy import delete, inspect, select, text, update
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.orm import Session
 
 from inferline.stores.db import Database
@@ -248,5 +248,9 @@ def has_pgvector(db: Database) -> bool:
     """True on PostgreSQL when the migration could add the `embedding vector` column."""
     if db.is_sqlite:
         return False
-    columns = inspect(db.engine).get_columns("embedding_chunks")
-    return any(c["name"] == "embedding" for c in columns)
+    query = text(
+        "SELECT 1 FROM information_schema.columns WHERE table_name = 'embedding_chunks' "
+        "AND column_name = 'embedding'"
+    )
+    with db.engine.connect() as conn:
+        return conn.execute(query).first() is not None
