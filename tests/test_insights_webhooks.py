@@ -162,3 +162,24 @@ def test_signature_is_over_timestamp_and_body(server: LiveServer, http: httpx.Cl
     VerifyKey(base64.b64decode(public_key(http))).verify(
         b'1700000000|{"a":1}', base64.b64decode(headers["telnyx-signature-ed25519"])
     )
+
+
+def test_cli_prints_the_same_public_key(server: LiveServer, http: httpx.Client) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "INFERLINE_DATABASE_URL": server.container.settings.resolved_database_url,
+        "INFERLINE_DATA_DIR": str(server.container.settings.data_dir),
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "inferline", "webhooks", "public-key"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert out.stdout.strip() == public_key(http)

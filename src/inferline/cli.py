@@ -103,6 +103,15 @@ def cmd_bucket_upload(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_webhooks_public_key(settings: Settings, args: argparse.Namespace) -> int:
+    from inferline.services.webhooks import WebhookSigner
+
+    db = Database(settings.resolved_database_url)
+    db.migrate()
+    print(WebhookSigner(db).public_key())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="inferline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -148,6 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument("--key", default=None, help="an API key whose tenant owns the bucket")
     upload.add_argument("--prefix", default="", help="key prefix, e.g. `docs/`")
     upload.set_defaults(func=cmd_bucket_upload)
+    webhooks = sub.add_parser("webhooks", help="signed webhooks").add_subparsers(
+        dest="webhooks_command", required=True
+    )
+    webhooks.add_parser(
+        "public-key", help="print the Ed25519 public key (base64) that verifies inferline's webhooks"
+    ).set_defaults(func=cmd_webhooks_public_key)
     return parser
 
 
