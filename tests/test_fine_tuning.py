@@ -4,6 +4,8 @@ planted fact, progress events, cancel, a bad file failing before training, tenan
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -79,6 +81,14 @@ def events(http: httpx.Client, job_id: str) -> list[dict[str, Any]]:
     return response.json()["data"]  # type: ignore[no-any-return]
 
 
+def watch_cli(server: LiveServer, job_id: str) -> subprocess.CompletedProcess[str]:
+    """`inferline fine-tuning watch JOB_ID` against the live server, as a user would run it."""
+    command = [sys.executable, "-m", "inferline", "fine-tuning", "watch", job_id, "--base-url", server.v2]
+    return subprocess.run(
+        [*command, "--api-key", server.key_a], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
 def error_of(response: httpx.Response, status: int) -> dict[str, Any]:
     assert response.status_code == status, response.text
     (error,) = response.json()["errors"]
@@ -143,6 +153,9 @@ def test_planted_fact_is_learned_and_served_to_its_tenant_only(
     assert steps[-1]["data"]["loss"] < steps[0]["data"]["loss"] / 5
     assert done.to_dict()["progress"] == {"step": 12, "total_steps": 12, "loss": steps[-1]["data"]["loss"]}
     assert job.id in [j.id for j in client.ai.fine_tuning.jobs.list().data]
+    watched = watch_cli(server, job.id)
+    assert watched.returncode == 0, watched.stderr
+    assert "[" + "#" * 30 + "] 12/12" in watched.stdout and f"succeeded: model {model_id}" in watched.stdout
 
     listed = {m.id: m for m in client.ai.openai.list_models().data}
     assert listed[model_id].base_model == BASE
@@ -173,7 +186,9 @@ def test_planted_fact_is_learned_and_served_to_its_tenant_only(
 
 
 @pytest.mark.slow
-def test_cancel_stops_training_promptly(client: telnyx.Telnyx, http: httpx.Client, s3: BaseClient) -> None:
+def test_cancel_stops_training_promptly(
+    client: telnyx.Telnyx, http: httpx.Client, s3: BaseClient, server: LiveServer
+) -> None:
     job = client.ai.fine_tuning.jobs.create(
         model=BASE, training_file=f"{BUCKET}/fact/train.jsonl", hyperparameters={"n_epochs": 50}
     )
@@ -191,6 +206,9 @@ def test_cancel_stops_training_promptly(client: telnyx.Telnyx, http: httpx.Clien
     final = client.ai.fine_tuning.jobs.retrieve(job.id)
     assert final.status == "cancelled" and final.to_dict()["fine_tuned_model"] is None
     assert client.ai.fine_tuning.jobs.cancel(job.id).status == "cancelled"  # idempotent
+    watched = watch_cli(server, job.id)
+    assert watched.returncode == 1 and "stopped after cancellation" in watched.stdout
+    assert watched.stdout.rstrip().endswith("cancelled")
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from inferline import catalog
+from inferline.cli_fine_tuning import add_commands as add_fine_tuning_commands
 from inferline.config import Settings
 from inferline.services.keys import ApiKeyService
 from inferline.stores.db import Database
@@ -157,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument("--key", default=None, help="an API key whose tenant owns the bucket")
     upload.add_argument("--prefix", default="", help="key prefix, e.g. `docs/`")
     upload.set_defaults(func=cmd_bucket_upload)
+    add_fine_tuning_commands(sub)
     webhooks = sub.add_parser("webhooks", help="signed webhooks").add_subparsers(
         dest="webhooks_command", required=True
     )

@@ -125,6 +125,38 @@ def _conversation(record: Any, number: int, bad: Callable[[str], ValidationFaile
     return messages
 
 
+_SCALAR_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+
+
+def gguf_architecture(path: Path) -> str | None:
+    """`general.architecture` of a GGUF file, read from its header without the `gguf` package."""
+    with path.open("rb") as f:
+
+        def u(n: int) -> int:
+            return int.from_bytes(f.read(n), "little")
+
+        def skip(kind: int) -> None:
+            if kind == 8:
+                f.seek(u(8), 1)
+            elif kind == 9:
+                inner, count = u(4), u(8)
+                for _ in range(count):
+                    skip(inner)
+            else:
+                f.seek(_SCALAR_SIZES[kind], 1)
+
+        if f.read(4) != b"GGUF":
+            return None
+        u(4), u(8)
+        for _ in range(min(u(8), 64)):
+            key = f.read(u(8)).decode("utf-8", "replace")
+            kind = u(4)
+            if key == "general.architecture" and kind == 8:
+                return f.read(u(8)).decode("utf-8", "replace")
+            skip(kind)
+    return None
+
+
 def split_training_file(training_file: str) -> tuple[str, str]:
     """`bucket/path/to/file.jsonl` -> (bucket, key)."""
     bucket, _, key = training_file.strip().removeprefix("s3://").partition("/")
@@ -150,6 +182,7 @@ class FineTuningService:
         wake: Callable[[], None] = lambda: None,
         available: Callable[[], bool] = lambda: True,
         config: TrainingConfig | None = None,
+        architectures: tuple[str, ...] = ("llama",),
     ) -> None:
         self.db = db
         self.queue = queue
@@ -160,6 +193,7 @@ class FineTuningService:
         self.wake = wake
         self.available = available
         self.config = config or TrainingConfig()
+        self.architectures = architectures
 
     # ---- API ------------------------------------------------------------------------------------------
     def create(
@@ -174,6 +208,13 @@ class FineTuningService:
         if suffix is not None and not SUFFIX.match(suffix):
             raise ValidationFailed("suffix must be 1-40 letters, digits, '.', '_' or '-'.", pointer="/suffix")
         base = self.models.resolve(model, "chat")
+        arch = gguf_architecture(_model_file(self.models, base))
+        if arch not in self.architectures:
+            raise ValidationFailed(
+                f"{base.id} ({arch} architecture) cannot be fine-tuned here; supported architectures: "
+                f"{', '.join(self.architectures)}.",
+                pointer="/model",
+            )
         self._read_training_file(tenant_id, training_file)
         if not self.available():
             raise EngineUnavailable(
