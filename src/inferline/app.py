@@ -17,6 +17,7 @@ from inferline.api.fine_tuning.routes import router as fine_tuning_router
 from inferline.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from inferline.api.models.routes import router as models_router
 from inferline.api.openai_embeddings.routes import router as openai_embeddings_router
+from inferline.api.reports.routes import router as reports_router
 from inferline.api.s3.routes import router as s3_router
 from inferline.api.tts.routes import router as tts_router
 from inferline.api.unbuilt import unbuilt_router
@@ -32,6 +33,7 @@ AREA_ROUTERS: tuple[APIRouter, ...] = (
     embeddings_router,
     audio_router,
     tts_router,
+    reports_router,
     conversations_router,
     fine_tuning_router,
 )

@@ -24,6 +24,8 @@ from inferline.services.keys import ApiKeyService
 from inferline.services.models import ModelService
 from inferline.services.search import SimilaritySearch
 from inferline.services.speech import SpeechService
+from inferline.services.stt_reports import JOB_KIND as STT_REPORT_KIND
+from inferline.services.stt_reports import SttReportService
 from inferline.services.transcription import MAX_FILE_BYTES, TranscriptionService
 from inferline.services.webhooks import DELIVER_KIND, WebhookService, WebhookSigner
 from inferline.stores.db import Database
@@ -49,6 +51,7 @@ class Container:
     buckets: BucketService
     transcription: TranscriptionService
     speech: SpeechService
+    stt_reports: SttReportService
     webhooks: WebhookService
     insights: InsightService
     conversations: ConversationService
@@ -108,6 +111,7 @@ def build_container(settings: Settings) -> Container:
         buckets=BucketService(objects, settings.data_dir / "uploads"),
         transcription=build_transcription(settings, db, models),
         speech=build_speech(models),
+        stt_reports=build_stt_reports(db, jobs, registry, late),
         webhooks=webhooks,
         insights=insights,
         conversations=conversations,
