@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from inferline.errors import BadRequest, InferlineError, NotFound, ValidationFailed
 from inferline.jobs import JobContext, JobFailed, JobQueue, JobView
+from inferline.services import postgrest
 from inferline.services.webhooks import WebhookService
 from inferline.stores.conversations_tables import (
     Conversation,
@@ -39,6 +41,18 @@ EVENT_TYPE = "call.conversation_insights.generated"
 PENDING, IN_PROGRESS, COMPLETED, FAILED = "pending", "in_progress", "completed", "failed"
 TRANSCRIPT_CHARS = 6000
 CALL_FIELDS = ("call_control_id", "connection_id", "call_leg_id", "call_session_id", "client_state")
+
+
+_FIELD = re.compile(r"^[A-Za-z0-9_\-.]+$")
+_META_PARAM = re.compile(r"metadata(?:\.|\[|->>?)([A-Za-z0-9_\-]+)\]?")
+
+
+def _field_value(field: str, result: Any, meta: dict[str, Any]) -> Any:
+    """A grouping value: `metadata.<key>` of the conversation, else that key of a JSON object result."""
+    if field.startswith("metadata."):
+        return meta.get(field.removeprefix("metadata."))
+    value = result.get(field) if isinstance(result, dict) else None
+    return json.dumps(value) if isinstance(value, dict | list) else value
 
 
 class ChatCompleter(Protocol):
@@ -370,6 +384,54 @@ class InsightService:
             raise NotFound(f"Insight run {run_id} not found.")
         return row
 
+    def aggregate(self, tenant_id: str, params: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        """Counts of completed insight results grouped by result fields and `metadata.<key>` of conversations.
+
+        Params: `group_by`/`show` (comma-joined or repeated), `insight_id`, `created_at=<op>.<value>`
+        (repeatable), `metadata.<key>=<op>.<value>` (also `metadata[<key>]`, `metadata-><key>`).
+        """
+        fields: list[str] = []
+        insight_ids: set[str] = set()
+        where = []
+        schema = postgrest.Schema(
+            columns={"created_at": postgrest.Column(InsightRun.created_at, "datetime")},
+            json_name="metadata",
+            json_column=Conversation.meta,
+        )
+        dialect = self.db.engine.dialect.name
+        for key, value in params:
+            if key in ("group_by", "group_by[]", "show", "show[]"):
+                for name in (part.strip() for part in value.split(",")):
+                    if not _FIELD.match(name):
+                        raise postgrest.FilterError(f"Invalid field name {name!r}.", parameter=key)
+                    if name not in fields:
+                        fields.append(name)
+            elif key == "insight_id":
+                insight_ids.add(value)
+            elif key == "created_at":
+                where.append(postgrest.condition(schema, "created_at", value, dialect, key))
+            elif match := _META_PARAM.fullmatch(key):
+                where.append(postgrest.condition(schema, f"metadata->{match[1]}", value, dialect, key))
+            else:
+                raise postgrest.FilterError(f"Unknown parameter {key!r}.", parameter=key)
+        stmt = (
+            select(InsightRun.templates, InsightRun.results, Conversation.meta)
+            .join(Conversation, Conversation.id == InsightRun.conversation_id)
+            .where(InsightRun.tenant_id == tenant_id, InsightRun.status == COMPLETED, *where)
+        )
+        counts: dict[tuple[Any, ...], int] = {}
+        with self.db.session() as s:
+            for templates, results, meta in s.execute(stmt):
+                structured = {t["insight_id"] for t in templates if t.get("json_schema") is not None}
+                for result in results:
+                    if insight_ids and result["insight_id"] not in insight_ids:
+                        continue
+                    value = json.loads(result["result"]) if result["insight_id"] in structured else None
+                    row = tuple(_field_value(f, value, meta or {}) for f in fields)
+                    counts[row] = counts.get(row, 0) + 1
+        ordered = sorted(counts.items(), key=lambda kv: (-kv[1], json.dumps(kv[0], default=str)))
+        return [{**dict(zip(fields, row, strict=True)), "record_count": n} for row, n in ordered]
+
     def run_job(self, ctx: JobContext) -> None:
         """Job handler: run every template not yet done, then complete the run and queue its webhook."""
         run_id = ctx.payload["run_id"]
@@ -393,11 +455,12 @@ class InsightService:
                 run = s.get(InsightRun, run_id)
                 if run is None:
                     return  # the conversation was deleted meanwhile
-                run.results = [*run.results, {"insight_id": template["insight_id"], "result": result}]
+                if all(r["insight_id"] != template["insight_id"] for r in run.results):
+                    run.results = [*run.results, {"insight_id": template["insight_id"], "result": result}]
         with self.db.session() as s:
-            run = s.get(InsightRun, run_id)
-            if run is None:
-                return
+            run = s.get(InsightRun, run_id, with_for_update=not self.db.is_sqlite)
+            if run is None or run.status == COMPLETED:
+                return  # deleted, or finished by a worker that took this run over
             run.status = COMPLETED
             run.error = None
             run.finished_at = utcnow()

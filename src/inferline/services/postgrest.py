@@ -110,6 +110,11 @@ def parse(params: Iterable[tuple[str, str]], schema: Schema, dialect: str) -> Qu
     return query
 
 
+def condition(schema: Schema, name: str, spec: str, dialect: str, parameter: str) -> ColumnElement[bool]:
+    """One `[not.]op.value` filter on field `name` (errors name `parameter`)."""
+    return _condition(schema.resolve(name, parameter), spec, dialect, parameter)
+
+
 def _non_negative(value: str, parameter: str) -> int:
     if not value.isdigit():
         raise FilterError(f"{parameter} must be a non-negative integer, got {value!r}.", parameter=parameter)
@@ -299,4 +304,4 @@ def _glob(pattern: str) -> str:
     return "".join(out)
 
 
-__all__ = ["Column", "FilterError", "Query", "Schema", "parse", "parse_datetime", "split_top"]
+__all__ = ["Column", "FilterError", "Query", "Schema", "condition", "parse", "parse_datetime", "split_top"]

@@ -45,6 +45,13 @@ def webhook_public_key(container: ContainerDep) -> Json:
     }
 
 
+@router.get(f"{BASE}/conversation-insights/aggregates")
+def aggregate_conversation_insights(request: Request, container: ContainerDep, principal: TenantDep) -> Json:
+    """Counts of completed insight results grouped by result fields and `metadata.<key>`."""
+    params = list(request.query_params.multi_items())
+    return {"data": container.insights.aggregate(principal.tenant_id, params)}
+
+
 # ---- insight templates ------------------------------------------------------------------------------------
 @router.get(f"{BASE}/insights")
 def list_insights(container: ContainerDep, principal: TenantDep, page: PageDep) -> Json:
