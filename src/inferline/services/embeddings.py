@@ -124,4 +124,4 @@ def encode(vector: np.ndarray, encoding_format: EncodingFormat) -> list[float] |
     """A float list, or base64 of the little-endian float32 bytes (what the OpenAI SDKs decode)."""
     if encoding_format == "base64":
         return base64.b64encode(vector.astype("<f4").tobytes()).decode()
-    return [float(x) for x in vector]
+    return vector.astype(np.float32).tolist()  # type: ignore[no-any-return]

@@ -1,0 +1,174 @@
+"""Embeddings and similarity search.
+
+* texts/s through `POST /v2/ai/openai/embeddings` (batches of 32, base64 and float) vs the MiniLM ONNX model
+  called directly (onnxruntime + tokenizers, batch padded to its longest text, mean pooling);
+* single-text latency through the API vs the direct call;
+* search latency at 10k and 100k chunks (synthetic unit vectors): `ExactVectorIndex.search` (warm cache) and
+  `POST /v2/ai/embeddings/similarity-search` (query embedding included) vs numpy brute force over the same
+  in-memory matrix.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+import httpx
+import numpy as np
+
+from bench.common import BENCH_KEY, Row, live_server
+from inferline import catalog
+from inferline.container import Container
+from inferline.stores.embeddings_tables import EmbeddedBucket
+from inferline.stores.vectors import ChunkRecord
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "engineers", "measure"]
+BATCH, ROUNDS = 32, 6
+
+
+def _texts(n: int, words: int = 60, seed: int = 0) -> list[str]:
+    rng = np.random.default_rng(seed)
+    return [" ".join(rng.choice(WORDS, size=words)) for _ in range(n)]
+
+
+def _direct_embedder(container: Container) -> Callable[[list[str]], np.ndarray]:
+    """The ONNX model used directly: one padded batch, mean pooling, L2 normalisation."""
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    folder = catalog.model_dir(container.settings.models_dir, catalog.find(MINILM))
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tokenizer.enable_truncation(max_length=256)
+    tokenizer.enable_padding()
+    session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+
+    def embed(texts: list[str]) -> np.ndarray:
+        enc = tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in enc], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in enc], dtype=np.int64)
+        (states,) = session.run(
+            None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        )
+        pooled = (states * mask[:, :, None]).sum(1) / mask.sum(1, keepdims=True)
+        return pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
+
+    return embed
+
+
+def _rate(call: Callable[[], object], items: int, rounds: int = ROUNDS) -> float:
+    call()  # warm-up
+    started = time.perf_counter()
+    for _ in range(rounds):
+        call()
+    return items * rounds / (time.perf_counter() - started)
+
+
+def _latency_ms(call: Callable[[], object], rounds: int = 30) -> float:
+    call()
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def _fill(container: Container, bucket: str, n: int, dims: int = 384) -> np.ndarray:
+    """Index `n` synthetic chunks (unit vectors) in `bucket` of tenant `default`; returns the matrix."""
+    rng = np.random.default_rng(n)
+    matrix = rng.standard_normal((n, dims)).astype(np.float32)
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    with container.db.session() as s:
+        s.add(
+            EmbeddedBucket(
+                tenant_id="default",
+                bucket=bucket,
+                embedding_model=MINILM,
+                chunk_size=1024,
+                chunk_overlap=512,
+                loader="default",
+                generation=0,
+            )
+        )
+    per_file = 2000
+    for start in range(0, n, per_file):
+        rows = matrix[start : start + per_file]
+        chunks = [
+            ChunkRecord(f"f{start}.txt", i, f"chunk {start + i}", "0" * 32, "s3://b/f", MINILM)
+            for i in range(len(rows))
+        ]
+        with container.db.session() as s:
+            container.vectors.replace_file(s, "default", bucket, f"f{start}.txt", chunks, rows)
+    return matrix
+
+
+def run() -> list[Row]:
+    rows: list[Row] = []
+    texts = _texts(BATCH)
+    with (
+        live_server() as (url, container),
+        httpx.Client(base_url=url, headers={"Authorization": f"Bearer {BENCH_KEY}"}, timeout=300) as http,
+    ):
+        direct = _direct_embedder(container)
+        for fmt in ("base64", "float"):
+            body = {"model": MINILM, "input": texts, "encoding_format": fmt}
+            api = _rate(
+                lambda body=body: http.post("/ai/openai/embeddings", json=body).raise_for_status(), BATCH
+            )
+            base = _rate(lambda: direct(texts), BATCH)
+            rows.append(
+                Row(f"embeddings batch {BATCH}x60 words ({fmt})", api, base, "texts/s", "ONNX direct")
+            )
+        one = {"model": MINILM, "input": texts[0], "encoding_format": "base64"}
+        api_ms = _latency_ms(lambda: http.post("/ai/openai/embeddings", json=one).raise_for_status())
+        base_ms = _latency_ms(lambda: direct(texts[:1]))
+        rows.append(Row("embeddings single text latency", api_ms, base_ms, "ms", "ONNX direct", False))
+
+        query = container.embedder.embed(["latency of vector search"])[0]
+        for n in (10_000, 100_000):
+            bucket = f"bench-{n // 1000}k"
+            matrix = _fill(container, bucket, n)
+            started = time.perf_counter()
+            container.vectors.search("default", bucket, query, 5)
+            cold = (time.perf_counter() - started) * 1000
+
+            def brute(matrix: np.ndarray = matrix) -> object:
+                scores = matrix @ query
+                top = np.argpartition(-scores, 4)[:5]
+                return top[np.argsort(-scores[top])]
+
+            warm = _latency_ms(lambda bucket=bucket: container.vectors.search("default", bucket, query, 5))
+            base = _latency_ms(brute)
+            rows.append(
+                Row(
+                    f"index search top-5, {n // 1000}k chunks (warm)",
+                    warm,
+                    base,
+                    "ms",
+                    "numpy in memory",
+                    False,
+                )
+            )
+            rows.append(
+                Row(
+                    f"index search top-5, {n // 1000}k chunks (cold load)",
+                    cold,
+                    base,
+                    "ms",
+                    "numpy in memory",
+                    False,
+                )
+            )
+            payload = {"bucket_name": bucket, "query": "latency of vector search", "num_of_docs": 5}
+            api = _latency_ms(
+                lambda payload=payload: http.post(
+                    "/ai/embeddings/similarity-search", json=payload
+                ).raise_for_status(),
+                rounds=15,
+            )
+            rows.append(
+                Row(f"similarity-search API, {n // 1000}k chunks", api, base, "ms", "numpy in memory", False)
+            )
+    return rows
