@@ -19,6 +19,7 @@ from inferline.api.models.routes import router as models_router
 from inferline.api.openai_embeddings.routes import router as openai_embeddings_router
 from inferline.api.reports.routes import router as reports_router
 from inferline.api.s3.routes import router as s3_router
+from inferline.api.summarize.routes import router as summarize_router
 from inferline.api.tts.routes import router as tts_router
 from inferline.api.unbuilt import unbuilt_router
 from inferline.config import Settings
@@ -36,6 +37,7 @@ AREA_ROUTERS: tuple[APIRouter, ...] = (
     reports_router,
     conversations_router,
     fine_tuning_router,
+    summarize_router,
 )
 
 

@@ -26,6 +26,7 @@ from inferline.services.search import SimilaritySearch
 from inferline.services.speech import SpeechService
 from inferline.services.stt_reports import JOB_KIND as STT_REPORT_KIND
 from inferline.services.stt_reports import SttReportService
+from inferline.services.summarize import SummarizeService
 from inferline.services.transcription import MAX_FILE_BYTES, TranscriptionService
 from inferline.services.webhooks import DELIVER_KIND, WebhookService, WebhookSigner
 from inferline.stores.db import Database
@@ -56,6 +57,7 @@ class Container:
     insights: InsightService
     conversations: ConversationService
     fine_tuning: FineTuningService
+    summarize: SummarizeService
     worker: Worker | None = None
     vectors: VectorIndex = field(init=False)
     ingest: IngestService = field(init=False)
@@ -116,6 +118,7 @@ def build_container(settings: Settings) -> Container:
         insights=insights,
         conversations=conversations,
         fine_tuning=build_fine_tuning(settings, db, jobs, objects, models, registry, late),
+        summarize=build_summarize(objects, late),
     )
     late["container"] = container
     wire_bucket_embeddings(container)
@@ -278,3 +281,13 @@ def wire_bucket_embeddings(c: Container) -> None:
     c.buckets.on_change(c.ingest.bucket_changed)
     c.job_registry.register(EMBED_BUCKET_KIND, c.ingest.run, on_failure=c.ingest.fail_task)
     c.embeddings_search = SimilaritySearch(c.ingest, c.vectors, c.embeddings)
+
+
+def build_summarize(objects: ObjectStore, late: dict[str, Container]) -> SummarizeService:
+    """Summaries by the chat service (`container.chat`); media transcribed by `container.transcription`."""
+
+    def transcribe(tenant_id: str, data: bytes, filename: str) -> str:
+        service = late["container"].transcription
+        return service.transcribe_bytes(tenant_id, data, filename, source="summarize").text
+
+    return SummarizeService(objects, lambda: getattr(late.get("container"), "chat", None), transcribe)

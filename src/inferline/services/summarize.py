@@ -1,0 +1,132 @@
+"""Summarize a file in one of the tenant's buckets with the chat engine.
+
+Text comes from the document loaders (PDF, HTML, JSON, CSV, text) or, for audio/video, from a transcription.
+A text that fits one prompt is summarized directly; a longer one is map-reduced: every chunk is summarized
+(no chunk is skipped or cut), then the partial summaries are combined (recursively when they are long), so
+nothing is truncated silently. Files over `max_file_bytes`, or whose text is over `max_text_chars`, are
+refused with a 400 rather than summarized partially.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from inferline.errors import BadRequest, EngineUnavailable, InferlineError, NotFound, ValidationFailed
+from inferline.services.loaders import LoaderError, chunk_text, extract_text
+from inferline.stores.objects import ObjectStore
+
+MAX_FILE_BYTES = 100 * 1024 * 1024
+DEFAULT_SYSTEM_PROMPT = "You write concise, faithful summaries. Keep names, numbers and key facts."
+MAP_PROMPT = (
+    "You summarize one part of a longer document. Write a short summary of this part only, keeping names, "
+    "numbers and key facts."
+)
+
+
+class TextCompleter(Protocol):
+    """What summarize needs from the chat service (`container.chat`)."""
+
+    def complete_text(self, tenant_id: str, messages: list[dict[str, Any]], *, max_tokens: int) -> str: ...
+
+
+class Transcriber(Protocol):
+    def __call__(self, tenant_id: str, data: bytes, filename: str) -> str: ...
+
+
+class SummarizeService:
+    """`summarize(tenant, bucket, filename, system_prompt)` -> the summary text."""
+
+    def __init__(
+        self,
+        objects: ObjectStore,
+        chat: Callable[[], TextCompleter | None],
+        transcribe: Transcriber | None,
+        *,
+        chunk_chars: int = 6000,
+        summary_tokens: int = 256,
+        max_file_bytes: int = MAX_FILE_BYTES,
+        max_text_chars: int = 200_000,
+    ) -> None:
+        self.objects = objects
+        self.chat = chat
+        self.transcribe = transcribe
+        self.chunk_chars = chunk_chars
+        self.summary_tokens = summary_tokens
+        self.max_file_bytes = max_file_bytes
+        self.max_text_chars = max_text_chars
+
+    def summarize(self, tenant_id: str, bucket: str, filename: str, system_prompt: str | None) -> str:
+        text = self.text_of(tenant_id, bucket, filename)
+        chat = self.chat()
+        if chat is None:
+            raise EngineUnavailable("No chat engine is available on this server to write the summary.")
+        return self._summarize(chat, tenant_id, text, system_prompt or DEFAULT_SYSTEM_PROMPT)
+
+    def text_of(self, tenant_id: str, bucket: str, filename: str) -> str:
+        """The file's text; 404 for a missing bucket or file, 400 when too large, 422 when unreadable."""
+        if not bucket.strip():
+            raise ValidationFailed("bucket must not be empty.", pointer="/bucket")
+        if not filename.strip():
+            raise ValidationFailed("filename must not be empty.", pointer="/filename")
+        try:
+            info = self.objects.head(tenant_id, bucket, filename)
+        except NotFound as exc:
+            pointer = "/bucket" if not self.objects.bucket_exists(tenant_id, bucket) else "/filename"
+            raise NotFound(exc.detail, pointer=pointer) from None
+        if info.size > self.max_file_bytes:
+            raise BadRequest(
+                f"{filename} is {info.size} bytes; files up to {self.max_file_bytes} bytes are summarized.",
+                pointer="/filename",
+            )
+        data = self.objects.get_bytes(tenant_id, bucket, filename)
+        transcribe = self.transcribe
+        try:
+            text = extract_text(
+                filename, data, transcribe=(lambda d, n: transcribe(tenant_id, d, n)) if transcribe else None
+            )
+        except LoaderError as exc:
+            raise ValidationFailed(f"{filename} cannot be summarized: {exc}", pointer="/filename") from None
+        if len(text) > self.max_text_chars:
+            raise BadRequest(
+                f"The text of {filename} is {len(text)} characters; up to {self.max_text_chars} can be "
+                "summarized.",
+                pointer="/filename",
+            )
+        return text
+
+    def chunks(self, text: str) -> list[str]:
+        """The pieces the text is summarized in: consecutive, covering all of it (breaks at paragraphs)."""
+        return [piece for _, piece in chunk_text(text, self.chunk_chars, 0)]
+
+    def _summarize(
+        self, chat: TextCompleter, tenant_id: str, text: str, system_prompt: str, depth: int = 0
+    ) -> str:
+        if len(text) <= self.chunk_chars:
+            messages = [
+                {"role": "system", "content": system_prompt},
+                {"role": "user", "content": f"Summarize this text:\n\n{text}"},
+            ]
+            return chat.complete_text(tenant_id, messages, max_tokens=self.summary_tokens).strip()
+        pieces = self.chunks(text)
+        partials = []
+        for number, piece in enumerate(pieces, start=1):
+            messages = [
+                {"role": "system", "content": MAP_PROMPT},
+                {"role": "user", "content": f"Part {number} of {len(pieces)}:\n\n{piece}"},
+            ]
+            partials.append(chat.complete_text(tenant_id, messages, max_tokens=self.summary_tokens).strip())
+        combined = "\n\n".join(f"Part {n}: {p}" for n, p in enumerate(partials, start=1))
+        if len(combined) > self.chunk_chars:
+            if depth >= 5 or len(combined) >= len(text):
+                raise InferlineError("The partial summaries did not get shorter; the summary was abandoned.")
+            return self._summarize(chat, tenant_id, combined, system_prompt, depth + 1)
+        messages = [
+            {"role": "system", "content": system_prompt},
+            {
+                "role": "user",
+                "content": "These are summaries of the consecutive parts of one document. Write one summary "
+                f"of the whole document.\n\n{combined}",
+            },
+        ]
+        return chat.complete_text(tenant_id, messages, max_tokens=self.summary_tokens).strip()
