@@ -217,3 +217,23 @@ def test_vector_index_matches_the_database(server: LiveServer) -> None:
 
     expected = ExactVectorIndex if server.container.db.is_sqlite else PgVectorIndex
     assert type(server.container.vectors) is expected
+
+
+@pytest.mark.slow
+def test_audio_file_is_transcribed_and_searchable(client: telnyx.Telnyx, s3: BaseClient) -> None:
+    """A spoken memo (Piper TTS) in a bucket is transcribed by Whisper while ingesting, then found."""
+    speech = client.text_to_speech.with_raw_response.generate_speech(
+        text="The quarterly planning meeting moves to Thursday afternoon.",
+        voice="Telnyx.Piper.en_US-joe-medium",
+    ).http_response.content
+    s3.create_bucket(Bucket="voice-memos")
+    s3.put_object(Bucket="voice-memos", Key="memo.mp3", Body=speech)
+    s3.put_object(Bucket="voice-memos", Key="notes.txt", Body=b"Buy oat milk and coffee beans.")
+    task = client.ai.embeddings.create(bucket_name="voice-memos")
+    assert wait_task(client, task.data.task_id) == "success"
+    hit = client.ai.embeddings.similarity_search(
+        bucket_name="voice-memos", query="when is the meeting", num_of_docs=1
+    )
+    assert hit.data[0].metadata.filename == "memo.mp3"
+    assert "thursday" in hit.data[0].document_chunk.lower()
+    assert (hit.data[0].metadata.loader_metadata or {})["loader"] == "transcription"
