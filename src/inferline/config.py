@@ -98,6 +98,22 @@ class Settings(BaseSettings):
     crawl_max_pages: int = Field(default=50, description="Most pages one URL crawl fetches.")
     crawl_max_page_bytes: int = Field(default=5 * 1024 * 1024, description="Largest page a crawl keeps.")
     crawl_timeout_seconds: float = Field(default=10.0, description="Per-request timeout of the crawler.")
+    # -- chat completions (issue 3) --
+    chat_parallel: int = Field(
+        default=2, ge=1, description="Requests one chat model decodes at once (llama.cpp slots, batched)."
+    )
+    chat_max_queue: int = Field(
+        default=16,
+        ge=0,
+        description="Chat requests that may wait per model beyond those running; more get 429.",
+    )
+    chat_context: int = Field(default=4096, ge=256, description="Context window (tokens) of each chat slot.")
+    chat_threads: int = Field(default=0, ge=0, description="CPU threads per chat model; 0 = all cores.")
+    remote_chat_models: dict[str, RemoteModel] = Field(
+        default_factory=dict,
+        description="JSON object routing chat model ids to OpenAI-compatible servers (vLLM, llama.cpp), e.g. "
+        '`{"meta-llama/Llama-3.1-8B-Instruct": {"url": "http://vllm:8000/v1", "timeout_seconds": 120}}`.',
+    )
 
     @property
     def models_dir(self) -> Path:

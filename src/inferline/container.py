@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from inferline import catalog
 from inferline.config import Settings
@@ -13,6 +14,7 @@ from inferline.engines.onnx_embeddings import OnnxEmbeddingEngine
 from inferline.jobs import JobQueue, JobRegistry, Worker
 from inferline.services.audio_fetch import SafeFetcher
 from inferline.services.buckets import BucketService
+from inferline.services.chat import ChatService
 from inferline.services.conversations import ConversationService
 from inferline.services.crawler import Crawler
 from inferline.services.embeddings import EmbeddingsService
@@ -63,6 +65,7 @@ class Container:
     ingest: IngestService = field(init=False)
     embeddings_search: SimilaritySearch = field(init=False)
     crawler: Crawler = field(init=False)
+    chat: ChatService = field(init=False)
 
     def start_worker(self) -> Worker:
         """Start a worker over this container's registry (embedded in the API, or `inferline worker`)."""
@@ -80,6 +83,8 @@ class Container:
         if self.worker is not None:
             self.worker.stop()
             self.worker = None
+        if hasattr(self, "chat"):
+            self.chat.close()
         self.db.dispose()
 
 
@@ -121,6 +126,7 @@ def build_container(settings: Settings) -> Container:
         summarize=build_summarize(objects, late),
     )
     late["container"] = container
+    container.chat = build_chat(container)
     wire_bucket_embeddings(container)
     return container
 
@@ -291,3 +297,24 @@ def build_summarize(objects: ObjectStore, late: dict[str, Container]) -> Summari
         return service.transcribe_bytes(tenant_id, data, filename, source="summarize").text
 
     return SummarizeService(objects, lambda: getattr(late.get("container"), "chat", None), transcribe)
+
+
+def build_chat(c: Container) -> ChatService:
+    """Chat completions (issue 3): embedded llama.cpp per model, remote servers, tenant fine-tunes."""
+    s = c.settings
+    chat = ChatService(
+        c.models,
+        parallel=s.chat_parallel,
+        max_queue=s.chat_max_queue,
+        context=s.chat_context,
+        threads=s.chat_threads,
+        remote=s.remote_chat_models,
+        search=lambda: getattr(getattr(c, "embeddings_search", None), "similarity_search", None),
+    )
+
+    def fine_tuned(tenant_id: str, model_id: str) -> tuple[catalog.ModelEntry, list[Path]] | None:
+        found = c.fine_tuning.resolve_model(tenant_id, model_id)
+        return None if found is None else (found.base, [found.adapter_path])
+
+    chat.add_resolver(fine_tuned)
+    return chat

@@ -1,0 +1,140 @@
+"""`LlamaCppChatEngine`: a GGUF model (plus LoRA adapters) on the embedded llama.cpp server (xllamacpp).
+
+llama.cpp runs `parallel` slots with continuous batching, so concurrent requests decode together without
+sharing state. Constraints become grammars: JSON schemas through llama.cpp's schema converter, regexes
+through llguidance, choices as a GBNF alternation. The model loads on first use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from inferline.engines.chat import ChatEngineError, Constraint, EngineRequest, OnChunk
+from inferline.errors import EngineUnavailable
+
+# OpenAI request fields llama.cpp's chat endpoint understands as-is.
+PASSTHROUGH = (
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "min_p",
+    "n",
+    "seed",
+    "stop",
+    "presence_penalty",
+    "frequency_penalty",
+    "logprobs",
+    "top_logprobs",
+)
+
+
+def regex_grammar(pattern: str) -> str:
+    """An llguidance (lark) grammar whose only sentence is a full match of `pattern`."""
+    return "%llguidance {}\nstart: /" + pattern.replace("/", "\\/") + "/\n"
+
+
+def choice_grammar(choices: Sequence[str]) -> str:
+    """A GBNF grammar matching exactly one of `choices`."""
+    return "root ::= " + " | ".join(json.dumps(c, ensure_ascii=False) for c in choices) + "\n"
+
+
+def constraint_fields(constraint: Constraint | None) -> dict[str, Any]:
+    """The llama.cpp request fields that enforce `constraint` while decoding."""
+    if constraint is None:
+        return {}
+    if constraint.kind == "json_schema":
+        return {"json_schema": constraint.value}
+    if constraint.kind == "json_object":
+        return {"response_format": {"type": "json_object"}}
+    if constraint.kind == "regex":
+        return {"grammar": regex_grammar(constraint.value)}
+    return {"grammar": choice_grammar(constraint.value)}
+
+
+class LlamaCppChatEngine:
+    """One llama.cpp server for a GGUF file and a fixed set of LoRA adapters."""
+
+    enforces_constraints = True
+
+    def __init__(
+        self,
+        name: str,
+        model_path: Path,
+        adapters: Sequence[Path] = (),
+        *,
+        parallel: int = 2,
+        context: int = 4096,
+        threads: int = 0,
+    ) -> None:
+        self.name = name
+        self.model_path = model_path
+        self.adapters = tuple(adapters)
+        self.parallel = parallel
+        self.context = context
+        self.threads = threads or max(1, os.cpu_count() or 1)
+        self._lock = threading.Lock()
+        self._server: Any = None
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._server is not None:
+                return self._server
+            try:
+                import xllamacpp
+            except ImportError as exc:  # pragma: no cover - depends on the install
+                raise EngineUnavailable(f"xllamacpp is not installed: {exc}") from exc
+            missing = [p for p in (self.model_path, *self.adapters) if not p.is_file()]
+            if missing:
+                raise EngineUnavailable(f"Chat model {self.name} is missing {missing[0]}.")
+            params = xllamacpp.CommonParams()
+            params.model.path = str(self.model_path)
+            params.n_parallel = self.parallel
+            params.n_ctx = self.context * self.parallel
+            params.cpuparams.n_threads = self.threads
+            params.cpuparams_batch.n_threads = self.threads
+            params.port = 0  # llama.cpp also listens on a free loopback port; we call it in-process
+            params.verbosity = 0
+            if self.adapters:
+                params.lora_adapters = [xllamacpp.CommonAdapterLoraInfo(str(a), 1.0) for a in self.adapters]
+            try:
+                self._server = xllamacpp.Server(params)
+            except Exception as exc:
+                raise EngineUnavailable(f"Chat model {self.name} failed to load: {exc}") from exc
+            return self._server
+
+    def body(self, request: EngineRequest) -> dict[str, Any]:
+        """The llama.cpp chat request for `request`, always streamed with usage in the last chunk."""
+        body: dict[str, Any] = {k: v for k, v in request.params.items() if k in PASSTHROUGH}
+        body.update(messages=request.messages, stream=True, stream_options={"include_usage": True})
+        body.update(constraint_fields(request.constraint))
+        if request.enable_thinking is not None:
+            # Templates with a thinking phase read this; the others ignore it (see README, chat).
+            body["chat_template_kwargs"] = {"enable_thinking": request.enable_thinking}
+            body["reasoning_format"] = "deepseek"
+        return body
+
+    def stream(self, request: EngineRequest, on_chunk: OnChunk) -> None:
+        server = self._load()
+        failure: list[ChatEngineError] = []
+
+        def callback(chunk: dict[str, Any]) -> bool:
+            error = chunk.get("error") if isinstance(chunk, dict) else None
+            if error is not None or "choices" not in chunk:
+                err = error if isinstance(error, dict) else chunk
+                status = int(err.get("code", 500)) if str(err.get("code", "")).isdigit() else 500
+                failure.append(ChatEngineError(status, str(err.get("message", err))))
+                return True
+            return bool(on_chunk(chunk))
+
+        server.handle_chat_completions(self.body(request), callback)
+        if failure:
+            raise failure[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._server = None
