@@ -10,6 +10,7 @@ start a `sync_bucket` task (auto-sync).
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -83,6 +84,8 @@ class IngestService:
         self.crawl: Crawl | None = None
         self.check_url: Callable[[str], str] | None = None
         self.wake: Callable[[], None] = lambda: None
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._locks_guard = threading.Lock()
 
     # -- creating tasks ----------------------------------------------------------------------------------
     def create_task(
@@ -258,19 +261,32 @@ class IngestService:
             settings = EmbedSettings(
                 config.embedding_model, config.chunk_size, config.chunk_overlap, config.loader
             )
-        sources: dict[str, str] = {}
-        if url:
-            if self.crawl is None:
-                raise JobFailed("URL crawling is not available")
-            sources = self.crawl(tenant_id, bucket, url, ctx)
-        try:
-            outcome = self.sync(tenant_id, bucket, settings, ctx, sources)
-        except NotFound as exc:
-            outcome = (FAILURE, str(exc))
+        with self._bucket_lock(tenant_id, bucket):  # tasks of one bucket never interleave in a worker
+            try:
+                sources: dict[str, str] = {}
+                if url:
+                    if self.crawl is None:
+                        raise JobFailed("URL crawling is not available")
+                    sources = self.crawl(tenant_id, bucket, url, ctx)
+                outcome = self.sync(tenant_id, bucket, settings, ctx, sources)
+            except NotFound as exc:
+                outcome = (FAILURE, str(exc))
+            except EngineUnavailable as exc:
+                raise JobFailed(exc.detail) from None
+            except JobCancelled:
+                self._set_outcome(task_id, FAILURE, "cancelled")
+                raise
+        self._set_outcome(task_id, *outcome)
+
+    def _bucket_lock(self, tenant_id: str, bucket: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault((tenant_id, bucket), threading.Lock())
+
+    def _set_outcome(self, task_id: str, status: str, error: str | None) -> None:
         with self.db.session() as s:
             task = s.get(EmbeddingTask, task_id)
             if task is not None:
-                self._finish(s, task, *outcome)
+                self._finish(s, task, status, error)
 
     def fail_task(self, job: JobView, reason: str) -> None:
         """Failure hook: the job failed for good, so the task did too."""
