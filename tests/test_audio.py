@@ -168,6 +168,25 @@ def test_undecodable_and_missing_file(http: httpx.Client) -> None:
     assert_envelope(http.post(PATH, data={"model": "whisper-1"}), 400)
 
 
+def test_openai_client_on_the_openai_base(server: LiveServer, hello_wav: bytes) -> None:
+    """One OpenAI client at /v2/ai/openai (as for chat and embeddings) also reaches audio."""
+    oai = openai.OpenAI(api_key=server.key_a, base_url=server.v2 + "/ai/openai", max_retries=0)
+    text = oai.audio.transcriptions.create(model="whisper-1", file=("h.wav", hello_wav)).text
+    assert audio.words(text) == audio.words(HELLO)
+    assert oai.audio.speech.create(model="tts-1", voice="alloy", input="Hi.").content[:3] in (
+        b"ID3",
+        b"\xff\xfb",
+    )
+
+
+def test_file_over_the_limit_is_413(
+    http: httpx.Client, server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server.container.transcription, "max_bytes", 1000)
+    error = assert_envelope(http.post(PATH, files={"file": ("big.wav", b"\0" * 1001)}), 413)
+    assert error["source"]["pointer"] == "/file"
+
+
 def test_sdk_bad_request_is_typed(client: telnyx.Telnyx, hello_wav: bytes) -> None:
     with pytest.raises(telnyx.BadRequestError) as info:
         client.ai.audio.transcribe(model="deepgram/nova-3", file=("a.wav", hello_wav))

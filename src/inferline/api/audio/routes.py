@@ -16,6 +16,7 @@ TEXT_FORMATS = {"text": "text/plain", "srt": "text/plain", "vtt": "text/vtt"}
 
 
 @router.post("/ai/audio/transcriptions")
+@router.post("/ai/openai/audio/transcriptions")  # an OpenAI client with base URL /v2/ai/openai
 async def transcribe(request: Request, container: ContainerDep, principal: TenantDep) -> Response:
     form, upload = parse_form(await request.form(max_files=1, max_fields=100))
     options = TranscriptionOptions(

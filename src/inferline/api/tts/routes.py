@@ -38,6 +38,7 @@ def generate_speech(body: GenerateSpeechRequest, container: ContainerDep) -> Res
 
 
 @router.post("/audio/speech")
+@router.post("/ai/openai/audio/speech")  # an OpenAI client with base URL /v2/ai/openai
 def openai_speech(body: OpenAISpeechRequest, container: ContainerDep) -> Response:
     return _audio(container.speech.speak(body.to_request()))
 
