@@ -237,3 +237,17 @@ def test_audio_file_is_transcribed_and_searchable(client: telnyx.Telnyx, s3: Bas
     assert hit.data[0].metadata.filename == "memo.mp3"
     assert "thursday" in hit.data[0].document_chunk.lower()
     assert (hit.data[0].metadata.loader_metadata or {})["loader"] == "transcription"
+
+
+def test_auto_sync_sees_writes_from_other_areas(
+    client: telnyx.Telnyx, s3: BaseClient, server: LiveServer
+) -> None:
+    s3.create_bucket(Bucket="synced")
+    s3.put_object(Bucket="synced", Key="a.txt", Body=b"Oak trees grow acorns.")
+    assert wait_task(client, client.ai.embeddings.create(bucket_name="synced").data.task_id) == "success"
+    server.container.objects.put_bytes("default", "synced", "b.txt", b"Giraffes have very long necks.")
+    time.sleep(0.3)
+    wait_idle(client, "synced")
+    assert statuses(client, "synced")["b.txt"] == ("success", None)
+    hit = client.ai.embeddings.similarity_search(bucket_name="synced", query="tall animal", num_of_docs=1)
+    assert hit.data[0].metadata.filename == "b.txt"

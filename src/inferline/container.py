@@ -32,7 +32,7 @@ from inferline.services.summarize import SummarizeService
 from inferline.services.transcription import MAX_FILE_BYTES, TranscriptionService
 from inferline.services.webhooks import DELIVER_KIND, WebhookService, WebhookSigner
 from inferline.stores.db import Database
-from inferline.stores.objects import LocalObjectStore, ObjectStore, S3ObjectStore
+from inferline.stores.objects import LocalObjectStore, ObjectStore, ObservedObjectStore, S3ObjectStore
 from inferline.stores.vectors import ExactVectorIndex, PgVectorIndex, VectorIndex, has_pgvector
 
 log = logging.getLogger("inferline")
@@ -131,17 +131,18 @@ def build_container(settings: Settings) -> Container:
     return container
 
 
-def build_object_store(settings: Settings) -> ObjectStore:
-    """The local filesystem store, or an S3 service when `INFERLINE_S3_ENDPOINT` is set."""
+def build_object_store(settings: Settings) -> ObservedObjectStore:
+    """Local filesystem, or the S3 service at `INFERLINE_S3_ENDPOINT`; writes are observed (auto-sync)."""
+    inner: ObjectStore = LocalObjectStore(settings.objects_dir)
     if settings.s3_endpoint:
-        return S3ObjectStore(
+        inner = S3ObjectStore(
             settings.s3_endpoint,
             bucket=settings.s3_bucket,
             access_key=settings.s3_access_key,
             secret_key=settings.s3_secret_key,
             region=settings.s3_region,
         )
-    return LocalObjectStore(settings.objects_dir)
+    return ObservedObjectStore(inner)
 
 
 def build_embedder(settings: Settings) -> EmbeddingEngine:
@@ -284,7 +285,8 @@ def wire_bucket_embeddings(c: Container) -> None:
     )
     c.crawler = Crawler(c.objects, fetcher, max_pages=settings.crawl_max_pages)
     c.ingest.crawl, c.ingest.check_url, c.ingest.wake = c.crawler.crawl, c.crawler.check_url, c.wake_worker
-    c.buckets.on_change(c.ingest.bucket_changed)
+    if isinstance(c.objects, ObservedObjectStore):
+        c.objects.on_change(c.ingest.bucket_changed)
     c.job_registry.register(EMBED_BUCKET_KIND, c.ingest.run, on_failure=c.ingest.fail_task)
     c.embeddings_search = SimilaritySearch(c.ingest, c.vectors, c.embeddings)
 

@@ -1,21 +1,16 @@
-"""Buckets and objects as the S3 endpoint and the CLI use them: list pages, multipart uploads, change events.
-
-Listeners registered with `on_change` hear about every object written or deleted here, which is how embedded
-buckets stay in sync with their files.
-"""
+"""Buckets and objects as the S3 endpoint and the CLI use them: list pages, copies, multipart uploads."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import json
-import logging
 import mimetypes
 import os
 import re
 import shutil
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,8 +24,6 @@ from inferline.stores.objects import (
     validate_key,
 )
 
-log = logging.getLogger("inferline.buckets")
-ChangeListener = Callable[[str, str], None]
 MAX_PARTS = 10_000
 
 
@@ -58,18 +51,6 @@ class BucketService:
     def __init__(self, objects: ObjectStore, uploads_dir: Path) -> None:
         self.objects = objects
         self.uploads_dir = uploads_dir
-        self._listeners: list[ChangeListener] = []
-
-    def on_change(self, listener: ChangeListener) -> None:
-        """Call `listener(tenant_id, bucket)` after an object of a bucket was written or deleted."""
-        self._listeners.append(listener)
-
-    def _changed(self, tenant_id: str, bucket: str) -> None:
-        for listener in self._listeners:
-            try:
-                listener(tenant_id, bucket)
-            except Exception:
-                log.exception("bucket change listener failed for %s/%s", tenant_id, bucket)
 
     # -- buckets ---------------------------------------------------------------------------------------
     def create_bucket(self, tenant_id: str, bucket: str) -> BucketInfo:
@@ -89,9 +70,7 @@ class BucketService:
     def put(
         self, tenant_id: str, bucket: str, key: str, chunks: Iterable[bytes], content_type: str | None = None
     ) -> ObjectInfo:
-        info = self.objects.put_stream(tenant_id, bucket, key, chunks, content_type)
-        self._changed(tenant_id, bucket)
-        return info
+        return self.objects.put_stream(tenant_id, bucket, key, chunks, content_type)
 
     def copy(self, tenant_id: str, bucket: str, key: str, source_bucket: str, source_key: str) -> ObjectInfo:
         source, chunks = self.objects.open(tenant_id, source_bucket, source_key)
@@ -104,17 +83,13 @@ class BucketService:
         return self.objects.head(tenant_id, bucket, key)
 
     def delete(self, tenant_id: str, bucket: str, key: str) -> bool:
-        deleted = self.objects.delete(tenant_id, bucket, key)
-        if deleted:
-            self._changed(tenant_id, bucket)
-        return deleted
+        return self.objects.delete(tenant_id, bucket, key)
 
     def delete_many(self, tenant_id: str, bucket: str, keys: list[str]) -> list[str]:
-        """Delete `keys` (missing ones count as deleted, as in S3); one change event at the end."""
+        """Delete `keys`; missing ones count as deleted, as in S3."""
         self.require_bucket(tenant_id, bucket)
-        changed = [self.objects.delete(tenant_id, bucket, key) for key in keys]
-        if any(changed):
-            self._changed(tenant_id, bucket)
+        for key in keys:
+            self.objects.delete(tenant_id, bucket, key)
         return keys
 
     def list_page(
@@ -173,8 +148,6 @@ class BucketService:
                 uploaded.append(
                     self.objects.put_stream(tenant_id, bucket, prefix + name, chunks, _guess(path))
                 )
-        if uploaded:
-            self._changed(tenant_id, bucket)
         return uploaded
 
     # -- multipart uploads (parts staged on local disk, assembled by a single atomic put) ---------------

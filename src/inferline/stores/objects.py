@@ -9,12 +9,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +24,7 @@ from urllib.parse import quote
 
 from inferline.errors import BadRequest, InferlineError, NotFound
 
+log = logging.getLogger("inferline.objects")
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 MAX_KEY_BYTES = 1024
 
@@ -112,6 +114,74 @@ class ObjectStore(Protocol):
     def delete(self, tenant_id: str, bucket: str, key: str) -> bool:
         """Remove an object; False when there was none (not an error, as in S3)."""
         ...
+
+
+ChangeListener = Callable[[str, str], None]
+
+
+class ObservedObjectStore:
+    """An `ObjectStore` that tells listeners `(tenant_id, bucket)` after every object write or delete.
+
+    This is how embedded buckets stay in sync whoever writes to them (S3 endpoint, CLI, other areas).
+    """
+
+    def __init__(self, inner: ObjectStore) -> None:
+        self.inner = inner
+        self._listeners: list[ChangeListener] = []
+
+    def on_change(self, listener: ChangeListener) -> None:
+        self._listeners.append(listener)
+
+    def _changed(self, tenant_id: str, bucket: str) -> None:
+        for listener in self._listeners:
+            try:
+                listener(tenant_id, bucket)
+            except Exception:
+                log.exception("object change listener failed for %s/%s", tenant_id, bucket)
+
+    def create_bucket(self, tenant_id: str, bucket: str) -> BucketInfo:
+        return self.inner.create_bucket(tenant_id, bucket)
+
+    def delete_bucket(self, tenant_id: str, bucket: str) -> None:
+        self.inner.delete_bucket(tenant_id, bucket)
+
+    def list_buckets(self, tenant_id: str) -> list[BucketInfo]:
+        return self.inner.list_buckets(tenant_id)
+
+    def bucket_exists(self, tenant_id: str, bucket: str) -> bool:
+        return self.inner.bucket_exists(tenant_id, bucket)
+
+    def put_bytes(
+        self, tenant_id: str, bucket: str, key: str, data: bytes, content_type: str | None = None
+    ) -> ObjectInfo:
+        info = self.inner.put_bytes(tenant_id, bucket, key, data, content_type)
+        self._changed(tenant_id, bucket)
+        return info
+
+    def put_stream(
+        self, tenant_id: str, bucket: str, key: str, chunks: Iterable[bytes], content_type: str | None = None
+    ) -> ObjectInfo:
+        info = self.inner.put_stream(tenant_id, bucket, key, chunks, content_type)
+        self._changed(tenant_id, bucket)
+        return info
+
+    def get_bytes(self, tenant_id: str, bucket: str, key: str) -> bytes:
+        return self.inner.get_bytes(tenant_id, bucket, key)
+
+    def open(self, tenant_id: str, bucket: str, key: str) -> tuple[ObjectInfo, Iterator[bytes]]:
+        return self.inner.open(tenant_id, bucket, key)
+
+    def head(self, tenant_id: str, bucket: str, key: str) -> ObjectInfo:
+        return self.inner.head(tenant_id, bucket, key)
+
+    def list_objects(self, tenant_id: str, bucket: str, prefix: str = "") -> list[ObjectInfo]:
+        return self.inner.list_objects(tenant_id, bucket, prefix)
+
+    def delete(self, tenant_id: str, bucket: str, key: str) -> bool:
+        deleted = self.inner.delete(tenant_id, bucket, key)
+        if deleted:
+            self._changed(tenant_id, bucket)
+        return deleted
 
 
 def validate_bucket_name(name: str) -> str:
