@@ -75,3 +75,63 @@ def test_failed_run_is_listed_with_its_reason(durable: Container) -> None:
     conv_id = durable.insights.get_run("t-list", run_id)["conversation_id"]
     runs, total = durable.insights.list_runs("t-list", conv_id, 0, 20)
     assert total == 1 and runs[0]["id"] == run_id and runs[0]["status"] == "failed" and runs[0]["error"]
+
+
+@pytest.mark.slow
+def test_killed_worker_process_run_resumes_keeping_finished_templates(
+    tmp_path, databases: DatabaseFactory
+) -> None:  # type: ignore[no-untyped-def]
+    """A real `inferline worker` is SIGKILLed mid-run; after its lease expires another worker takes the run
+    over, keeps the templates already answered and completes the rest with the chat model."""
+    from tests.procs import Processes, base_env
+
+    url = databases.new("resume")
+    settings = Settings(
+        data_dir=tmp_path,
+        INFERLINE_MODELS_DIR=MODELS_DIR,
+        database_url=url,
+        profile="test",
+        job_lease_seconds=1.0,
+        embedded_worker=False,
+        log_level="warning",
+    )
+    container = build_container(settings)
+    procs = Processes(tmp_path)
+    try:
+        tenant = "t-resume"
+        conv = container.conversations.create(tenant, name="resume", metadata={})
+        container.conversations.add_message(
+            tenant, conv["id"], role="user", content="The app crashes on login."
+        )
+        group = container.insights.create_group(tenant, name="three")
+        questions = {
+            "Is the problem urgent?": {"urgent": {"type": "boolean"}},
+            "How many users are affected?": {"users": {"type": "integer"}},
+            "Which product area is it?": {"area": {"type": "string", "enum": ["login", "billing", "other"]}},
+        }
+        for question, properties in questions.items():
+            schema = {"type": "object", "properties": properties, "required": list(properties)}
+            template = container.insights.create_template(
+                tenant, name=question, instructions=question, json_schema=schema
+            )
+            container.insights.assign(tenant, group["id"], template["id"])
+        run_id = container.insights.trigger_run(tenant, conv["id"], group["id"])["id"]
+
+        doomed = procs.worker("doomed", base_env(tmp_path, url, INFERLINE_JOB_LEASE_SECONDS="1"), timeout=120)
+        deadline = time.monotonic() + 240
+        while not (run := container.insights.get_run(tenant, run_id))["conversation_insights"]:
+            assert time.monotonic() < deadline and doomed.alive(), doomed.output()
+            time.sleep(0.02)
+        doomed.kill9()
+        kept = container.insights.get_run(tenant, run_id)["conversation_insights"]
+        assert run["status"] == "in_progress" and 1 <= len(kept) < 3
+
+        time.sleep(1.2)  # the dead worker's lease expires
+        assert Worker(container.jobs, container.job_registry, worker_id="rescuer").run_once()
+        done = container.insights.get_run(tenant, run_id)
+        assert done["status"] == "completed", done
+        assert len(done["conversation_insights"]) == 3
+        assert done["conversation_insights"][: len(kept)] == kept
+    finally:
+        procs.stop_all()
+        container.close()

@@ -132,7 +132,7 @@ class InsightService:
         chat: Callable[[], ChatCompleter | None],
         *,
         wake: Callable[[], None] = lambda: None,
-        max_tokens: int = 200,
+        max_tokens: int = 128,
     ) -> None:
         self.db = db
         self.jobs = jobs
@@ -489,7 +489,7 @@ class InsightService:
         schema = template.get("json_schema")
         system = (
             "You analyse a conversation between a user and an assistant and answer the instruction below "
-            "about it.\n\nInstruction: " + template["instructions"]
+            "about it, briefly.\n\nInstruction: " + template["instructions"]
         )
         if schema is not None:
             system += "\n\nAnswer only with a JSON object that follows this JSON schema:\n" + json.dumps(
