@@ -165,7 +165,12 @@ def test_undecodable_and_missing_file(http: httpx.Client) -> None:
     error = assert_envelope(http.post(PATH, files={"file": ("a.wav", b"RIFF....not really audio")}), 400)
     assert error["source"]["pointer"] == "/file" and "could not be decoded" in error["detail"]
     assert_envelope(http.post(PATH, files={"file": ("empty.mp3", b"")}), 400)
-    assert_envelope(http.post(PATH, data={"model": "whisper-1"}), 400)
+    assert_envelope(http.post(PATH, data={"model": "whisper-1"}), 400)  # url-encoded, neither file nor URL
+    assert_envelope(http.post(PATH, json={"model": "whisper-1"}), 400)
+    two = [("file", ("a.wav", b"1")), ("file", ("b.wav", b"2"))]
+    assert assert_envelope(http.post(PATH, files=two), 400)["code"] == "10015"
+    broken = http.post(PATH, headers={"content-type": "multipart/form-data"}, content=b"x")
+    assert assert_envelope(broken, 400)["code"] == "10015"
 
 
 def test_openai_client_on_the_openai_base(server: LiveServer, hello_wav: bytes) -> None:

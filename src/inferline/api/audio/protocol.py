@@ -8,10 +8,13 @@ from typing import Any, Literal
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
 
 from inferline.errors import BadRequest
 from inferline.services.transcription import ChannelSegment, TranscriptionResult
 
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")  # the latter for `file_url` only
 ResponseFormat = Literal["json", "verbose_json", "text", "srt", "vtt"]
 
 
@@ -34,6 +37,16 @@ class TranscriptionForm(BaseModel):
         if self.timestamp_granularities and self.response_format != "verbose_json":
             raise ValueError("timestamp_granularities requires response_format=verbose_json")
         return self
+
+
+async def read_form(request: Request) -> FormData:
+    """The multipart body; a missing or malformed one is a 400 in the Telnyx envelope."""
+    if not request.headers.get("content-type", "").startswith(FORM_TYPES):
+        raise BadRequest("Send the audio as multipart/form-data (`file` or `file_url`).", pointer="/file")
+    try:
+        return await request.form(max_files=1, max_fields=100)
+    except HTTPException as exc:
+        raise BadRequest(f"Malformed multipart body: {exc.detail}") from exc
 
 
 def parse_form(form: FormData) -> tuple[TranscriptionForm, UploadFile | None]:

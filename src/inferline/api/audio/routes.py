@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from inferline.api.audio.protocol import parse_form, transcription_body
+from inferline.api.audio.protocol import parse_form, read_form, transcription_body
 from inferline.api.deps import ContainerDep, TenantDep
 from inferline.services.transcription import TranscriptionOptions, to_srt, to_vtt
 
@@ -18,7 +18,7 @@ TEXT_FORMATS = {"text": "text/plain", "srt": "text/plain", "vtt": "text/vtt"}
 @router.post("/ai/audio/transcriptions")
 @router.post("/ai/openai/audio/transcriptions")  # an OpenAI client with base URL /v2/ai/openai
 async def transcribe(request: Request, container: ContainerDep, principal: TenantDep) -> Response:
-    form, upload = parse_form(await request.form(max_files=1, max_fields=100))
+    form, upload = parse_form(await read_form(request))
     options = TranscriptionOptions(
         model=form.model,
         language=form.language,
