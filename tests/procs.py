@@ -90,25 +90,41 @@ class Processes:
 
     def serve(self, name: str, env: dict[str, str], timeout: float = 60.0) -> Proc:
         """`inferline serve` on a free loopback port; returns once `/health` answers."""
+        return self.wait_healthy(self.spawn_server(name, env), timeout)
+
+    def spawn_server(self, name: str, env: dict[str, str]) -> Proc:
+        """Start `inferline serve` on a free loopback port without waiting for it."""
         port = free_port()
         proc = self._spawn(name, ["serve"], {**env, "INFERLINE_PORT": str(port)})
         proc.url = f"http://127.0.0.1:{port}"
+        return proc
+
+    @staticmethod
+    def wait_healthy(proc: Proc, timeout: float = 60.0) -> Proc:
+        assert proc.url is not None
         deadline = time.monotonic() + timeout
         while True:
             if not proc.alive():
-                raise RuntimeError(f"{name} exited:\n{proc.output()}")
+                raise RuntimeError(f"{proc.name} exited:\n{proc.output()}")
             try:
                 if httpx.get(proc.url + "/health", timeout=2).status_code == 200:
                     return proc
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{name} did not become healthy:\n{proc.output()}")
+                raise RuntimeError(f"{proc.name} did not become healthy:\n{proc.output()}")
             time.sleep(0.2)
 
     def worker(self, name: str, env: dict[str, str], timeout: float = 60.0) -> Proc:
         """`inferline worker`; returns once it reports the job kinds it runs."""
-        proc = self._spawn(name, ["worker"], env)
+        return self.wait_worker(self._spawn(name, ["worker"], env), timeout)
+
+    def spawn_worker(self, name: str, env: dict[str, str]) -> Proc:
+        return self._spawn(name, ["worker"], env)
+
+    @staticmethod
+    def wait_worker(proc: Proc, timeout: float = 60.0) -> Proc:
+        name = proc.name
         deadline = time.monotonic() + timeout
         while "running job kinds" not in proc.output():
             if not proc.alive():

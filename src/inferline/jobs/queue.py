@@ -156,18 +156,25 @@ class JobQueue:
             row = s.get(Job, job_id)
             return bool(renewed) and row is not None and not row.cancel_requested
 
-    def succeed(self, job_id: str) -> None:
+    def succeed(self, job_id: str, worker_id: str | None = None) -> None:
+        """Record success; with `worker_id`, only while that worker still holds the lease."""
         with self.db.session() as s:
-            row = s.get(Job, job_id)
-            if row is not None:
+            row = s.get(Job, job_id, with_for_update=not self.db.is_sqlite)
+            if row is not None and not self._lost(row, worker_id):
                 self._finish(row, CANCELLED if row.cancel_requested else SUCCEEDED, None)
 
-    def fail(self, job_id: str, reason: str, *, retry: bool) -> bool:
-        """Record a failed attempt. Requeues with backoff while attempts remain and `retry`; True if final."""
+    def fail(self, job_id: str, reason: str, *, retry: bool, worker_id: str | None = None) -> bool:
+        """Record a failed attempt. Requeues with backoff while attempts remain and `retry`; True if final.
+
+        With `worker_id`, a worker whose lease was taken over records nothing (False): the job is the new
+        owner's now.
+        """
         with self.db.session() as s:
-            row = s.get(Job, job_id)
+            row = s.get(Job, job_id, with_for_update=not self.db.is_sqlite)
             if row is None:
                 return True
+            if self._lost(row, worker_id):
+                return False
             if row.cancel_requested:
                 self._finish(row, CANCELLED, reason)
                 return True
@@ -201,6 +208,11 @@ class JobQueue:
         for status, _ in rows:
             out[status] = out.get(status, 0) + 1
         return out
+
+    @staticmethod
+    def _lost(row: Job, worker_id: str | None) -> bool:
+        """True if `worker_id` no longer holds this job (its lease expired and another worker took it)."""
+        return worker_id is not None and (row.status != RUNNING or row.lease_owner != worker_id)
 
     @staticmethod
     def _finish(row: Job, status: str, error: str | None) -> None:

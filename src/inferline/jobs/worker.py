@@ -146,17 +146,17 @@ class Worker:
         try:
             registration.handler(ctx)
         except JobCancelled:
-            self.queue.fail(job.id, "cancelled", retry=False)
+            self.queue.fail(job.id, "cancelled", retry=False, worker_id=self.worker_id)
         except JobFailed as exc:
-            if self.queue.fail(job.id, str(exc), retry=False):
+            if self.queue.fail(job.id, str(exc), retry=False, worker_id=self.worker_id):
                 self._final_failure(registration, job, str(exc))
         except Exception as exc:
             log.exception("job %s (%s) failed", job.id, job.kind)
             reason = f"{type(exc).__name__}: {exc}"
-            if self.queue.fail(job.id, reason, retry=True):
+            if self.queue.fail(job.id, reason, retry=True, worker_id=self.worker_id):
                 self._final_failure(registration, job, reason)
         else:
-            self.queue.succeed(job.id)
+            self.queue.succeed(job.id, worker_id=self.worker_id)
         finally:
             done.set()
             renewer.join()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from inferline.errors import AuthenticationFailed, NotFound
 from inferline.stores.db import Database
@@ -61,7 +62,10 @@ class ApiKeyService:
 
     def ensure(self, secret: str, tenant_id: str = "default") -> KeyInfo:
         """Seed `secret` for `tenant_id` unless it is already known (revoked keys stay revoked)."""
-        info, _ = self.create(tenant_id, name="seeded", secret=secret)
+        try:
+            info, _ = self.create(tenant_id, name="seeded", secret=secret)
+        except IntegrityError:  # a replica starting at the same moment seeded it first
+            info, _ = self.create(tenant_id, name="seeded", secret=secret)
         return info
 
     def list(self, tenant_id: str | None = None) -> list[KeyInfo]:
