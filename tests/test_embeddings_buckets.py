@@ -4,6 +4,7 @@ search, auto-sync after changes and deletes, embeddings deletion, failures that 
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 
 import boto3
@@ -180,7 +181,7 @@ def test_create_validation(client: telnyx.Telnyx, http: httpx.Client, s3: BaseCl
     cases = [
         ({"bucket_name": "valid", "document_chunk_size": 100, "document_chunk_overlap_size": 100}, 422),
         ({"bucket_name": "valid", "document_chunk_size": 0}, 422),
-        ({"bucket_name": "valid", "loader": "intercom"}, 400),
+        ({"bucket_name": "valid", "loader": "bogus"}, 422),
         ({"bucket_name": "valid", "embedding_model": "no/such-model"}, 404),
         ({"bucket_name": "valid", "unknown": 1}, 422),
         ({}, 422),
@@ -251,3 +252,41 @@ def test_auto_sync_sees_writes_from_other_areas(
     assert statuses(client, "synced")["b.txt"] == ("success", None)
     hit = client.ai.embeddings.similarity_search(bucket_name="synced", query="tall animal", num_of_docs=1)
     assert hit.data[0].metadata.filename == "b.txt"
+
+
+def test_intercom_loader_splits_articles_by_paragraph(client: telnyx.Telnyx, s3: BaseClient) -> None:
+    articles = {
+        "type": "list",
+        "data": [
+            {
+                "type": "article",
+                "title": "Resetting your password",
+                "url": "https://help.example.com/articles/1-reset",
+                "body": "<p>Open the login page.</p><h2>Forgot your email?</h2><p>Contact support with your "
+                "account number to recover the address.</p>",
+            },
+            {
+                "type": "article",
+                "title": "Billing",
+                "url": "https://help.example.com/articles/2-billing",
+                "body": "<p>Invoices are sent on the first day of every month.</p>",
+            },
+        ],
+    }
+    s3.create_bucket(Bucket="help-center")
+    s3.put_object(Bucket="help-center", Key="articles.json", Body=json.dumps(articles).encode())
+    task = client.ai.embeddings.create(bucket_name="help-center", loader="intercom")
+    assert wait_task(client, task.data.task_id) == "success"
+    hits = client.ai.embeddings.similarity_search(
+        bucket_name="help-center", query="recover my email address"
+    ).data
+    assert len(hits) == 3
+    top = hits[0]
+    assert top.document_chunk.startswith("Contact support")
+    assert top.metadata.loader_metadata == {
+        **(top.metadata.loader_metadata or {}),
+        "loader": "intercom",
+        "article_url": "https://help.example.com/articles/1-reset",
+        "heading": "Forgot your email?",
+        "title": "Resetting your password",
+    }

@@ -25,7 +25,7 @@ from inferline.errors import EngineUnavailable, NotFound, UnsupportedParameter, 
 from inferline.jobs import JobContext, JobFailed, JobQueue, JobView
 from inferline.jobs.worker import JobCancelled
 from inferline.services.embeddings import EmbeddingsService
-from inferline.services.loaders import LoaderError, Transcribe, chunk_text, load
+from inferline.services.loaders import LoaderError, Transcribe, chunk_document, load
 from inferline.stores.db import Database
 from inferline.stores.embeddings_tables import EmbeddedBucket, EmbeddedFile, EmbeddingTask
 from inferline.stores.objects import ObjectInfo, ObjectStore
@@ -44,6 +44,7 @@ QUEUED, PROCESSING, SUCCESS, FAILURE, PARTIAL = (
 TASK_STATUSES = (QUEUED, PROCESSING, SUCCESS, FAILURE, PARTIAL)
 EMBED_BATCH = 64
 MAX_CHUNK_SIZE = 16_384
+LOADERS = ("default", "intercom")
 
 
 @dataclass(frozen=True)
@@ -92,11 +93,8 @@ class IngestService:
         self, tenant_id: str, bucket: str, settings: EmbedSettings, *, url: str | None = None
     ) -> dict[str, Any]:
         """Enable the bucket for AI with `settings` and queue a task embedding it (after crawling `url`)."""
-        if settings.loader != "default":
-            raise UnsupportedParameter(
-                f"loader {settings.loader!r} is not supported by this server; use 'default'.",
-                pointer="/loader",
-            )
+        if settings.loader not in LOADERS:
+            raise ValidationFailed(f"loader must be one of {', '.join(LOADERS)}.", pointer="/loader")
         if not 1 <= settings.chunk_size <= MAX_CHUNK_SIZE:
             raise ValidationFailed(
                 f"document_chunk_size must be between 1 and {MAX_CHUNK_SIZE}.", pointer="/document_chunk_size"
@@ -364,12 +362,12 @@ class IngestService:
             if info.size > self.max_file_bytes:
                 raise LoaderError(f"file is {info.size} bytes; the limit is {self.max_file_bytes}")
             data = self.objects.get_bytes(tenant_id, bucket, info.key)
-            document = load(info.key, data, transcribe=self._transcriber(tenant_id))
-            pieces = chunk_text(document.text, settings.chunk_size, settings.chunk_overlap)
+            document = load(info.key, data, transcribe=self._transcriber(tenant_id), loader=settings.loader)
+            pieces = chunk_document(document, settings.chunk_size, settings.chunk_overlap)
             vectors = []
             for start in range(0, len(pieces), EMBED_BATCH):
                 ctx.raise_if_cancelled()
-                vectors.extend(engine.embed([p for _, p in pieces[start : start + EMBED_BATCH]]))
+                vectors.extend(engine.embed([p for _, p, _ in pieces[start : start + EMBED_BATCH]]))
             chunks = [
                 ChunkRecord(
                     info.key,
@@ -378,9 +376,15 @@ class IngestService:
                     info.etag,
                     source,
                     engine.model_id,
-                    {"loader": document.loader, "chunk_index": i, "start": offset, **document.metadata},
+                    {
+                        "loader": document.loader,
+                        "chunk_index": i,
+                        "start": offset,
+                        **document.metadata,
+                        **meta,
+                    },
                 )
-                for i, (offset, piece) in enumerate(pieces)
+                for i, (offset, piece, meta) in enumerate(pieces)
             ]
         except (LoaderError, NotFound) as exc:
             reason = str(exc)

@@ -29,9 +29,12 @@ class LoaderError(Exception):
 
 @dataclass(frozen=True)
 class Document:
+    """Extracted text. `sections` (text, metadata), when set, are chunked separately (intercom articles)."""
+
     text: str
     loader: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    sections: list[tuple[str, dict[str, Any]]] | None = None
 
 
 def extract_text(filename: str, data: bytes, *, transcribe: Transcribe | None = None) -> str:
@@ -39,10 +42,15 @@ def extract_text(filename: str, data: bytes, *, transcribe: Transcribe | None = 
     return load(filename, data, transcribe=transcribe).text
 
 
-def load(filename: str, data: bytes, *, transcribe: Transcribe | None = None) -> Document:
-    """Pick a loader by extension (and content sniffing) and run it."""
+def load(
+    filename: str, data: bytes, *, transcribe: Transcribe | None = None, loader: str = "default"
+) -> Document:
+    """Pick a loader by extension (and content sniffing) and run it. `loader="intercom"` reads Intercom
+    article JSON (other files load as with `default`)."""
     ext = PurePosixPath(filename.lower()).suffix.lstrip(".")
     head = data[:1024].lstrip().lower()
+    if loader == "intercom" and ext == "json":
+        return _intercom(data)
     if ext == "pdf" or data.startswith(b"%PDF-"):
         document = _pdf(data)
     elif ext in ("html", "htm", "xhtml") or head.startswith((b"<!doctype html", b"<html")):
@@ -62,7 +70,7 @@ def load(filename: str, data: bytes, *, transcribe: Transcribe | None = None) ->
     text = _tidy(document.text)
     if not text:
         raise LoaderError("no text could be extracted from the file")
-    return Document(text, document.loader, document.metadata)
+    return Document(text, document.loader, document.metadata, document.sections)
 
 
 def _decode(data: bytes) -> str:
@@ -198,6 +206,77 @@ def html_to_text(html: str) -> str:
     title = " ".join("".join(parser.title).split())
     body = "".join(parser.parts)
     return f"{title}\n\n{body}" if title else body
+
+
+def _intercom(data: bytes) -> Document:
+    """Intercom articles (one, a list, or `{"data": [...]}`): one section per paragraph, with the article URL
+    and the heading the paragraph sits under."""
+    try:
+        value = json.loads(_decode(data))
+    except json.JSONDecodeError as exc:
+        raise LoaderError(f"invalid JSON: {exc}") from None
+    articles = value.get("data", [value]) if isinstance(value, dict) else value
+    if not isinstance(articles, list) or not all(isinstance(a, dict) and "body" in a for a in articles):
+        raise LoaderError("not Intercom article JSON: expected articles with a `body`")
+    sections: list[tuple[str, dict[str, Any]]] = []
+    for article in articles:
+        title = str(article.get("title") or "")
+        parser = _Paragraphs(title)
+        parser.feed(str(article.get("body") or ""))
+        parser.close()
+        parser.flush()
+        meta = {"article_url": str(article.get("url") or ""), "title": title}
+        sections += [(text, {**meta, "heading": heading}) for heading, text in parser.paragraphs]
+    if not sections:
+        raise LoaderError("no text could be extracted from the articles")
+    return Document("\n\n".join(t for t, _ in sections), "intercom", {"articles": len(articles)}, sections)
+
+
+class _Paragraphs(HTMLParser):
+    """(heading, paragraph text) pairs of an HTML body; the heading starts as the article title."""
+
+    HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
+
+    def __init__(self, title: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.heading = title
+        self.paragraphs: list[tuple[str, str]] = []
+        self._buffer: list[str] = []
+        self._in_heading = False
+
+    def flush(self) -> None:
+        text = " ".join("".join(self._buffer).split())
+        self._buffer = []
+        if not text:
+            return
+        if self._in_heading:
+            self.heading = text
+        else:
+            self.paragraphs.append((self.heading, text))
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.HEADINGS or tag in _TextExtractor.BLOCK:
+            self.flush()
+            self._in_heading = tag in self.HEADINGS
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.HEADINGS or tag in _TextExtractor.BLOCK:
+            self.flush()
+            self._in_heading = False
+
+    def handle_data(self, data: str) -> None:
+        self._buffer.append(data)
+
+
+def chunk_document(document: Document, size: int, overlap: int) -> list[tuple[int, str, dict[str, Any]]]:
+    """(offset, chunk, metadata) of a document: its sections chunked one by one, or its whole text."""
+    if document.sections is None:
+        return [(offset, piece, {}) for offset, piece in chunk_text(document.text, size, overlap)]
+    return [
+        (offset, piece, meta)
+        for text, meta in document.sections
+        for offset, piece in chunk_text(text, size, overlap)
+    ]
 
 
 def chunk_text(text: str, size: int, overlap: int) -> list[tuple[int, str]]:
