@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, FastAPI
 
 from inferline import __version__
 from inferline.api.audio.routes import router as audio_router
+from inferline.api.chat.routes import router as chat_router
 from inferline.api.conversations.routes import router as conversations_router
 from inferline.api.deps import authenticate
 from inferline.api.embeddings.routes import router as embeddings_router
@@ -30,6 +31,7 @@ PREFIX = "/v2"
 # One line per API area; each router holds only its own routes.
 AREA_ROUTERS: tuple[APIRouter, ...] = (
     models_router,
+    chat_router,
     openai_embeddings_router,
     embeddings_router,
     audio_router,

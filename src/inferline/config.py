@@ -108,7 +108,7 @@ class Settings(BaseSettings):
         description="Chat requests that may wait per model beyond those running; more get 429.",
     )
     chat_context: int = Field(default=4096, ge=256, description="Context window (tokens) of each chat slot.")
-    chat_threads: int = Field(default=0, ge=0, description="CPU threads per chat model; 0 = all cores.")
+    chat_threads: int = Field(default=0, ge=0, description="CPU threads per chat model; 0 = half the cores.")
     remote_chat_models: dict[str, RemoteModel] = Field(
         default_factory=dict,
         description="JSON object routing chat model ids to OpenAI-compatible servers (vLLM, llama.cpp), e.g. "

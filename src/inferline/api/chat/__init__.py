@@ -1,0 +1,1 @@
+"""`POST /ai/chat/completions` and `POST /ai/openai/chat/completions`."""
