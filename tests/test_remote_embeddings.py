@@ -165,3 +165,16 @@ def test_health_check_names_what_the_upstream_serves(upstream: Proc, tmp_path: P
     finally:
         healthy.close()
         missing.close()
+
+
+def test_readiness_names_each_failing_upstream(gateway: Proc, upstream: Proc) -> None:
+    assert httpx.get(f"{upstream.url}/ready", timeout=30).status_code == 200
+    response = httpx.get(f"{gateway.url}/ready", timeout=30)
+    assert response.status_code == 503
+    checks = {c["name"]: c for c in response.json()["checks"]}
+    assert checks["database"]["status"] == "ok"
+    assert checks["engine:remote/minilm"]["status"] == "ok"
+    for broken in ("remote/stalled", "remote/down", "remote/unserved", "remote/badkey"):
+        assert (
+            checks[f"engine:{broken}"]["status"] == "error" and broken in checks[f"engine:{broken}"]["detail"]
+        )

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, Depends, FastAPI
+from fastapi.responses import JSONResponse
 
 from inferline import __version__
 from inferline.api.audio.routes import router as audio_router
@@ -22,9 +23,11 @@ from inferline.api.reports.routes import router as reports_router
 from inferline.api.s3.routes import router as s3_router
 from inferline.api.summarize.routes import router as summarize_router
 from inferline.api.tts.routes import router as tts_router
+from inferline.api.tts.ws import ws_router as tts_ws_router
 from inferline.api.unbuilt import unbuilt_router
 from inferline.config import Settings
 from inferline.container import Container, build_container
+from inferline.health import readiness
 
 PREFIX = "/v2"
 
@@ -68,12 +71,19 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     for router in AREA_ROUTERS:
         api.include_router(router)
     app.include_router(api)
+    app.include_router(tts_ws_router, prefix=PREFIX)  # WebSocket TTS; authenticates its own handshake
     app.include_router(s3_router)  # S3 protocol under /s3, authenticated by SigV4 with the API key
     app.include_router(unbuilt_router(app, PREFIX), prefix=PREFIX, dependencies=[Depends(authenticate)])
 
     @app.get("/health", include_in_schema=False)
     def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
+
+    @app.get("/ready", include_in_schema=False)
+    def ready() -> JSONResponse:
+        """200 when the database and every remote engine answer; 503 naming what does not."""
+        ok, body = readiness(app.state.container)
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestIdMiddleware)

@@ -99,9 +99,9 @@ class OpenAICompatEmbeddingEngine:
 
     # -- operations ---------------------------------------------------------------------------------
 
-    def health(self) -> dict[str, Any]:
+    def health(self, timeout_seconds: float = 5.0) -> dict[str, Any]:
         """Ask the upstream which models it serves; raises a 502/504 error unless it serves ours."""
-        response = self._call("GET", "/models")
+        response = self._call("GET", "/models", timeout_seconds=timeout_seconds)
         try:
             served = {m["id"] for m in response.json()["data"]}
         except (ValueError, KeyError, TypeError) as exc:
@@ -139,11 +139,16 @@ class OpenAICompatEmbeddingEngine:
                 )
             return self._client
 
-    def _call(self, method: str, path: str, json: dict[str, Any] | None = None) -> httpx.Response:
+    def _call(
+        self, method: str, path: str, json: dict[str, Any] | None = None, timeout_seconds: float | None = None
+    ) -> httpx.Response:
+        limit = timeout_seconds or self.timeout_seconds
         try:
-            response = self._http().request(method, path, json=json)
+            response = self._http().request(
+                method, path, json=json, timeout=httpx.Timeout(limit, connect=min(5.0, limit))
+            )
         except httpx.TimeoutException as exc:
-            waited = f"{self.timeout_seconds:g} s"
+            waited = f"{limit:g} s"
             raise UpstreamTimeout(f"{self._where()} did not answer within {waited}") from exc
         except httpx.HTTPError as exc:
             raise UpstreamError(f"{self._where()} is unreachable: {exc}") from exc
