@@ -23,6 +23,7 @@ from inferline.api.reports.routes import router as reports_router
 from inferline.api.s3.routes import router as s3_router
 from inferline.api.summarize.routes import router as summarize_router
 from inferline.api.tts.routes import router as tts_router
+from inferline.api.tts.ws import ws_router as tts_ws_router
 from inferline.api.unbuilt import unbuilt_router
 from inferline.config import Settings
 from inferline.container import Container, build_container
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     for router in AREA_ROUTERS:
         api.include_router(router)
     app.include_router(api)
+    app.include_router(tts_ws_router, prefix=PREFIX)  # WebSocket TTS; authenticates its own handshake
     app.include_router(s3_router)  # S3 protocol under /s3, authenticated by SigV4 with the API key
     app.include_router(unbuilt_router(app, PREFIX), prefix=PREFIX, dependencies=[Depends(authenticate)])
 
