@@ -136,3 +136,26 @@ def test_last_message_at_moves_forward(client: telnyx.Telnyx) -> None:
     client.ai.conversations.add_message(conv.id, role="user", content="imported", sent_at=old)
     again = client.ai.conversations.retrieve(conv.id).data
     assert again is not None and again.last_message_at == first.last_message_at
+
+
+def test_idempotency_key_replays_creates(client: telnyx.Telnyx, client_b: telnyx.Telnyx) -> None:
+    import uuid
+
+    key = uuid.uuid4().hex
+    first = client.ai.conversations.create(name="once", idempotency_key=key)
+    again = client.ai.conversations.create(name="once", idempotency_key=key)
+    assert again.id == first.id and again.created_at == first.created_at
+    assert client_b.ai.conversations.create(name="once", idempotency_key=key).id != first.id  # per tenant
+    with pytest.raises(telnyx.BadRequestError):
+        client.ai.conversations.create(name="different", idempotency_key=key)
+    for _ in range(2):
+        client.ai.conversations.add_message(first.id, role="user", content="hi", idempotency_key=key)
+    assert len(list(client.ai.conversations.messages.list(first.id))) == 1
+    template = client.ai.conversations.insights.create(name="t", instructions="i", idempotency_key=key).data
+    assert (
+        client.ai.conversations.insights.create(name="t", instructions="i", idempotency_key=key).data
+        == template
+    )
+    groups = client.ai.conversations.insight_groups
+    group = groups.insight_groups(name="g", idempotency_key=key).data
+    assert groups.insight_groups(name="g", idempotency_key=key).data.id == group.id

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from inferline.errors import NotFound
 from inferline.services import postgrest
+from inferline.services.idempotency import Idempotency
 from inferline.services.insights import InsightService
 from inferline.stores.conversations_tables import Conversation, ConversationMessage
 from inferline.stores.db import Database
@@ -64,6 +65,7 @@ class ConversationService:
     def __init__(self, db: Database, insights: InsightService) -> None:
         self.db = db
         self.insights = insights
+        self.idempotency = Idempotency(db)
         self._dialect = db.engine.dialect.name
         self._schema = postgrest.Schema(
             columns={
@@ -78,12 +80,22 @@ class ConversationService:
             json_column=Conversation.meta,
         )
 
-    def create(self, tenant_id: str, *, name: str | None, metadata: dict[str, str] | None) -> dict[str, Any]:
-        with self.db.session() as s:
+    def create(
+        self,
+        tenant_id: str,
+        *,
+        name: str | None,
+        metadata: dict[str, str] | None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        def create(s: Session) -> dict[str, Any]:
             row = Conversation(tenant_id=tenant_id, name=name, meta=dict(metadata or {}))
             s.add(row)
             s.flush()
             return _conversation_view(row)
+
+        request = {"name": name, "metadata": metadata}
+        return self.idempotency.run(tenant_id, "conversations.create", idempotency_key, request, create)
 
     def get(self, tenant_id: str, conversation_id: str) -> dict[str, Any]:
         with self.db.session() as s:
@@ -126,10 +138,11 @@ class ConversationService:
         tool_calls: list[dict[str, Any]] | None = None,
         tool_call_id: str | None = None,
         tool_choice: Any = None,
+        idempotency_key: str | None = None,
     ) -> None:
         """Append a message; with the end-of-conversation marker, also start the insight run."""
-        started = False
-        with self.db.session() as s:
+
+        def create(s: Session) -> bool:
             conversation = self._get(s, tenant_id, conversation_id)
             now = utcnow()
             s.add(
@@ -154,8 +167,21 @@ class ConversationService:
             if metadata and _is_marker(metadata.get(END_MARKER)):
                 group_id = metadata.get("insight_group_id")
                 self.insights.trigger(s, tenant_id, conversation, str(group_id) if group_id else None)
-                started = True
-        if started:
+                return True
+            return False
+
+        request = {
+            "conversation_id": conversation_id,
+            "role": role,
+            "content": content,
+            "name": name,
+            "sent_at": sent_at,
+            "metadata": metadata,
+            "tool_calls": tool_calls,
+            "tool_call_id": tool_call_id,
+            "tool_choice": tool_choice,
+        }
+        if self.idempotency.run(tenant_id, "conversations.add_message", idempotency_key, request, create):
             self.insights.wake()
 
     def list_messages(

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from inferline.errors import BadRequest, InferlineError, NotFound, ValidationFailed
 from inferline.jobs import JobContext, JobFailed, JobQueue, JobView
 from inferline.services import postgrest
+from inferline.services.idempotency import Idempotency
 from inferline.services.webhooks import WebhookService
 from inferline.stores.conversations_tables import (
     Conversation,
@@ -140,15 +141,24 @@ class InsightService:
         self.chat = chat
         self.wake = wake
         self.max_tokens = max_tokens
+        self.idempotency = Idempotency(db)
 
     # ---- templates -------------------------------------------------------------------------------------
     def create_template(
-        self, tenant_id: str, *, name: str, instructions: str, json_schema: Any = None, webhook: str = ""
+        self,
+        tenant_id: str,
+        *,
+        name: str,
+        instructions: str,
+        json_schema: Any = None,
+        webhook: str = "",
+        idempotency_key: str | None = None,
     ) -> dict[str, Any]:
         schema_object(json_schema)
         if webhook:
             self.webhooks.check_url(webhook)
-        with self.db.session() as s:
+
+        def create(s: Session) -> dict[str, Any]:
             row = InsightTemplate(
                 tenant_id=tenant_id,
                 name=name,
@@ -160,6 +170,9 @@ class InsightService:
             s.add(row)
             s.flush()
             return _template_view(row)
+
+        request = {"name": name, "instructions": instructions, "json_schema": json_schema, "webhook": webhook}
+        return self.idempotency.run(tenant_id, "insights.create", idempotency_key, request, create)
 
     def get_template(self, tenant_id: str, insight_id: str) -> dict[str, Any]:
         with self.db.session() as s:
@@ -205,15 +218,25 @@ class InsightService:
 
     # ---- groups ----------------------------------------------------------------------------------------
     def create_group(
-        self, tenant_id: str, *, name: str, description: str | None = None, webhook: str = ""
+        self,
+        tenant_id: str,
+        *,
+        name: str,
+        description: str | None = None,
+        webhook: str = "",
+        idempotency_key: str | None = None,
     ) -> dict[str, Any]:
         if webhook:
             self.webhooks.check_url(webhook)
-        with self.db.session() as s:
+
+        def create(s: Session) -> dict[str, Any]:
             row = InsightGroup(tenant_id=tenant_id, name=name, description=description, webhook=webhook)
             s.add(row)
             s.flush()
             return self._group_view(s, row)
+
+        request = {"name": name, "description": description, "webhook": webhook}
+        return self.idempotency.run(tenant_id, "insight_groups.create", idempotency_key, request, create)
 
     def get_group(self, tenant_id: str, group_id: str) -> dict[str, Any]:
         with self.db.session() as s:

@@ -7,9 +7,9 @@ lists carry `meta`, deletes/assign/message answer an empty 200. The static paths
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Header, Request, Response
 
 from inferline.api.conversations.protocol import (
     ConversationCreate,
@@ -26,6 +26,7 @@ from inferline.api.deps import ContainerDep, PageDep, TenantDep
 router = APIRouter(tags=["conversations"])
 BASE = "/ai/conversations"
 Json = dict[str, Any]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
 
 
 def _empty() -> Response:
@@ -60,8 +61,11 @@ def list_insights(container: ContainerDep, principal: TenantDep, page: PageDep) 
 
 
 @router.post(f"{BASE}/insights")
-def create_insight(body: InsightCreate, container: ContainerDep, principal: TenantDep) -> Json:
-    return {"data": container.insights.create_template(principal.tenant_id, **body.model_dump())}
+def create_insight(
+    body: InsightCreate, container: ContainerDep, principal: TenantDep, key: IdempotencyKey = None
+) -> Json:
+    fields = body.model_dump()
+    return {"data": container.insights.create_template(principal.tenant_id, **fields, idempotency_key=key)}
 
 
 @router.get(f"{BASE}/insights/{{insight_id}}")
@@ -91,8 +95,11 @@ def list_insight_groups(container: ContainerDep, principal: TenantDep, page: Pag
 
 
 @router.post(f"{BASE}/insight-groups")
-def create_insight_group(body: InsightGroupCreate, container: ContainerDep, principal: TenantDep) -> Json:
-    return {"data": container.insights.create_group(principal.tenant_id, **body.model_dump())}
+def create_insight_group(
+    body: InsightGroupCreate, container: ContainerDep, principal: TenantDep, key: IdempotencyKey = None
+) -> Json:
+    fields = body.model_dump()
+    return {"data": container.insights.create_group(principal.tenant_id, **fields, idempotency_key=key)}
 
 
 @router.get(f"{BASE}/insight-groups/{{group_id}}")
@@ -137,8 +144,12 @@ def list_conversations(request: Request, container: ContainerDep, principal: Ten
 
 
 @router.post(BASE)
-def create_conversation(body: ConversationCreate, container: ContainerDep, principal: TenantDep) -> Json:
-    return container.conversations.create(principal.tenant_id, name=body.name, metadata=body.metadata)
+def create_conversation(
+    body: ConversationCreate, container: ContainerDep, principal: TenantDep, key: IdempotencyKey = None
+) -> Json:
+    return container.conversations.create(
+        principal.tenant_id, name=body.name, metadata=body.metadata, idempotency_key=key
+    )
 
 
 @router.get(f"{BASE}/{{conversation_id}}")
@@ -165,11 +176,17 @@ def delete_conversation(conversation_id: str, container: ContainerDep, principal
 
 @router.post(f"{BASE}/{{conversation_id}}/message")
 def add_message(
-    conversation_id: str, body: MessageCreate, container: ContainerDep, principal: TenantDep
+    conversation_id: str,
+    body: MessageCreate,
+    container: ContainerDep,
+    principal: TenantDep,
+    key: IdempotencyKey = None,
 ) -> Response:
     fields = body.model_dump(exclude={"tool_calls"})
     tool_calls = [c.model_dump() for c in body.tool_calls] if body.tool_calls is not None else None
-    container.conversations.add_message(principal.tenant_id, conversation_id, **fields, tool_calls=tool_calls)
+    container.conversations.add_message(
+        principal.tenant_id, conversation_id, **fields, tool_calls=tool_calls, idempotency_key=key
+    )
     return _empty()
 
 
