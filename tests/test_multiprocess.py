@@ -244,3 +244,15 @@ def test_kill9_of_a_worker_mid_job_loses_no_accepted_job(cluster: Cluster) -> No
     s3.put_object(Bucket="after-3", Key="doc.txt", Body=document("after-3", 20))
     task = cluster.telnyx(1).ai.embeddings.create(bucket_name="after-3").data.task_id
     assert wait_tasks(api, [task]) == {task: "success"}
+
+
+def test_worker_stops_cleanly_on_sigterm(
+    tmp_path_factory: pytest.TempPathFactory, databases: DatabaseFactory
+) -> None:
+    procs = Processes(tmp_path_factory.mktemp("sigterm-logs"))
+    try:
+        worker = procs.worker("lonely", base_env(tmp_path_factory.mktemp("lonely"), databases.new("sigterm")))
+        worker.popen.terminate()
+        assert worker.popen.wait(30) == 0, worker.output()
+    finally:
+        procs.stop_all()
