@@ -127,7 +127,9 @@ def test_penalties_and_top_p_min_p_are_applied(oai: openai.OpenAI) -> None:
         temperature=0, frequency_penalty=2.0, presence_penalty=2.0, **base
     )
     assert penalised.choices[0].message.content != plain
-    narrow = oai.chat.completions.create(temperature=1.5, top_p=0.01, seed=5, extra_body={"min_p": 0.5}, **base)
+    narrow = oai.chat.completions.create(
+        temperature=1.5, top_p=0.01, seed=5, extra_body={"min_p": 0.5}, **base
+    )
     assert narrow.choices[0].message.content == plain  # only the top token survives: greedy
 
 
