@@ -4,10 +4,14 @@ and a named function; the `retrieval` tool over a tenant's bucket."""
 from __future__ import annotations
 
 import json
+import time
 
+import boto3
 import httpx
 import openai
 import pytest
+import telnyx
+from botocore.config import Config
 
 from tests.conftest import LiveServer
 
@@ -141,3 +145,38 @@ def test_retrieval_tool_on_a_missing_bucket_is_404(http: httpx.Client) -> None:
         "/ai/openai/chat/completions", json={"messages": ASK, "max_tokens": 4, "tools": [tool]}
     )
     assert response.status_code == 404, response.text
+
+
+def test_retrieval_tool_grounds_the_answer_in_the_tenants_bucket(
+    server: LiveServer, http: httpx.Client, client_b: telnyx.Telnyx
+) -> None:
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=server.url + "/s3",
+        aws_access_key_id=server.key_a,
+        aws_secret_access_key=server.key_a,
+        region_name="us-east-1",
+        config=Config(retries={"max_attempts": 1}),
+    )
+    s3.create_bucket(Bucket="chat-rag")
+    fact = "The secret code word of the inferline project is PINEAPPLE-42."
+    s3.put_object(Bucket="chat-rag", Key="facts.txt", Body=fact.encode())
+    task = http.post("/ai/embeddings", json={"bucket_name": "chat-rag"}).json()["data"]["task_id"]
+    deadline = time.monotonic() + 180
+    while http.get(f"/ai/embeddings/{task}").json()["data"]["status"] not in ("success", "partial_success"):
+        assert time.monotonic() < deadline, "embedding task did not finish"
+        time.sleep(0.2)
+    question = [{"role": "user", "content": "What is the secret code word of the inferline project?"}]
+    body = {
+        "messages": question,
+        "max_tokens": 8,
+        "temperature": 0,
+        "guided_choice": ["PINEAPPLE-42", "BANANA-17"],
+    }
+    plain = http.post("/ai/openai/chat/completions", json=body).json()
+    tool = {"type": "retrieval", "retrieval": {"bucket_ids": ["chat-rag"], "max_num_results": 1}}
+    grounded = http.post("/ai/openai/chat/completions", json={**body, "tools": [tool]}).json()
+    assert grounded["usage"]["prompt_tokens"] > plain["usage"]["prompt_tokens"] + 10  # the document is in
+    assert grounded["choices"][0]["message"]["content"] == "PINEAPPLE-42"
+    with pytest.raises(telnyx.NotFoundError):  # another tenant has no such bucket
+        client_b.ai.openai.chat.create_completion(messages=question, max_tokens=2, tools=[tool])
