@@ -290,3 +290,49 @@ def test_intercom_loader_splits_articles_by_paragraph(client: telnyx.Telnyx, s3:
         "heading": "Forgot your email?",
         "title": "Resetting your password",
     }
+
+
+def test_one_task_per_bucket_at_a_time(server: LiveServer) -> None:
+    """The bucket claim (shared by all worker processes) makes a second task wait; a dead one's expires."""
+    import threading
+    from datetime import timedelta
+
+    from inferline.jobs import JobContext, JobView
+    from inferline.stores.embeddings_tables import EmbeddedBucket
+    from inferline.stores.tables import utcnow
+
+    ingest, db = server.container.ingest, server.container.db
+    with db.session() as s:
+        s.add(
+            EmbeddedBucket(
+                tenant_id="claims",
+                bucket="claimed",
+                embedding_model=MINILM,
+                chunk_size=100,
+                chunk_overlap=0,
+                loader="default",
+                generation=0,
+            )
+        )
+    now = utcnow()
+    ctx = JobContext(JobView("j", "claims", "embed_bucket", {}, "running", 1, 3, None, False, now, None))
+    entered: list[str] = []
+
+    def second() -> None:
+        with ingest._claim("claims", "claimed", "task-2", ctx) as ok:
+            entered.append(f"task-2:{ok}")
+
+    with ingest._claim("claims", "claimed", "task-1", ctx) as ok:
+        assert ok
+        waiter = threading.Thread(target=second)
+        waiter.start()
+        time.sleep(1.2)
+        assert entered == []  # still waiting for task-1
+    waiter.join(10)
+    assert entered == ["task-2:True"]
+
+    with db.session() as s:  # a holder that died: its claim lapses and the next task takes over
+        row = s.query(EmbeddedBucket).filter_by(tenant_id="claims", bucket="claimed").one()
+        row.busy_task, row.busy_until = "dead-task", utcnow() - timedelta(seconds=1)
+    with ingest._claim("claims", "claimed", "task-3", ctx) as ok:
+        assert ok

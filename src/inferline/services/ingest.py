@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
 import numpy as np
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from inferline.errors import EngineUnavailable, NotFound, UnsupportedParameter, ValidationFailed
@@ -45,6 +47,8 @@ TASK_STATUSES = (QUEUED, PROCESSING, SUCCESS, FAILURE, PARTIAL)
 EMBED_BATCH = 64
 MAX_CHUNK_SIZE = 16_384
 LOADERS = ("default", "intercom")
+CLAIM = timedelta(seconds=60)
+CLAIM_POLL_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -85,8 +89,6 @@ class IngestService:
         self.crawl: Crawl | None = None
         self.check_url: Callable[[str], str] | None = None
         self.wake: Callable[[], None] = lambda: None
-        self._locks: dict[tuple[str, str], threading.Lock] = {}
-        self._locks_guard = threading.Lock()
 
     # -- creating tasks ----------------------------------------------------------------------------------
     def create_task(
@@ -259,7 +261,12 @@ class IngestService:
             settings = EmbedSettings(
                 config.embedding_model, config.chunk_size, config.chunk_overlap, config.loader
             )
-        with self._bucket_lock(tenant_id, bucket):  # tasks of one bucket never interleave in a worker
+        with self._claim(tenant_id, bucket, task_id, ctx) as claimed:  # one task per bucket at a time
+            if not claimed:
+                self._set_outcome(
+                    task_id, FAILURE, "the bucket's embeddings were deleted before the task ran"
+                )
+                return
             try:
                 sources: dict[str, str] = {}
                 if url:
@@ -276,9 +283,63 @@ class IngestService:
                 raise
         self._set_outcome(task_id, *outcome)
 
-    def _bucket_lock(self, tenant_id: str, bucket: str) -> threading.Lock:
-        with self._locks_guard:
-            return self._locks.setdefault((tenant_id, bucket), threading.Lock())
+    @contextmanager
+    def _claim(self, tenant_id: str, bucket: str, task_id: str, ctx: JobContext) -> Iterator[bool]:
+        """Hold the bucket for this task (across processes), renewing the claim until the block ends.
+
+        Yields False when the bucket's embeddings no longer exist. Waits while another live task holds it.
+        """
+        scope = (EmbeddedBucket.tenant_id == tenant_id) & (EmbeddedBucket.bucket == bucket)
+        while True:
+            now = utcnow()
+            with self.db.session() as s:
+                won = s.execute(
+                    update(EmbeddedBucket)
+                    .where(
+                        scope,
+                        or_(
+                            EmbeddedBucket.busy_task.is_(None),
+                            EmbeddedBucket.busy_task == task_id,
+                            EmbeddedBucket.busy_until < now,
+                        ),
+                    )
+                    .values(busy_task=task_id, busy_until=now + CLAIM)
+                    .execution_options(synchronize_session=False)
+                ).rowcount
+                exists = won or s.scalar(select(EmbeddedBucket.id).where(scope)) is not None
+            if won or not exists:
+                break
+            ctx.raise_if_cancelled()
+            time.sleep(CLAIM_POLL_SECONDS)
+        if not won:
+            yield False
+            return
+        done = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(CLAIM.total_seconds() / 4):
+                with self.db.session() as s:
+                    s.execute(
+                        update(EmbeddedBucket)
+                        .where(scope, EmbeddedBucket.busy_task == task_id)
+                        .values(busy_until=utcnow() + CLAIM)
+                        .execution_options(synchronize_session=False)
+                    )
+
+        renewer = threading.Thread(target=renew, name=f"claim-{bucket}", daemon=True)
+        renewer.start()
+        try:
+            yield True
+        finally:
+            done.set()
+            renewer.join()
+            with self.db.session() as s:
+                s.execute(
+                    update(EmbeddedBucket)
+                    .where(scope, EmbeddedBucket.busy_task == task_id)
+                    .values(busy_task=None, busy_until=None)
+                    .execution_options(synchronize_session=False)
+                )
 
     def _set_outcome(self, task_id: str, status: str, error: str | None) -> None:
         with self.db.session() as s:

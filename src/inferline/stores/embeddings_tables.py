@@ -28,7 +28,8 @@ class EmbeddingTask(Base):
 
 
 class EmbeddedBucket(Base):
-    """A bucket enabled for AI: how it is embedded. `generation` changes whenever its chunks do."""
+    """A bucket enabled for AI: how it is embedded. `generation` changes whenever its chunks do; the task
+    running on it holds `busy_task` until `busy_until` (renewed while it runs)."""
 
     __tablename__ = "embedded_buckets"
     __table_args__ = (UniqueConstraint("tenant_id", "bucket"),)
@@ -41,6 +42,8 @@ class EmbeddedBucket(Base):
     chunk_overlap: Mapped[int] = mapped_column(Integer)
     loader: Mapped[str] = mapped_column(String(32), default="default")
     generation: Mapped[int] = mapped_column(Integer, default=0)
+    busy_task: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    busy_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
