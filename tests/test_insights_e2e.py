@@ -43,7 +43,7 @@ def wait_run(client: telnyx.Telnyx, conversation_id: str, count: int, timeout: f
 def test_marker_runs_group_and_delivers_signed_webhook(
     server: LiveServer, client: telnyx.Telnyx, http: httpx.Client
 ) -> None:
-    receiver = Receiver([200])
+    receiver, own = Receiver([200]), Receiver([200])
     try:
         summary = client.ai.conversations.insights.create(
             name="summary", instructions="Summarise the customer's problem in one short sentence."
@@ -52,6 +52,7 @@ def test_marker_runs_group_and_delivers_signed_webhook(
             name="mood",
             instructions="Classify the customer's sentiment and whether it was resolved.",
             json_schema=SCHEMA,
+            webhook=own.url,
         ).data
         group = client.ai.conversations.insight_groups.insight_groups(
             name="post-call", webhook=receiver.url
@@ -88,13 +89,21 @@ def test_marker_runs_group_and_delivers_signed_webhook(
         by_id = {r.insight_id: r.result for r in payload.results or []}
         assert by_id[mood.id] == json.loads(results[mood.id]) and by_id[summary.id] == results[summary.id]
 
+        own.wait(1, timeout=60)  # the template's own webhook gets only its result
+        headers, body = own.requests[0]
+        own_event = client.webhooks.unwrap(body, headers=headers, key=public_key(http))
+        assert own_event.data is not None and own_event.data.payload is not None
+        assert [r.insight_id for r in own_event.data.payload.results or []] == [mood.id]
+
         deliveries = http.get(
             f"/ai/conversations/{conv.id}/conversations-insights/{run.id}/deliveries"
         ).json()
-        (delivery,) = deliveries["data"]
-        assert delivery["status"] == "delivered" and delivery["attempts"][0]["status_code"] == 200
+        assert sorted(d["url"] for d in deliveries["data"]) == sorted([receiver.url, own.url])
+        for delivery in deliveries["data"]:
+            assert delivery["status"] == "delivered" and delivery["attempts"][0]["status_code"] == 200
     finally:
         receiver.close()
+        own.close()
 
 
 @pytest.mark.slow

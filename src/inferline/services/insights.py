@@ -350,6 +350,7 @@ class InsightService:
                     "insight_id": t.id,
                     "instructions": t.instructions,
                     "json_schema": schema_object(t.json_schema),
+                    "webhook": t.webhook or "",
                 }
                 for t in templates
             ],
@@ -487,17 +488,29 @@ class InsightService:
             run.status = COMPLETED
             run.error = None
             run.finished_at = utcnow()
-            if run.webhook:
-                conversation = s.get(Conversation, run.conversation_id)
+            conversation = s.get(Conversation, run.conversation_id)
+            for url, insight_ids in self._targets(run).items():
                 self.webhooks.enqueue(
                     s,
                     tenant_id=run.tenant_id,
-                    url=run.webhook,
+                    url=url,
                     event_type=EVENT_TYPE,
-                    body=self._event(run, conversation.meta if conversation else {}),
+                    body=self._event(run, conversation.meta if conversation else {}, insight_ids),
                     run_id=run.id,
                 )
         self.wake()
+
+    @staticmethod
+    def _targets(run: InsightRun) -> dict[str, set[str]]:
+        """Webhook URL -> the results it receives: all of them for the group's webhook, and each template's
+        own result for a template `webhook` (one event per URL)."""
+        targets: dict[str, set[str]] = {}
+        if run.webhook:
+            targets[run.webhook] = {t["insight_id"] for t in run.templates}
+        for template in run.templates:
+            if template.get("webhook"):
+                targets.setdefault(template["webhook"], set()).add(template["insight_id"])
+        return targets
 
     def on_run_failure(self, job: JobView, reason: str) -> None:
         """Failure hook: the run is marked failed with the reason (also when its workers kept dying)."""
@@ -560,8 +573,8 @@ class InsightService:
         return "\n".join(lines)[-TRANSCRIPT_CHARS:]
 
     @staticmethod
-    def _event(run: InsightRun, conversation_meta: dict[str, Any]) -> dict[str, Any]:
-        """The `call.conversation_insights.generated` event body."""
+    def _event(run: InsightRun, conversation_meta: dict[str, Any], insight_ids: set[str]) -> dict[str, Any]:
+        """The `call.conversation_insights.generated` event body with the results of `insight_ids`."""
         schemas = {t["insight_id"]: t.get("json_schema") for t in run.templates}
         results = [
             {
@@ -571,6 +584,7 @@ class InsightService:
                 else r["result"],
             }
             for r in run.results
+            if r["insight_id"] in insight_ids
         ]
         payload: dict[str, Any] = {
             k: conversation_meta[k] for k in CALL_FIELDS if k in (conversation_meta or {})
