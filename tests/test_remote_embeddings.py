@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import httpx
 import numpy as np
 import openai
 import pytest
 import telnyx
+from botocore.config import Config
 
 from inferline.engines.openai_compat_embeddings import OpenAICompatEmbeddingEngine
 from inferline.errors import UpstreamError
@@ -27,6 +30,7 @@ from tests.procs import Proc, Processes, base_env
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 UPSTREAM_KEY = "KEYupstream-0123456789abcdef"
+FINAL = {"success", "failure", "partial_success"}
 TEXTS = ["The cat sits on the mat.", "Quarterly revenue grew by five percent."]
 
 
@@ -178,3 +182,31 @@ def test_readiness_names_each_failing_upstream(gateway: Proc, upstream: Proc) ->
         assert (
             checks[f"engine:{broken}"]["status"] == "error" and broken in checks[f"engine:{broken}"]["detail"]
         )
+
+
+def test_remote_model_embeds_a_bucket(gateway: Proc) -> None:
+    """A bucket embedded with a routed model: ingestion and query both go to the upstream."""
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=f"{gateway.url}/s3",
+        aws_access_key_id=API_KEY,
+        aws_secret_access_key=API_KEY,
+        region_name="us-east-1",
+        config=Config(retries={"max_attempts": 1}),
+    )
+    s3.create_bucket(Bucket="remote-kb")
+    s3.put_object(Bucket="remote-kb", Key="ships.txt", Body=b"Container ships carry goods between harbours.")
+    s3.put_object(Bucket="remote-kb", Key="bread.txt", Body=b"Sourdough bread rises slowly with wild yeast.")
+    client = telnyx.Telnyx(
+        api_key=API_KEY, base_url=f"{gateway.url}/v2", _strict_response_validation=True, max_retries=0
+    )
+    task = client.ai.embeddings.create(bucket_name="remote-kb", embedding_model="remote/minilm")  # type: ignore[arg-type]
+    deadline = time.monotonic() + 120
+    while (status := client.ai.embeddings.retrieve(task.data.task_id).data.status) not in FINAL:
+        assert time.monotonic() < deadline, "the ingestion task did not finish"
+        time.sleep(0.2)
+    assert status == "success"
+    hits = client.ai.embeddings.similarity_search(
+        bucket_name="remote-kb", query="baking with yeast", num_of_docs=1
+    ).data
+    assert hits[0].metadata.filename == "bread.txt" and hits[0].metadata.embedding == "remote/minilm"
