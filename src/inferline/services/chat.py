@@ -183,6 +183,7 @@ class _Job:
         self.cancelled.set()
 
     async def chunks(self, disconnected: Callable[[], Awaitable[bool]] | None = None) -> AsyncIterator[dict]:
+        checked = time.monotonic()
         while True:
             if disconnected is None:
                 kind, value = await self.queue.get()
@@ -190,9 +191,13 @@ class _Job:
                 try:
                     kind, value = await asyncio.wait_for(self.queue.get(), timeout=0.5)
                 except TimeoutError:
+                    kind, value = "idle", None
+                if time.monotonic() - checked >= 0.5:
+                    checked = time.monotonic()
                     if await disconnected():
                         self.cancel()
-                        raise BadRequest("The client disconnected; generation cancelled.") from None
+                        raise BadRequest("The client disconnected; generation cancelled.")
+                if kind == "idle":
                     continue
             if kind == "chunk":
                 yield value
@@ -301,6 +306,11 @@ class ChatService:
                 running = self.parallel if target.key[0] == "llamacpp" else self.parallel * 4
                 gate = self._gates[target.key] = AdmissionGate(running, self.max_queue)
             return gate
+
+    def in_flight(self) -> int:
+        """Chat requests admitted and not finished (running or queued), over all models."""
+        with self._lock:
+            return sum(g.tickets for g in self._gates.values())
 
     def close(self) -> None:
         with self._lock:
