@@ -227,3 +227,16 @@ def test_cli_bucket_upload(server: LiveServer, s3: BaseClient, tmp_path: pytest.
     listing = s3.list_objects_v2(Bucket="cli-upload")
     assert [o["Key"] for o in listing["Contents"]] == ["a.txt", "sub/b.md"]
     assert s3.get_object(Bucket="cli-upload", Key="sub/b.md")["Body"].read() == b"beta"
+
+
+def test_keys_with_special_characters(s3: BaseClient) -> None:
+    s3.create_bucket(Bucket="edge-keys")
+    keys = ["ü dir/a+b c.txt", "ü dir/x=y&z.txt", "plain.txt", "a//double.txt", "trailing/"]
+    for key in keys:
+        s3.put_object(Bucket="edge-keys", Key=key, Body=key.encode())
+    listed = [o["Key"] for o in s3.list_objects_v2(Bucket="edge-keys", Prefix="ü dir/")["Contents"]]
+    assert listed == ["ü dir/a+b c.txt", "ü dir/x=y&z.txt"]
+    for key in keys:
+        assert s3.get_object(Bucket="edge-keys", Key=key)["Body"].read() == key.encode()
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket="edge-keys", PaginationConfig={"PageSize": 1})
+    assert sorted(o["Key"] for page in pages for o in page.get("Contents", [])) == sorted(keys)
