@@ -1,6 +1,7 @@
 // The seed document's conversation and insight examples, run with the official `telnyx` npm SDK against a live
 // server (tests/test_js_seed.py passes INFERLINE_URL / INFERLINE_KEY / INFERLINE_KEY_B).
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
 import { test } from 'node:test';
 import Telnyx from 'telnyx';
 
@@ -115,4 +116,49 @@ test('Insight groups: create, list, get, update, assign, unassign, delete', asyn
   assert.deepEqual(got.data.insights, []);
   await client.ai.conversations.insightGroups.delete(groupId);
   await assert.rejects(client.ai.conversations.insightGroups.retrieve(groupId), (err) => err.status === 404);
+});
+
+test('Insight webhook from a marked conversation verifies with client.webhooks.unwrap', async () => {
+  const received = [];
+  const receiver = createServer((req, res) => {
+    let body = '';
+    req.on('data', (chunk) => (body += chunk));
+    req.on('end', () => {
+      received.push({ headers: req.headers, body });
+      res.writeHead(200).end();
+    });
+  });
+  await new Promise((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+  try {
+    const webhook = `http://127.0.0.1:${receiver.address().port}/insights`;
+    const template = await client.ai.conversations.insights.create({
+      instructions: 'Did the customer say thanks?',
+      name: 'thanks',
+      json_schema: { type: 'object', properties: { thanked: { type: 'boolean' } }, required: ['thanked'] },
+    });
+    const group = await client.ai.conversations.insightGroups.insightGroups({ name: 'js-hook', webhook });
+    await client.ai.conversations.insightGroups.insights.assign(template.data.id, { group_id: group.data.id });
+    const conversation = await client.ai.conversations.create({ metadata: { insight_group_id: group.data.id } });
+    await client.ai.conversations.addMessage(conversation.id, {
+      role: 'user',
+      content: 'Thank you, all sorted!',
+      metadata: { end_of_conversation: true },
+    });
+    for (let i = 0; i < 1200 && received.length === 0; i++) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(received.length, 1);
+    const keyResponse = await fetch(`${baseURL}/ai/conversations/webhook-public-key`, {
+      headers: { authorization: `Bearer ${process.env.INFERLINE_KEY}` },
+    });
+    const key = (await keyResponse.json()).data.public_key;
+    const { headers, body } = received[0];
+    const event = await client.webhooks.unwrap(body, { headers, key });
+    assert.equal(event.data.event_type, 'call.conversation_insights.generated');
+    assert.equal(event.data.payload.insight_group_id, group.data.id);
+    assert.equal(typeof event.data.payload.results[0].result.thanked, 'boolean');
+    await assert.rejects(client.webhooks.unwrap(body.replace('"event"', '"evenT"'), { headers, key }));
+    const runs = await client.ai.conversations.retrieveConversationsInsights(conversation.id);
+    assert.equal(runs.data[0].status, 'completed');
+  } finally {
+    receiver.close();
+  }
 });
