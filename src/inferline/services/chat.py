@@ -29,7 +29,9 @@ from inferline.errors import (
     InferlineError,
     NotFound,
     RateLimited,
+    UnsupportedParameter,
     UpstreamError,
+    UpstreamTimeout,
 )
 from inferline.services.chat_beam import beam_search
 from inferline.services.chat_output import (
@@ -418,6 +420,11 @@ class ChatService:
         """Validate, resolve the model, take a queue ticket (or 429) and start the generation thread."""
         the_plan = plan(params)
         target = self.resolve(tenant_id, the_plan.model)
+        if the_plan.beam is not None and not target.enforces_constraints:
+            raise UnsupportedParameter(
+                "Beam search runs on embedded models; this model is served remotely.",
+                pointer="/use_beam_search",
+            )
         gate = self.gate(target)
         gate.admit()
         job = _Job(asyncio.get_running_loop(), Telemetry())
@@ -469,9 +476,11 @@ class ChatService:
     @staticmethod
     def _mapped(exc: ChatEngineError) -> InferlineError:
         if exc.status in (408, 504):
-            from inferline.errors import UpstreamTimeout
-
             return UpstreamTimeout(exc.message)
+        if exc.status == 429:
+            return RateLimited(f"The chat engine is busy: {exc.message}", headers={"Retry-After": "1"})
+        if exc.status == 502:
+            return UpstreamError(exc.message)
         if 400 <= exc.status < 500:
             return BadRequest(f"The chat engine refused the request: {exc.message}")
         if exc.status == 503:
