@@ -1,0 +1,130 @@
+"""Chat: decode tokens/s and time to first token of a streamed completion through the API (httpx client, SSE)
+vs the same GGUF on a second xllamacpp server called directly in-process with the same settings.
+
+Rounds alternate API and direct so both see the same machine load; each round uses a fresh prompt (no prompt
+cache hit on either side) and greedy decoding, so both generate the same tokens. Medians are reported.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from typing import Any
+
+import httpx
+
+from bench.common import BENCH_KEY, Row, live_server
+from inferline import catalog
+
+ROUNDS = 5
+MAX_TOKENS = 64
+MODELS = ("HuggingFaceTB/SmolLM2-135M-Instruct", "Qwen/Qwen2.5-Coder-1.5B-Instruct")
+
+
+def _prompt(i: int) -> list[dict[str, str]]:
+    return [{"role": "user", "content": f"Story {i}: tell a long story about a lighthouse keeper."}]
+
+
+def _timing(first: float | None, last: float | None, start: float, tokens: int) -> tuple[float, float]:
+    """(ttft ms, decode tokens/s) from client-side timestamps."""
+    assert first is not None and last is not None and tokens > 1, "no tokens streamed"
+    return (first - start) * 1000, (tokens - 1) / (last - first)
+
+
+def _api_round(http: httpx.Client, model: str, i: int) -> tuple[float, float]:
+    body = {
+        "model": model,
+        "messages": _prompt(i),
+        "max_tokens": MAX_TOKENS,
+        "temperature": 0,
+        "stream": True,
+    }
+    start, first, last, tokens = time.perf_counter(), None, None, 0
+    with http.stream("POST", "/ai/openai/chat/completions", json=body) as response:
+        response.raise_for_status()
+        for line in response.iter_lines():
+            if not line.startswith("data: {"):
+                continue
+            chunk = json.loads(line[6:])
+            if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+                now = time.perf_counter()
+                first = first or now
+                last = now
+            if chunk.get("usage"):
+                tokens = chunk["usage"]["completion_tokens"]
+    return _timing(first, last, start, tokens)
+
+
+def _direct_server(gguf: str, parallel: int, context: int, threads: int) -> Any:
+    import xllamacpp
+
+    params = xllamacpp.CommonParams()
+    params.model.path = gguf
+    params.n_parallel = parallel
+    params.n_ctx = context * parallel
+    params.cpuparams.n_threads = threads
+    params.cpuparams_batch.n_threads = threads
+    params.port = 0
+    params.verbosity = 0
+    return xllamacpp.Server(params)
+
+
+def _direct_round(server: Any, i: int) -> tuple[float, float]:
+    body = {"messages": _prompt(i), "max_tokens": MAX_TOKENS, "temperature": 0, "stream": True}
+    body["stream_options"] = {"include_usage": True}
+    state: dict[str, Any] = {"first": None, "last": None, "tokens": 0}
+
+    def on_chunk(chunk: dict[str, Any]) -> bool:
+        if chunk.get("choices") and (chunk["choices"][0].get("delta") or {}).get("content"):
+            now = time.perf_counter()
+            state["first"] = state["first"] or now
+            state["last"] = now
+        if chunk.get("usage"):
+            state["tokens"] = chunk["usage"]["completion_tokens"]
+        return False
+
+    start = time.perf_counter()
+    server.handle_chat_completions(body, on_chunk)
+    return _timing(state["first"], state["last"], start, state["tokens"])
+
+
+def run() -> list[Row]:
+    rows: list[Row] = []
+    with live_server() as (url, container):
+        installed = {e.id for e in container.models.installed("chat")}
+        headers = {"Authorization": f"Bearer {BENCH_KEY}"}
+        with httpx.Client(base_url=url, headers=headers, timeout=600) as http:
+            for model in (m for m in MODELS if m in installed):
+                entry = catalog.find(model)
+                gguf = str(catalog.model_dir(container.models.models_dir, entry) / entry.main_file)
+                engine = container.chat.engine(container.chat.resolve("bench", model))
+                direct = _direct_server(gguf, engine.parallel, engine.context, engine.threads)
+                _api_round(http, model, -1)  # load + warm up both
+                _direct_round(direct, -1)
+                api, base = [], []
+                for i in range(ROUNDS):
+                    api.append(_api_round(http, model, i))
+                    base.append(_direct_round(direct, i))
+                del direct
+                name = model.split("/")[-1]
+                rows.append(
+                    Row(
+                        f"chat decode {name} (stream, {MAX_TOKENS} tok)",
+                        statistics.median(a[1] for a in api),
+                        statistics.median(b[1] for b in base),
+                        "tok/s",
+                        "xllamacpp in-process, same GGUF",
+                    )
+                )
+                rows.append(
+                    Row(
+                        f"chat time to first token {name}",
+                        statistics.median(a[0] for a in api),
+                        statistics.median(b[0] for b in base),
+                        "ms",
+                        "xllamacpp in-process, same GGUF",
+                        higher_is_better=False,
+                    )
+                )
+    return rows
