@@ -119,17 +119,13 @@ def test_ssml_breaks_and_substitutions(http: httpx.Client, client: telnyx.Telnyx
     paused = seconds('<speak>Hello <break time="1500ms"/> world.</speak>', "ssml")
     assert paused > plain + 1.2
     raw = client.text_to_speech.with_raw_response.generate_speech(
-        text='<speak><sub alias="World Wide Web">WWW</sub> is <prosody rate="slow">great</prosody>.</speak>',
+        text='<speak><sub alias="Thank you">TY</sub> for calling, '
+        '<prosody rate="slow">have a nice day</prosody>.</speak>',
         text_type="ssml",
         voice=VOICE,
     )
-    assert audio.words(transcribe(client, raw.http_response.content, "s.mp3")) == [
-        "world",
-        "wide",
-        "web",
-        "is",
-        "great",
-    ]
+    heard = audio.words(transcribe(client, raw.http_response.content, "s.mp3"))
+    assert heard == audio.words("Thank you for calling, have a nice day.")
 
 
 @pytest.mark.parametrize(
