@@ -336,3 +336,55 @@ def test_one_task_per_bucket_at_a_time(server: LiveServer) -> None:
         row.busy_task, row.busy_until = "dead-task", utcnow() - timedelta(seconds=1)
     with ingest._claim("claims", "claimed", "task-3", ctx) as ok:
         assert ok
+
+
+def test_vector_index_stays_exact_through_changes(server: LiveServer) -> None:
+    """After replacements and deletions (cached matrix refreshed incrementally) search equals brute force."""
+    import numpy as np
+
+    from inferline.stores.embeddings_tables import EmbeddedBucket
+    from inferline.stores.vectors import ChunkRecord
+
+    index, db = server.container.vectors, server.container.db
+    with db.session() as s:
+        s.add(
+            EmbeddedBucket(
+                tenant_id="vec",
+                bucket="exact",
+                embedding_model=MINILM,
+                chunk_size=100,
+                chunk_overlap=0,
+                loader="default",
+                generation=0,
+            )
+        )
+    rng = np.random.default_rng(7)
+    truth: dict[str, np.ndarray] = {}
+
+    def put(name: str, n: int) -> None:
+        vectors = rng.standard_normal((n, 384)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        chunks = [ChunkRecord(name, i, f"{name}#{i}", "0" * 32, "s3://x", MINILM) for i in range(n)]
+        with db.session() as s:
+            index.replace_file(s, "vec", "exact", name, chunks, vectors)
+        truth[name] = vectors
+
+    def check() -> None:
+        query = rng.standard_normal(384).astype(np.float32)
+        query /= np.linalg.norm(query)
+        everything = [(f"{n}#{i}", float(v @ query)) for n, m in truth.items() for i, v in enumerate(m)]
+        best = sorted(everything, key=lambda t: -t[1])[:5]
+        hits = index.search("vec", "exact", query, 5)
+        assert [h.chunk.text for h in hits] == [t for t, _ in best]
+        assert np.allclose([h.similarity for h in hits], [sim for _, sim in best], atol=1e-5)
+
+    put("a", 50)
+    put("b", 30)
+    check()
+    put("a", 20)  # replaced: new ids, new vectors
+    check()
+    with db.session() as s:
+        index.delete_file(s, "vec", "exact", "b")
+    del truth["b"]
+    put("c", 40)
+    check()

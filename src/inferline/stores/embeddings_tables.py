@@ -73,6 +73,7 @@ class EmbeddingChunk(Base):
     """A chunk of a file, its text and its float32 vector (little-endian bytes)."""
 
     __tablename__ = "embedding_chunks"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids are never reused (the vector cache relies on it)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     tenant_id: Mapped[str] = mapped_column(String(64))

@@ -166,18 +166,44 @@ class ExactVectorIndex:
             if cached is not None and cached.generation == generation and cached.vectors.shape[1] == dims:
                 self._cache.move_to_end(key)
                 return cached
-        rows = session.execute(
-            select(EmbeddingChunk.id, EmbeddingChunk.vector).where(_scope(tenant_id, bucket))
-        ).all()
-        rows = [r for r in rows if len(r.vector) == dims * 4]
-        ids = np.fromiter((r.id for r in rows), dtype=np.int64, count=len(rows))
-        matrix = np.frombuffer(b"".join(r.vector for r in rows), dtype="<f4").reshape(len(rows), dims)
+        # Incremental refresh: chunk ids are never reused, so only ids not cached yet need their vectors.
+        current = np.fromiter(
+            session.scalars(select(EmbeddingChunk.id).where(_scope(tenant_id, bucket))), dtype=np.int64
+        )
+        if cached is not None and cached.vectors.shape[1] == dims:
+            keep = np.isin(cached.ids, current)
+            base_ids, base = cached.ids[keep], cached.vectors[keep]
+            missing = np.setdiff1d(current, cached.ids)
+        else:
+            base_ids, base = np.zeros(0, dtype=np.int64), np.zeros((0, dims), dtype=np.float32)
+            missing = current
+        new_ids, new_vectors = self._load(session, missing, dims)
+        ids = np.concatenate([base_ids, new_ids])
+        matrix = np.concatenate([base, new_vectors]) if len(new_ids) else base
         entry = _Matrix(generation or 0, ids, matrix)
         with self._lock:
             self._cache[key] = entry
             while len(self._cache) > self.cache_buckets:
                 self._cache.popitem(last=False)
         return entry
+
+    @staticmethod
+    def _load(
+        session: Session, ids: np.ndarray, dims: int, batch: int = 5000
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of the chunks `ids` whose vectors have `dims` dimensions."""
+        found: list[int] = []
+        blobs: list[bytes] = []
+        for start in range(0, len(ids), batch):
+            wanted = [int(i) for i in ids[start : start + batch]]
+            for row in session.execute(
+                select(EmbeddingChunk.id, EmbeddingChunk.vector).where(EmbeddingChunk.id.in_(wanted))
+            ):
+                if len(row.vector) == dims * 4:
+                    found.append(row.id)
+                    blobs.append(row.vector)
+        vectors = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(found), dims)
+        return np.asarray(found, dtype=np.int64), vectors
 
     def search(self, tenant_id: str, bucket: str, query: np.ndarray, k: int) -> list[Hit]:
         query = np.asarray(query, dtype=np.float32)
