@@ -17,7 +17,7 @@ import httpx
 from bench.common import BENCH_KEY, Row, live_server
 from inferline import catalog
 
-ROUNDS = 5
+ROUNDS = 8
 MAX_TOKENS = 64
 MODELS = ("HuggingFaceTB/SmolLM2-135M-Instruct", "Qwen/Qwen2.5-Coder-1.5B-Instruct")
 
