@@ -10,22 +10,21 @@ start a `sync_bucket` task (auto-sync).
 from __future__ import annotations
 
 import logging
-import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 import numpy as np
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from inferline.errors import EngineUnavailable, NotFound, UnsupportedParameter, ValidationFailed
 from inferline.jobs import JobContext, JobFailed, JobQueue, JobView
 from inferline.jobs.worker import JobCancelled
+from inferline.services.bucket_claim import bucket_claim
 from inferline.services.embeddings import EmbeddingsService
 from inferline.services.loaders import LoaderError, Transcribe, chunk_document, load
 from inferline.stores.db import Database
@@ -47,8 +46,6 @@ TASK_STATUSES = (QUEUED, PROCESSING, SUCCESS, FAILURE, PARTIAL)
 EMBED_BATCH = 64
 MAX_CHUNK_SIZE = 16_384
 LOADERS = ("default", "intercom")
-CLAIM = timedelta(seconds=60)
-CLAIM_POLL_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -283,63 +280,10 @@ class IngestService:
                 raise
         self._set_outcome(task_id, *outcome)
 
-    @contextmanager
-    def _claim(self, tenant_id: str, bucket: str, task_id: str, ctx: JobContext) -> Iterator[bool]:
-        """Hold the bucket for this task (across processes), renewing the claim until the block ends.
-
-        Yields False when the bucket's embeddings no longer exist. Waits while another live task holds it.
-        """
-        scope = (EmbeddedBucket.tenant_id == tenant_id) & (EmbeddedBucket.bucket == bucket)
-        while True:
-            now = utcnow()
-            with self.db.session() as s:
-                won = s.execute(
-                    update(EmbeddedBucket)
-                    .where(
-                        scope,
-                        or_(
-                            EmbeddedBucket.busy_task.is_(None),
-                            EmbeddedBucket.busy_task == task_id,
-                            EmbeddedBucket.busy_until < now,
-                        ),
-                    )
-                    .values(busy_task=task_id, busy_until=now + CLAIM)
-                    .execution_options(synchronize_session=False)
-                ).rowcount
-                exists = won or s.scalar(select(EmbeddedBucket.id).where(scope)) is not None
-            if won or not exists:
-                break
-            ctx.raise_if_cancelled()
-            time.sleep(CLAIM_POLL_SECONDS)
-        if not won:
-            yield False
-            return
-        done = threading.Event()
-
-        def renew() -> None:
-            while not done.wait(CLAIM.total_seconds() / 4):
-                with self.db.session() as s:
-                    s.execute(
-                        update(EmbeddedBucket)
-                        .where(scope, EmbeddedBucket.busy_task == task_id)
-                        .values(busy_until=utcnow() + CLAIM)
-                        .execution_options(synchronize_session=False)
-                    )
-
-        renewer = threading.Thread(target=renew, name=f"claim-{bucket}", daemon=True)
-        renewer.start()
-        try:
-            yield True
-        finally:
-            done.set()
-            renewer.join()
-            with self.db.session() as s:
-                s.execute(
-                    update(EmbeddedBucket)
-                    .where(scope, EmbeddedBucket.busy_task == task_id)
-                    .values(busy_task=None, busy_until=None)
-                    .execution_options(synchronize_session=False)
-                )
+    def _claim(
+        self, tenant_id: str, bucket: str, task_id: str, ctx: JobContext
+    ) -> AbstractContextManager[bool]:
+        return bucket_claim(self.db, tenant_id, bucket, task_id, ctx.raise_if_cancelled)
 
     def _set_outcome(self, task_id: str, status: str, error: str | None) -> None:
         with self.db.session() as s:
