@@ -213,3 +213,13 @@ def test_enable_thinking_is_accepted_and_has_no_effect_on_a_model_without_thinki
     off = oai.chat.completions.create(extra_body={"enable_thinking": False}, **kwargs).choices[0].message
     assert off.content == plain.content
     assert getattr(off, "reasoning_content", None) is None
+
+
+def test_telnyx_sdk_streams_with_streaming_response(client: telnyx.Telnyx) -> None:
+    """The telnyx SDKs have no SSE parser; `with_streaming_response` hands over the OpenAI event stream."""
+    with client.ai.openai.chat.with_streaming_response.create_completion(
+        messages=HELLO, max_tokens=3, stream=True
+    ) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = [line for line in response.iter_lines() if line]
+    assert events[-1] == "data: [DONE]" and all(e.startswith("data: ") for e in events)
