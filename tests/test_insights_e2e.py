@@ -131,3 +131,29 @@ def test_trigger_endpoint_answers_pending_then_completes(client: telnyx.Telnyx, 
         group_by=["score"], insight_id=score.id
     ).data
     assert [(getattr(r, "score", None), r.record_count) for r in rows] == [(value["score"], 1)]
+
+
+@pytest.mark.slow
+def test_run_that_cannot_satisfy_its_schema_fails_with_reason(
+    client: telnyx.Telnyx, http: httpx.Client
+) -> None:
+    """128 tokens cannot hold 300 words: the chat engine stops at max_tokens and the run fails, saying why."""
+    huge = {
+        "type": "object",
+        "properties": {
+            "words": {"type": "array", "minItems": 300, "items": {"type": "string", "minLength": 4}}
+        },
+        "required": ["words"],
+    }
+    template = client.ai.conversations.insights.create(
+        name="huge", instructions="List words.", json_schema=huge
+    ).data
+    group = client.ai.conversations.insight_groups.insight_groups(name="huge").data
+    client.ai.conversations.insight_groups.insights.assign(template.id, group_id=group.id)
+    conv = client.ai.conversations.create()
+    client.ai.conversations.add_message(conv.id, role="user", content="Hello.")
+    http.post(f"/ai/conversations/{conv.id}/conversations-insights", json={"insight_group_id": group.id})
+    (runs, _seen) = wait_run(client, conv.id, 1)
+    assert runs[0].status == "failed" and runs[0].conversation_insights == []
+    raw = http.get(f"/ai/conversations/{conv.id}/conversations-insights").json()["data"][0]
+    assert template.id in raw["error"] and "max_tokens" in raw["error"]

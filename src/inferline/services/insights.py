@@ -19,7 +19,14 @@ import jsonschema
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from inferline.errors import BadRequest, InferlineError, NotFound, ValidationFailed
+from inferline.errors import (
+    BadRequest,
+    InferlineError,
+    NotFound,
+    RateLimited,
+    UpstreamTimeout,
+    ValidationFailed,
+)
 from inferline.jobs import JobContext, JobFailed, JobQueue, JobView
 from inferline.services import postgrest
 from inferline.services.idempotency import Idempotency
@@ -537,10 +544,10 @@ class InsightService:
         ]
         try:
             text = chat.complete_text(tenant_id, messages, json_schema=schema, max_tokens=self.max_tokens)
+        except (RateLimited, UpstreamTimeout):
+            raise  # transient: the queue retries the run with backoff
         except InferlineError as exc:
-            if exc.status < 500 or exc.status == 503:
-                raise JobFailed(f"insight {template['insight_id']}: {exc.detail}") from None
-            raise
+            raise JobFailed(f"insight {template['insight_id']}: {exc.detail}") from None
         if schema is None:
             return text.strip()
         try:
