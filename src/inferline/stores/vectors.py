@@ -8,6 +8,7 @@ another process, e.g. `inferline worker`, did the write).
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -240,15 +241,24 @@ class PgVectorIndex(ExactVectorIndex):
         chunks: list[ChunkRecord],
         vectors: np.ndarray,
     ) -> None:
-        super().replace_file(session, tenant_id, bucket, filename, chunks, vectors)
-        for chunk, vector in zip(chunks, vectors, strict=True):
+        session.execute(
+            delete(EmbeddingChunk).where(_scope(tenant_id, bucket), EmbeddingChunk.filename == filename)
+        )
+        rows = _rows(chunks, vectors, tenant_id, bucket)
+        for row, vector in zip(rows, vectors, strict=True):
+            row["embedding"] = _literal(vector)
+            row["loader_metadata"] = json.dumps(row["loader_metadata"])
+        if rows:  # one multi-row INSERT carrying the pgvector column too
             session.execute(
                 text(
-                    "UPDATE embedding_chunks SET embedding = CAST(:v AS vector) WHERE tenant_id = :t "
-                    "AND bucket = :b AND filename = :f AND chunk_index = :i"
+                    "INSERT INTO embedding_chunks (tenant_id, bucket, filename, chunk_index, text, "
+                    "checksum, source, model, loader_metadata, vector, embedding) VALUES (:tenant_id, "
+                    ":bucket, :filename, :chunk_index, :text, :checksum, :source, :model, "
+                    "CAST(:loader_metadata AS json), :vector, CAST(:embedding AS vector))"
                 ),
-                {"v": _literal(vector), "t": tenant_id, "b": bucket, "f": filename, "i": chunk.chunk_index},
+                rows,
             )
+        _bump(session, tenant_id, bucket)
 
     def search(self, tenant_id: str, bucket: str, query: np.ndarray, k: int) -> list[Hit]:
         if k <= 0:
