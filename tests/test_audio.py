@@ -36,8 +36,9 @@ def test_sdk_verbose_json_with_segments(client: telnyx.Telnyx, hello_wav: bytes)
     result = raw.parse()
     assert audio.words(result.text) == audio.words(HELLO)
     assert result.duration == pytest.approx(len(audio.speech(HELLO)) / audio.RATE, abs=0.05)
+    # Whisper quantises times and may run a little past the end of a short clip.
     assert (
-        result.segments and result.segments[0].start >= 0 and result.segments[-1].end <= result.duration + 0.1
+        result.segments and 0 <= result.segments[0].start < result.segments[-1].end <= result.duration + 0.6
     )
     assert audio.words(" ".join(s.text for s in result.segments)) == audio.words(HELLO)
     # The Telnyx name maps to the installed Whisper model, which is reported.

@@ -163,12 +163,44 @@ def test_unconfigured_provider_through_sdk(client: telnyx.Telnyx) -> None:
 
 def test_list_voices(client: telnyx.Telnyx) -> None:
     voices = client.text_to_speech.list_voices().voices or []
-    assert [(v.voice_id, v.provider, v.language, v.hosted) for v in voices] == [
-        (VOICE, "telnyx", "en-US", True)
-    ]
-    assert voices[0].name == "joe"
-    assert (client.text_to_speech.list_voices(provider="telnyx").voices or [])[0].voice_id == VOICE
+    joe = voices[0]  # the default voice comes first
+    assert (joe.voice_id, joe.name, joe.provider, joe.language, joe.hosted) == (
+        VOICE,
+        "joe",
+        "telnyx",
+        "en-US",
+        True,
+    )
+    espeak = {v.voice_id: v for v in voices[1:]}
+    assert len(espeak) > 100 and all(v.startswith("Telnyx.eSpeak.") for v in espeak)
+    assert espeak["Telnyx.eSpeak.de"].language == "de" and espeak["Telnyx.eSpeak.en-us"].language == "en-US"
+    assert len(client.text_to_speech.list_voices(provider="telnyx").voices or []) == len(voices)
     assert client.text_to_speech.list_voices(provider="aws").voices == []
+
+
+def test_espeak_fallback_voices(client: telnyx.Telnyx, http: httpx.Client) -> None:
+    raw = client.text_to_speech.with_raw_response.generate_speech(
+        text="Thank you very much.", voice="Telnyx.eSpeak.en-us"
+    )
+    assert raw.headers["x-inferline-voice"] == "Telnyx.eSpeak.en-us"
+    assert audio.words(transcribe(client, raw.http_response.content, "e.mp3")) == [
+        "thank",
+        "you",
+        "very",
+        "much",
+    ]
+    german = http.post(
+        "/text-to-speech/speech",
+        json={"text": "Guten Morgen. Wie geht es dir?", "voice": "telnyx.eSpeak.de", "language": "de-DE",
+              "telnyx": {"response_format": "wav"}},
+    )  # fmt: skip
+    assert german.status_code == 200, german.text
+    with wave.open(io.BytesIO(german.content)) as w:
+        assert w.getframerate() == 24000 and w.getnframes() > 24000
+    error = assert_envelope(
+        http.post("/text-to-speech/speech", json={"text": "Hi", "voice": "Telnyx.eSpeak.xx"}), 400
+    )
+    assert error["source"]["pointer"] == "/voice"
 
 
 def test_list_voices_unknown_provider_is_422(http: httpx.Client) -> None:

@@ -255,13 +255,18 @@ def build_stt_reports(
 
 
 def build_speech(models: ModelService) -> SpeechService:
-    """Piper for every installed text-to-speech voice; each loads on first use."""
+    """Piper for every installed text-to-speech voice, then the eSpeak NG voices; listed on first use."""
+    from inferline.engines.espeak_tts import espeak_voices
     from inferline.engines.piper_tts import PiperEngine
     from inferline.engines.tts import TextToSpeech
 
-    engines: list[TextToSpeech] = []
-    for entry in models.installed("tts"):
-        engines.append(PiperEngine(entry.id, catalog.model_dir(models.models_dir, entry) / entry.main_file))
+    def engines() -> list[TextToSpeech]:
+        voices: list[TextToSpeech] = []
+        for entry in models.installed("tts"):
+            voice_file = catalog.model_dir(models.models_dir, entry) / entry.main_file
+            voices.append(PiperEngine(entry.id, voice_file))
+        return [*voices, *espeak_voices()]
+
     return SpeechService(engines)
 
 

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from inferline.engines.tts import VoiceInfo
+from inferline.engines.tts import LOCAL_SYNTH_LOCK, VoiceInfo
 
 
 class PiperEngine:
-    """One Piper voice (`voice.onnx` + `voice.onnx.json`). Loads lazily; synthesis is serialised."""
+    """One Piper voice (`voice.onnx` + `.json`). Loads lazily; synthesis holds `LOCAL_SYNTH_LOCK`."""
 
     def __init__(self, model_id: str, voice_file: Path, voice: VoiceInfo | None = None) -> None:
         self.model_id = model_id
@@ -22,7 +21,6 @@ class PiperEngine:
         self._config = json.loads(Path(f"{voice_file}.json").read_text())
         self.voice = voice or self._voice_from_config()
         self._voice: Any = None
-        self._lock = threading.Lock()
 
     @property
     def sample_rate(self) -> int:
@@ -47,7 +45,7 @@ class PiperEngine:
         from piper import SynthesisConfig
 
         config = SynthesisConfig(length_scale=1.0 / speed, volume=volume)
-        with self._lock:
+        with LOCAL_SYNTH_LOCK:
             voice = self._load()
             for chunk in voice.synthesize(text, syn_config=config):
                 yield np.clip(chunk.audio_float_array, -1.0, 1.0).astype(np.float32)

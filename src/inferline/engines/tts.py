@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
+LOCAL_SYNTH_LOCK = threading.Lock()
+"""Held by every in-process synthesiser: Piper and eSpeak share eSpeak NG's global state (and 2 cores)."""
+
 
 @dataclass(frozen=True)
 class VoiceInfo:
-    """A voice an engine can speak with."""
+    """A voice an engine can speak with; `model` is the middle part of `Telnyx.<model>.<voice_id>`."""
 
     voice_id: str
     name: str
     language: str
     gender: str | None = None
+    model: str = "Piper"
 
 
 class TextToSpeech(Protocol):

@@ -1,7 +1,7 @@
 """Text-to-speech: voice resolution (`Provider.Model.VoiceId`), SSML, and streamed encoding.
 
-Local voices are served under the `telnyx` provider with the model name `Piper`, e.g.
-`Telnyx.Piper.en_US-joe-medium` (the voice part also matches the short name, `Telnyx.Piper.joe`). Other
+Local voices are served under the `telnyx` provider: Piper voices (`Telnyx.Piper.en_US-joe-medium`; the voice
+part also matches the short name, `Telnyx.Piper.joe`) and the eSpeak NG fallback (`Telnyx.eSpeak.de`). Other
 providers (aws, azure, elevenlabs, …) are not configured on this server: asking for one is a 400. The OpenAI
 voice names (`alloy`, `nova`, …) of `POST /v2/audio/speech` speak with the default local voice; the voice that
 spoke is reported in the `x-inferline-voice` header.
@@ -10,8 +10,9 @@ spoke is reported in the `x-inferline-voice` header.
 from __future__ import annotations
 
 import re
+import threading
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,7 +22,6 @@ from inferline.errors import BadRequest, UnsupportedParameter
 from inferline.services.audio_codec import FORMATS, AudioEncoder
 
 PROVIDER = "telnyx"
-MODEL = "Piper"
 PROVIDERS = ("aws", "telnyx", "azure", "elevenlabs", "minimax", "rime", "resemble", "xai", "humain", "soniox")
 OPENAI_VOICES = frozenset(
     {"alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer", "verse", "marin",
@@ -94,19 +94,33 @@ class Voice:
 class SpeechService:
     """Resolves voices and synthesises speech with the installed local voices."""
 
-    def __init__(self, engines: list[TextToSpeech], default_voice: str | None = None) -> None:
-        self.voices = [
-            Voice(
-                f"Telnyx.{MODEL}.{e.voice.voice_id}",
-                e.voice.name,
-                PROVIDER,
-                e.voice.language,
-                e.voice.gender,
-                e,
-            )
-            for e in engines
-        ]
-        self.default_voice_id = default_voice or (self.voices[0].voice_id if self.voices else None)
+    def __init__(
+        self, engines: Callable[[], Sequence[TextToSpeech]], default_voice: str | None = None
+    ) -> None:
+        """`engines` lists the local voices (the first is the default); it is called on first use."""
+        self._engines = engines
+        self._voices: list[Voice] | None = None
+        self._lock = threading.Lock()
+        self.default_voice_id = default_voice
+
+    @property
+    def voices(self) -> list[Voice]:
+        with self._lock:
+            if self._voices is None:
+                self._voices = [
+                    Voice(
+                        f"Telnyx.{e.voice.model}.{e.voice.voice_id}",
+                        e.voice.name,
+                        PROVIDER,
+                        e.voice.language,
+                        e.voice.gender,
+                        e,
+                    )
+                    for e in self._engines()
+                ]
+                if self.default_voice_id is None and self._voices:
+                    self.default_voice_id = self._voices[0].voice_id
+            return self._voices
 
     def list_voices(self, provider: str | None = None) -> list[Voice]:
         """Local voices; any other provider has none configured here."""
@@ -115,7 +129,12 @@ class SpeechService:
         return [v for v in self.voices if provider is None or v.provider == provider.lower()]
 
     def _names(self) -> str:
-        return ", ".join(v.voice_id for v in self.voices) or "none installed"
+        voices = self.voices
+        if not voices:
+            return "none installed"
+        shown = ", ".join(v.voice_id for v in voices[:3])
+        more = f" and {len(voices) - 3} more (GET /v2/text-to-speech/voices)" if len(voices) > 3 else ""
+        return shown + more
 
     def default(self) -> Voice:
         for v in self.voices:
@@ -142,7 +161,8 @@ class SpeechService:
         if wanted_provider != PROVIDER:
             raise self._unconfigured(wanted_provider, "/voice")
         for v in self.voices:
-            if (model is None or model.lower() == MODEL.lower()) and name.lower() in (
+            voice_model = v.voice_id.split(".")[1]
+            if (model is None or model.lower() == voice_model.lower()) and name.lower() in (
                 v.voice_id.rsplit(".", 1)[-1].lower(),
                 v.name.lower(),
             ):
