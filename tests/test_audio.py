@@ -193,6 +193,20 @@ def test_file_over_the_limit_is_413(
     assert error["source"]["pointer"] == "/file"
 
 
+def test_busy_server_is_429_with_retry_after(
+    client: telnyx.Telnyx,
+    http: httpx.Client,
+    server: LiveServer,
+    hello_wav: bytes,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(server.container.transcription, "max_in_flight", 0)
+    response = http.post(PATH, files={"file": ("a.wav", hello_wav)})
+    assert assert_envelope(response, 429)["code"] == "10011" and response.headers["retry-after"] == "5"
+    with pytest.raises(telnyx.RateLimitError):
+        client.ai.audio.transcribe(model="whisper-1", file=("a.wav", hello_wav))  # client has max_retries=0
+
+
 def test_sdk_bad_request_is_typed(client: telnyx.Telnyx, hello_wav: bytes) -> None:
     with pytest.raises(telnyx.BadRequestError) as info:
         client.ai.audio.transcribe(model="deepgram/nova-3", file=("a.wav", hello_wav))

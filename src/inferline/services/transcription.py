@@ -9,13 +9,15 @@ always reported (`x-inferline-model` header and `model` in verbose_json).
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from inferline.catalog import ModelEntry
 from inferline.engines.stt import SAMPLE_RATE, Segment, SpeechToText
-from inferline.errors import BadRequest, PayloadTooLarge, UnsupportedParameter
+from inferline.errors import BadRequest, PayloadTooLarge, RateLimited, UnsupportedParameter
 from inferline.services import audio_codec
 from inferline.services.audio_fetch import SafeFetcher
 from inferline.services.models import ModelService
@@ -23,6 +25,8 @@ from inferline.stores.audio_tables import SttUsageRecord
 from inferline.stores.db import Database
 
 MAX_FILE_BYTES = 100 * 1024 * 1024
+MAX_IN_FLIGHT = 8  # transcriptions decoding, running or waiting for the engine; more is a 429
+RETRY_AFTER_SECONDS = 5
 WHISPER_ALIASES = ("whisper-1", "distil-whisper/distil-large-v2", "openai/whisper-large-v3-turbo")
 WHISPER_FAMILIES = ("openai/whisper-", "distil-whisper/")
 # Deepgram-style `model_config` keys and what Whisper can do with them.
@@ -88,7 +92,26 @@ class TranscriptionService:
         self.engine_factory = engine_factory
         self.fetcher = fetcher
         self.max_bytes = max_bytes
+        self.max_in_flight = MAX_IN_FLIGHT
         self._engines: dict[str, SpeechToText] = {}
+        self._in_flight = 0
+        self._count_lock = threading.Lock()
+
+    @contextmanager
+    def _slot(self) -> Iterator[None]:
+        """Admission control: beyond `max_in_flight` concurrent transcriptions the caller gets a 429."""
+        with self._count_lock:
+            if self._in_flight >= self.max_in_flight:
+                raise RateLimited(
+                    f"{self._in_flight} transcriptions are already in progress; retry shortly.",
+                    headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+                )
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._count_lock:
+                self._in_flight -= 1
 
     def engine(self, entry: ModelEntry) -> SpeechToText:
         """The engine for an installed model (built once; it loads its weights on first use)."""
@@ -155,21 +178,22 @@ class TranscriptionService:
         )
         multichannel = self._multichannel(options.model_config)
         started = time.monotonic()
-        audio = audio_codec.decode(data, sample_rate=SAMPLE_RATE, split_channels=multichannel)
         segments: list[ChannelSegment] = []
         detected = language or "en"
-        for index, samples in enumerate(audio.channels):
-            transcript = engine.transcribe(
-                samples,
-                language=language,
-                prompt=options.prompt,
-                temperature=options.temperature,
-                word_timestamps=options.word_timestamps,
-                skip_silence=len(audio.channels) > 1,
-            )
-            detected = transcript.language or detected
-            channel = index if len(audio.channels) > 1 else None
-            segments += [ChannelSegment(channel, s) for s in transcript.segments]
+        with self._slot():
+            audio = audio_codec.decode(data, sample_rate=SAMPLE_RATE, split_channels=multichannel)
+            for index, samples in enumerate(audio.channels):
+                transcript = engine.transcribe(
+                    samples,
+                    language=language,
+                    prompt=options.prompt,
+                    temperature=options.temperature,
+                    word_timestamps=options.word_timestamps,
+                    skip_silence=len(audio.channels) > 1,
+                )
+                detected = transcript.language or detected
+                channel = index if len(audio.channels) > 1 else None
+                segments += [ChannelSegment(channel, s) for s in transcript.segments]
         segments.sort(key=lambda s: (s.segment.start, s.channel or 0))
         processing_ms = int((time.monotonic() - started) * 1000)
         usage_id = self._record(
