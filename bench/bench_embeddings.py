@@ -10,18 +10,22 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
+import uuid
 from collections.abc import Callable
 
 import httpx
 import numpy as np
+from sqlalchemy import delete
 
 from bench.common import BENCH_KEY, Row, live_server
 from inferline import catalog
 from inferline.container import Container
-from inferline.stores.embeddings_tables import EmbeddedBucket
-from inferline.stores.vectors import ChunkRecord
+from inferline.stores.db import Database
+from inferline.stores.embeddings_tables import EmbeddedBucket, EmbeddingChunk
+from inferline.stores.vectors import ChunkRecord, PgVectorIndex, VectorIndex, has_pgvector
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "engineers", "measure"]
@@ -75,15 +79,17 @@ def _latency_ms(call: Callable[[], object], rounds: int = 30) -> float:
     return statistics.median(times)
 
 
-def _fill(container: Container, bucket: str, n: int, dims: int = 384) -> np.ndarray:
-    """Index `n` synthetic chunks (unit vectors) in `bucket` of tenant `default`; returns the matrix."""
+def _fill(
+    db: Database, index: VectorIndex, bucket: str, n: int, tenant: str = "default", dims: int = 384
+) -> np.ndarray:
+    """Index `n` synthetic chunks (unit vectors) in `bucket` of `tenant`; returns the matrix."""
     rng = np.random.default_rng(n)
     matrix = rng.standard_normal((n, dims)).astype(np.float32)
     matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
-    with container.db.session() as s:
+    with db.session() as s:
         s.add(
             EmbeddedBucket(
-                tenant_id="default",
+                tenant_id=tenant,
                 bucket=bucket,
                 embedding_model=MINILM,
                 chunk_size=1024,
@@ -99,9 +105,52 @@ def _fill(container: Container, bucket: str, n: int, dims: int = 384) -> np.ndar
             ChunkRecord(f"f{start}.txt", i, f"chunk {start + i}", "0" * 32, "s3://b/f", MINILM)
             for i in range(len(rows))
         ]
-        with container.db.session() as s:
-            container.vectors.replace_file(s, "default", bucket, f"f{start}.txt", chunks, rows)
+        with db.session() as s:
+            index.replace_file(s, tenant, bucket, f"f{start}.txt", chunks, rows)
     return matrix
+
+
+def _brute(matrix: np.ndarray, query: np.ndarray) -> Callable[[], object]:
+    def search() -> object:
+        scores = matrix @ query
+        top = np.argpartition(-scores, 4)[:5]
+        return top[np.argsort(-scores[top])]
+
+    return search
+
+
+def _pgvector_rows(query: np.ndarray) -> list[Row]:
+    """pgvector search latency, when INFERLINE_BENCH_PG_URL names a PostgreSQL database with pgvector."""
+    url = os.environ.get("INFERLINE_BENCH_PG_URL")
+    if not url:
+        return []
+    db = Database(url)
+    db.migrate()
+    if not has_pgvector(db):
+        return []
+    index, tenant, rows = PgVectorIndex(db), f"bench-{uuid.uuid4().hex[:8]}", []
+    try:
+        for n in (10_000, 100_000):
+            bucket = f"pg-{n // 1000}k"
+            matrix = _fill(db, index, bucket, n, tenant=tenant)
+            latency = _latency_ms(lambda bucket=bucket: index.search(tenant, bucket, query, 5), rounds=10)
+            base = _latency_ms(_brute(matrix, query))
+            rows.append(
+                Row(
+                    f"pgvector search top-5, {n // 1000}k chunks",
+                    latency,
+                    base,
+                    "ms",
+                    "numpy in memory",
+                    False,
+                )
+            )
+    finally:
+        with db.session() as s:
+            s.execute(delete(EmbeddingChunk).where(EmbeddingChunk.tenant_id == tenant))
+            s.execute(delete(EmbeddedBucket).where(EmbeddedBucket.tenant_id == tenant))
+        db.dispose()
+    return rows
 
 
 def run() -> list[Row]:
@@ -129,16 +178,11 @@ def run() -> list[Row]:
         query = container.embedder.embed(["latency of vector search"])[0]
         for n in (10_000, 100_000):
             bucket = f"bench-{n // 1000}k"
-            matrix = _fill(container, bucket, n)
+            matrix = _fill(container.db, container.vectors, bucket, n)
             started = time.perf_counter()
             container.vectors.search("default", bucket, query, 5)
             cold = (time.perf_counter() - started) * 1000
-
-            def brute(matrix: np.ndarray = matrix) -> object:
-                scores = matrix @ query
-                top = np.argpartition(-scores, 4)[:5]
-                return top[np.argsort(-scores[top])]
-
+            brute = _brute(matrix, query)
             warm = _latency_ms(lambda bucket=bucket: container.vectors.search("default", bucket, query, 5))
             base = _latency_ms(brute)
             rows.append(
@@ -192,4 +236,4 @@ def run() -> list[Row]:
             rows.append(
                 Row(f"similarity-search API, {n // 1000}k chunks", api, base, "ms", "numpy in memory", False)
             )
-    return rows
+    return rows + _pgvector_rows(query)
