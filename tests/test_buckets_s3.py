@@ -155,6 +155,9 @@ def test_presigned_get(s3: BaseClient) -> None:
     url = s3.generate_presigned_url("get_object", Params={"Bucket": "presign", "Key": "p.txt"}, ExpiresIn=60)
     assert httpx.get(url).content == b"presigned!"
     assert httpx.get(url.replace("Signature=", "Signature=0")).status_code == 403
+    put = s3.generate_presigned_url("put_object", Params={"Bucket": "presign", "Key": "up.txt"}, ExpiresIn=60)
+    assert httpx.put(put, content=b"uploaded with a presigned URL").status_code == 200
+    assert s3.get_object(Bucket="presign", Key="up.txt")["Body"].read() == b"uploaded with a presigned URL"
 
 
 def test_tenants_are_isolated(s3: BaseClient, s3_b: BaseClient) -> None:
