@@ -120,11 +120,12 @@ class _Matrix:
 
 
 class ExactVectorIndex:
-    """Brute-force cosine search with numpy over the bucket's vectors, cached per bucket and generation."""
+    """Brute-force cosine search with numpy over the bucket's vectors, cached per bucket and generation
+    (at most `cache_bytes` of vectors in memory, least recently searched buckets evicted first)."""
 
-    def __init__(self, db: Database, cache_buckets: int = 16) -> None:
+    def __init__(self, db: Database, cache_bytes: int = 1 << 30) -> None:
         self.db = db
-        self.cache_buckets = cache_buckets
+        self.cache_bytes = cache_bytes  # least recently searched buckets leave the cache beyond this
         self._cache: OrderedDict[tuple[str, str], _Matrix] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -184,7 +185,10 @@ class ExactVectorIndex:
         entry = _Matrix(generation or 0, ids, matrix)
         with self._lock:
             self._cache[key] = entry
-            while len(self._cache) > self.cache_buckets:
+            while (
+                len(self._cache) > 1
+                and sum(m.vectors.nbytes for m in self._cache.values()) > self.cache_bytes
+            ):
                 self._cache.popitem(last=False)
         return entry
 
