@@ -110,6 +110,10 @@ def test_guided_choice_streamed(oai: openai.OpenAI) -> None:
         ({"guided_choice": ["a"], "response_format": {"type": "json_object"}}, "/response_format"),
         ({"guided_json": {"type": "object", "properties": {"a": {"type": "no-such-type"}}}}, "/guided_json"),
         ({"guided_regex": "(unclosed"}, "/guided_regex"),
+        ({"guided_regex": "(?=a)b"}, "/guided_regex"),  # valid Python, not enforceable by the grammar
+        ({"guided_regex": r"cat\b"}, "/guided_regex"),
+        ({"guided_json": {"type": "string", "pattern": "^(?!x)"}}, "/guided_json/pattern"),
+        ({"guided_json": {"type": "object", "properties": {"a": {"$ref": "#/defs/none"}}}}, "/guided_json"),
         ({"guided_choice": []}, "/guided_choice"),
         ({"response_format": {"type": "json_schema"}}, "/response_format"),
         ({"response_format": {"type": "yaml"}}, "/response_format/type"),

@@ -168,7 +168,10 @@ class LlamaCppChatEngine:
                 return True
             return bool(on_chunk(chunk))
 
-        server.handle_chat_completions(body, callback)
+        try:
+            server.handle_chat_completions(body, callback)
+        except ValueError as exc:  # e.g. a JSON schema llama.cpp cannot turn into a grammar
+            raise ChatEngineError(400, str(exc)) from exc
         if failure:
             raise failure[0]
 

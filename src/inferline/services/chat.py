@@ -376,13 +376,6 @@ class ChatService:
         finally:
             job.cancel()
         choices = [assembler.choice(i, logprobs=the_plan.user_logprobs) for i, _, _ in assembler.outputs()]
-        constraint = the_plan.request.constraint
-        if constraint is not None and not the_plan.buffered:
-            for choice in choices:
-                if choice["finish_reason"] != "length" and not satisfies(
-                    constraint, choice["message"]["content"]
-                ):
-                    raise UpstreamError("The chat engine's output does not satisfy the requested constraint.")
         return completion(target.model_id, choices, assembler.usage), job.telemetry
 
     async def stream(self, tenant_id: str, params: dict[str, Any]) -> ChatStream:
@@ -469,12 +462,12 @@ class ChatService:
             else:
                 self._run_plain(engine, target, request, emit, telemetry, cancelled)
         except ChatEngineError as exc:
-            raise self._mapped(exc) from exc
+            raise self._mapped(exc, the_plan) from exc
         finally:
             gate.release(time.perf_counter() - telemetry.started)
 
     @staticmethod
-    def _mapped(exc: ChatEngineError) -> InferlineError:
+    def _mapped(exc: ChatEngineError, the_plan: Plan) -> InferlineError:
         if exc.status in (408, 504):
             return UpstreamTimeout(exc.message)
         if exc.status == 429:
@@ -482,7 +475,8 @@ class ChatService:
         if exc.status == 502:
             return UpstreamError(exc.message)
         if 400 <= exc.status < 500:
-            return BadRequest(f"The chat engine refused the request: {exc.message}")
+            pointer = the_plan.constraint_pointer if the_plan.request.constraint is not None else None
+            return BadRequest(f"The chat engine refused the request: {exc.message}", pointer=pointer)
         if exc.status == 503:
             return EngineUnavailable(exc.message)
         return UpstreamError(f"The chat engine failed: {exc.message}")
@@ -525,10 +519,13 @@ class ChatService:
         cancelled: threading.Event,
     ) -> None:
         ident, created = completion_id(), int(time.time())
+        assembler = Assembler() if request.constraint is not None else None
 
         def on_chunk(chunk: dict[str, Any]) -> bool:
             if any((c.get("delta") or {}).get("content") for c in chunk.get("choices") or []):
                 telemetry.token()
+            if assembler is not None:
+                assembler.add(chunk)
             chunk.update(id=ident, created=created, model=target.model_id, system_fingerprint="inferline")
             chunk.pop("timings", None)
             if chunk.get("usage"):
@@ -537,6 +534,10 @@ class ChatService:
             return emit(chunk) or cancelled.is_set()
 
         engine.stream(request, on_chunk)
+        if assembler is not None and request.constraint is not None and not cancelled.is_set():
+            for _, text, finish in assembler.outputs():  # grammar-enforced; checked as a safety net
+                if finish != "length" and not satisfies(request.constraint, text):
+                    raise UpstreamError("The chat engine's output does not satisfy the requested constraint.")
 
     def _run_buffered(
         self,

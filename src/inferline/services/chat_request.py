@@ -54,6 +54,7 @@ class Plan:
     n: int = 1
     user_logprobs: bool = False
     retrieval: list[Retrieval] = field(default_factory=list)
+    constraint_pointer: str | None = None  # the field the constraint came from, for engine refusals
 
     @property
     def calls_tools(self) -> bool:
@@ -121,6 +122,53 @@ def _arguments(function: dict[str, Any]) -> Any:
         return raw
 
 
+def check_regex(pattern: str, pointer: str) -> str:
+    """`pattern` if the grammar engine can enforce it (no lookaround, backreference, \\b or flags)."""
+    from re import _constants as c  # type: ignore[attr-defined]
+    from re import _parser  # type: ignore[attr-defined]
+
+    try:
+        tree = _parser.parse(pattern)
+    except re.error as exc:
+        raise BadRequest(f"Not a valid regex: {exc}", pointer=pointer) from exc
+    refused = {c.ASSERT, c.ASSERT_NOT, c.GROUPREF, c.GROUPREF_EXISTS, c.ATOMIC_GROUP, c.POSSESSIVE_REPEAT}
+    anchors = {c.AT_BEGINNING, c.AT_BEGINNING_STRING, c.AT_END, c.AT_END_STRING}
+
+    def walk(items: Any) -> None:
+        for op, arg in items:
+            if op in refused or (op is c.AT and arg not in anchors):
+                raise UnsupportedParameter(
+                    f"The regex uses {str(op).lower()}, which constrained decoding cannot enforce "
+                    "(lookarounds, backreferences, word boundaries and atomic groups are not supported).",
+                    pointer=pointer,
+                )
+            if op is c.SUBPATTERN:
+                if arg[1] or arg[2]:
+                    raise UnsupportedParameter("Inline regex flags are not supported.", pointer=pointer)
+                walk(arg[3])
+            elif op is c.BRANCH:
+                for branch in arg[1]:
+                    walk(branch)
+            elif op in (c.MAX_REPEAT, c.MIN_REPEAT):
+                walk(arg[2])
+
+    walk(tree)
+    return pattern
+
+
+def _schema_patterns(schema: Any, pointer: str) -> None:
+    """Every `pattern` inside a JSON schema must be enforceable too."""
+    if isinstance(schema, dict):
+        for key, value in schema.items():
+            if key == "pattern" and isinstance(value, str):
+                check_regex(value, f"{pointer}/pattern")
+            else:
+                _schema_patterns(value, f"{pointer}/{key}")
+    elif isinstance(schema, list):
+        for i, value in enumerate(schema):
+            _schema_patterns(value, f"{pointer}/{i}")
+
+
 def _check_schema(schema: Any, pointer: str) -> dict[str, Any]:
     from jsonschema import SchemaError
     from jsonschema.validators import validator_for
@@ -131,22 +179,19 @@ def _check_schema(schema: Any, pointer: str) -> dict[str, Any]:
         validator_for(schema).check_schema(schema)
     except SchemaError as exc:
         raise BadRequest(f"Invalid JSON schema: {exc.message}", pointer=pointer) from exc
+    _schema_patterns(schema, pointer)
     return schema
 
 
-def constraint_of(params: dict[str, Any]) -> Constraint | None:
-    """The one output constraint asked for (guided_json/regex/choice or response_format), if any."""
+def constraint_of(params: dict[str, Any]) -> tuple[str, Constraint] | None:
+    """(source field, constraint) of the one output constraint asked for (guided_*, response_format)."""
     found: list[tuple[str, Constraint]] = []
     if params.get("guided_json") is not None:
         found.append(
             ("guided_json", Constraint("json_schema", _check_schema(params["guided_json"], "/guided_json")))
         )
     if params.get("guided_regex") is not None:
-        pattern = params["guided_regex"]
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise BadRequest(f"guided_regex is not a valid regex: {exc}", pointer="/guided_regex") from exc
+        pattern = check_regex(params["guided_regex"], "/guided_regex")
         found.append(("guided_regex", Constraint("regex", pattern)))
     if params.get("guided_choice") is not None:
         choices = params["guided_choice"]
@@ -170,7 +215,7 @@ def constraint_of(params: dict[str, Any]) -> Constraint | None:
     if len(found) > 1:
         names = ", ".join(name for name, _ in found)
         raise BadRequest(f"Only one output constraint may be given; got {names}.", pointer=f"/{found[1][0]}")
-    return found[0][1] if found else None
+    return found[0] if found else None
 
 
 def _tools(params: dict[str, Any]) -> tuple[list[dict[str, Any]], list[Retrieval]]:
@@ -288,7 +333,8 @@ def plan(params: dict[str, Any]) -> Plan:
     n = _int(params, "n") or 1
     if not 1 <= n <= MAX_N:
         raise ValidationFailed(f"n: must be between 1 and {MAX_N}", pointer="/n")
-    constraint = constraint_of(params)
+    found = constraint_of(params)
+    constraint = found[1] if found else None
     functions, retrieval = _tools(params)
     tool_choice = _tool_choice(params, functions)
     beam = _beam(params, n)
@@ -326,6 +372,7 @@ def plan(params: dict[str, Any]) -> Plan:
         n=n,
         user_logprobs=bool(params.get("logprobs")),
         retrieval=retrieval,
+        constraint_pointer=f"/{found[0]}" if found else None,
     )
 
 
