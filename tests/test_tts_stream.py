@@ -76,3 +76,17 @@ def test_stream_refuses_a_bad_key(server: LiveServer) -> None:
     with pytest.raises(websockets.exceptions.InvalidStatus) as info, bad.text_to_speech.stream():
         pass
     assert info.value.response.status_code == 403
+
+
+def test_stream_force_interrupts(client: telnyx.Telnyx) -> None:
+    long_text = " ".join(["This sentence is here to keep the synthesiser busy for a while."] * 6)
+    with client.text_to_speech.stream(extra_query={"voice": VOICE, "audio_format": "pcm"}) as conn:
+        conn.send({"text": long_text})
+        assert conn.recv().type == "audio_chunk"  # the first sentence is out; the rest is in progress
+        conn.send({"force": True, "text": "Goodbye."})
+        events, _ = collect(conn)
+    spoken = [e.text for e in events if e.type == "audio_chunk"]
+    assert events[-1].type == "final" and spoken[-1] == "Goodbye."
+    assert (
+        len([t for t in spoken if t == long_text]) < 5
+    )  # the long text was cut short: 6 sentences, no final
