@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import bindparam, delete, select, text, update
 from sqlalchemy.orm import Session
 
 from inferline.stores.db import Database
@@ -169,19 +169,25 @@ class ExactVectorIndex:
                 self._cache.move_to_end(key)
                 return cached
         # Incremental refresh: chunk ids are never reused, so only ids not cached yet need their vectors.
-        current = np.fromiter(
-            session.scalars(select(EmbeddingChunk.id).where(_scope(tenant_id, bucket))), dtype=np.int64
+        found = session.execute(
+            text("SELECT id FROM embedding_chunks WHERE tenant_id = :t AND bucket = :b"),
+            {"t": tenant_id, "b": bucket},
         )
+        current = np.fromiter((row[0] for row in found), dtype=np.int64)
         if cached is not None and cached.vectors.shape[1] == dims:
-            keep = np.isin(cached.ids, current)
-            base_ids, base = cached.ids[keep], cached.vectors[keep]
-            missing = np.setdiff1d(current, cached.ids)
+            keep = np.isin(cached.ids, current, assume_unique=True)
+            missing = np.setdiff1d(current, cached.ids, assume_unique=True)
+            base_ids, base = cached.ids, cached.vectors
         else:
-            base_ids, base = np.zeros(0, dtype=np.int64), np.zeros((0, dims), dtype=np.float32)
+            keep = np.zeros(0, dtype=bool)
             missing = current
+            base_ids, base = np.zeros(0, dtype=np.int64), np.zeros((0, dims), dtype=np.float32)
         new_ids, new_vectors = self._load(session, missing, dims)
-        ids = np.concatenate([base_ids, new_ids])
-        matrix = np.concatenate([base, new_vectors]) if len(new_ids) else base
+        kept = int(keep.sum())
+        ids = np.concatenate([base_ids[keep], new_ids])
+        matrix = np.empty((kept + len(new_ids), dims), dtype=np.float32)  # one copy of the kept rows
+        np.compress(keep, base, axis=0, out=matrix[:kept])
+        matrix[kept:] = new_vectors
         entry = _Matrix(generation or 0, ids, matrix)
         with self._lock:
             self._cache[key] = entry
@@ -199,14 +205,14 @@ class ExactVectorIndex:
         """(ids, vectors) of the chunks `ids` whose vectors have `dims` dimensions."""
         found: list[int] = []
         blobs: list[bytes] = []
+        query = text("SELECT id, vector FROM embedding_chunks WHERE id IN :ids").bindparams(
+            bindparam("ids", expanding=True)
+        )
         for start in range(0, len(ids), batch):
-            wanted = [int(i) for i in ids[start : start + batch]]
-            for row in session.execute(
-                select(EmbeddingChunk.id, EmbeddingChunk.vector).where(EmbeddingChunk.id.in_(wanted))
-            ):
-                if len(row.vector) == dims * 4:
-                    found.append(row.id)
-                    blobs.append(row.vector)
+            for row_id, blob in session.execute(query, {"ids": [int(i) for i in ids[start : start + batch]]}):
+                if len(blob) == dims * 4:
+                    found.append(row_id)
+                    blobs.append(blob)
         vectors = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(found), dims)
         return np.asarray(found, dtype=np.int64), vectors
 
