@@ -1,4 +1,4 @@
-"""Chat: decode tokens/s and time to first token of a streamed completion through the API (httpx client, SSE)
+"""Chat: decode tokens/s, time to first token and 4-client throughput of streamed completions through the API
 vs the same GGUF on a second xllamacpp server called directly in-process with the same settings.
 
 Rounds alternate API and direct so both see the same machine load; each round uses a fresh prompt (no prompt
@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import httpx
@@ -17,8 +19,9 @@ import httpx
 from bench.common import BENCH_KEY, Row, live_server
 from inferline import catalog
 
-ROUNDS = 8
+ROUNDS = 12
 MAX_TOKENS = 64
+CLIENTS = 4
 MODELS = ("HuggingFaceTB/SmolLM2-135M-Instruct", "Qwen/Qwen2.5-Coder-1.5B-Instruct")
 
 
@@ -26,13 +29,13 @@ def _prompt(i: int) -> list[dict[str, str]]:
     return [{"role": "user", "content": f"Story {i}: tell a long story about a lighthouse keeper."}]
 
 
-def _timing(first: float | None, last: float | None, start: float, tokens: int) -> tuple[float, float]:
-    """(ttft ms, decode tokens/s) from client-side timestamps."""
+def _timing(first: float | None, last: float | None, start: float, tokens: int) -> tuple[float, float, int]:
+    """(ttft ms, decode tokens/s, tokens) from client-side timestamps."""
     assert first is not None and last is not None and tokens > 1, "no tokens streamed"
-    return (first - start) * 1000, (tokens - 1) / (last - first)
+    return (first - start) * 1000, (tokens - 1) / (last - first), tokens
 
 
-def _api_round(http: httpx.Client, model: str, i: int) -> tuple[float, float]:
+def _api_round(http: httpx.Client, model: str, i: int) -> tuple[float, float, int]:
     body = {
         "model": model,
         "messages": _prompt(i),
@@ -70,7 +73,7 @@ def _direct_server(gguf: str, parallel: int, context: int, threads: int) -> Any:
     return xllamacpp.Server(params)
 
 
-def _direct_round(server: Any, i: int) -> tuple[float, float]:
+def _direct_round(server: Any, i: int) -> tuple[float, float, int]:
     body = {"messages": _prompt(i), "max_tokens": MAX_TOKENS, "temperature": 0, "stream": True}
     body["stream_options"] = {"include_usage": True}
     state: dict[str, Any] = {"first": None, "last": None, "tokens": 0}
@@ -89,6 +92,14 @@ def _direct_round(server: Any, i: int) -> tuple[float, float]:
     return _timing(state["first"], state["last"], start, state["tokens"])
 
 
+def _aggregate(one: Any, clients: int) -> float:
+    """Total decoded tokens/s of `clients` concurrent streams, each `one(i) -> (ttft, tok/s, tokens)`."""
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        results = list(pool.map(one, range(1000, 1000 + clients)))  # fresh prompts (no cache hit)
+    return sum(r[2] for r in results) / (time.perf_counter() - started)
+
+
 def run() -> list[Row]:
     rows: list[Row] = []
     with live_server() as (url, container):
@@ -103,10 +114,16 @@ def run() -> list[Row]:
                 _api_round(http, model, -1)  # load + warm up both
                 _direct_round(direct, -1)
                 api, base = [], []
-                for i in range(ROUNDS):
-                    api.append(_api_round(http, model, i))
-                    base.append(_direct_round(direct, i))
-                del direct
+                for i in range(ROUNDS):  # alternate which side goes first
+                    if i % 2:
+                        base.append(_direct_round(direct, i))
+                        api.append(_api_round(http, model, i))
+                    else:
+                        api.append(_api_round(http, model, i))
+                        base.append(_direct_round(direct, i))
+                api_total = _aggregate(partial(_api_round, http, model), CLIENTS)
+                direct_total = _aggregate(partial(_direct_round, direct), CLIENTS)
+                direct = None  # frees the baseline model before the next one loads
                 name = model.split("/")[-1]
                 rows.append(
                     Row(
@@ -125,6 +142,15 @@ def run() -> list[Row]:
                         "ms",
                         "xllamacpp in-process, same GGUF",
                         higher_is_better=False,
+                    )
+                )
+                rows.append(
+                    Row(
+                        f"chat {CLIENTS} concurrent streams {name}",
+                        api_total,
+                        direct_total,
+                        "tok/s",
+                        "xllamacpp in-process, same GGUF",
                     )
                 )
     return rows

@@ -249,14 +249,13 @@ class ChatService:
         """The engine target for `model_id` (default: the default chat model); 404 listing the choices."""
         if model_id is not None and model_id in self.remote:
             return self._remote_target(model_id)
-        if model_id is not None:
-            for resolver in self.resolvers:
-                found = resolver(tenant_id, model_id)
-                if found is not None:
-                    return self._local_target(model_id, found[0], tuple(found[1]))
         try:
             entry = self.models.resolve(model_id, "chat")
         except NotFound:
+            for resolver in self.resolvers:  # tenant models (fine-tunes)
+                found = resolver(tenant_id, model_id) if model_id is not None else None
+                if found is not None and model_id is not None:
+                    return self._local_target(model_id, found[0], tuple(found[1]))
             if model_id is None and self.remote:
                 return self._remote_target(next(iter(self.remote)))
             names = [e.id for e in self.models.installed("chat")] + list(self.remote)
