@@ -223,3 +223,12 @@ def test_telnyx_sdk_streams_with_streaming_response(client: telnyx.Telnyx) -> No
         assert response.headers["content-type"].startswith("text/event-stream")
         events = [line for line in response.iter_lines() if line]
     assert events[-1] == "data: [DONE]" and all(e.startswith("data: ") for e in events)
+
+
+def test_stream_options_include_usage_false_leaves_usage_out(oai: openai.OpenAI) -> None:
+    kwargs = {"model": SMOL, "messages": HELLO, "max_tokens": 3, "stream": True}
+    chunks = list(oai.chat.completions.create(stream_options={"include_usage": False}, **kwargs))
+    assert chunks and all(c.usage is None and c.choices for c in chunks)
+    assert (
+        list(oai.chat.completions.create(**kwargs))[-1].usage is not None
+    )  # by default it is the last chunk

@@ -380,6 +380,7 @@ class ChatService:
     async def stream(self, tenant_id: str, params: dict[str, Any]) -> ChatStream:
         """A started streamed completion: errors before the first token raise here, not in the stream."""
         _, _, job = self._start(tenant_id, params)
+        usage = (params.get("stream_options") or {}).get("include_usage") is not False
         chunks = job.chunks()
         head: list[dict[str, Any]] = []
         try:
@@ -392,16 +393,19 @@ class ChatService:
         except BaseException:
             job.cancel()
             raise
-        return ChatStream(self._sse(job, head, chunks), job.telemetry)
+        return ChatStream(self._sse(job, head, chunks, usage), job.telemetry)
 
     async def _sse(
-        self, job: _Job, head: list[dict[str, Any]], rest: AsyncIterator[dict]
+        self, job: _Job, head: list[dict[str, Any]], rest: AsyncIterator[dict], usage: bool
     ) -> AsyncIterator[str]:
+        """SSE lines; the usage-only last chunk is left out when `stream_options.include_usage` is false."""
         try:
             for chunk in head:
-                yield sse(chunk)
+                if usage or chunk.get("choices"):
+                    yield sse(chunk)
             async for chunk in rest:
-                yield sse(chunk)
+                if usage or chunk.get("choices"):
+                    yield sse(chunk)
         except InferlineError as exc:
             yield sse({"error": {"message": exc.detail, "type": exc.title, "code": exc.code}})
         finally:
