@@ -65,13 +65,15 @@ def s3(server: LiveServer) -> BaseClient:
     return client
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+def wait_for(
+    predicate: Callable[[], Any], timeout: float, what: str, detail: Callable[[], Any] = lambda: ""
+) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}: {detail()}"
         time.sleep(0.5)
 
 
@@ -142,7 +144,7 @@ def test_planted_fact_is_learned_and_served_to_its_tenant_only(
         current = client.ai.fine_tuning.jobs.retrieve(job.id)
         return current if current.status in ("succeeded", "failed", "cancelled") else None
 
-    done = wait_for(finished, 600, "the fine-tuning job")
+    done = wait_for(finished, 600, "the fine-tuning job", lambda: events(http, job.id)[-3:])
     assert done.status == "succeeded", events(http, job.id)
     assert done.trained_tokens and done.trained_tokens > 0 and done.finished_at
     model_id = done.to_dict()["fine_tuned_model"]

@@ -54,8 +54,10 @@ def training_available() -> bool:
 class PeftLoraTrainer:
     """The `Trainer` implementation. One training runs at a time per process (they are CPU-bound)."""
 
-    def __init__(self, threads: int | None = None) -> None:
-        self.threads = threads
+    def __init__(self, threads: int | None = None, cache_max_params: int = 600_000_000) -> None:
+        # Half the cores by default: training must not starve the chat engine serving next to it.
+        self.threads = threads or max(1, (os.cpu_count() or 2) // 2)
+        self.cache_max_params = cache_max_params
         self._lock = threading.Lock()
         self._cached: tuple[Path, Any, Any] | None = None  # (gguf path, model, tokenizer) of the last base
 
@@ -77,19 +79,21 @@ class PeftLoraTrainer:
             return self._train(model, tokenizer, examples, config, out_path, checkpoint, progress)
 
     def _load(self, base_gguf: Path) -> tuple[Any, Any]:
-        """The base model (float32, eval-free) and its tokenizer, both from the GGUF file; cached."""
+        """The base model (float32) and its tokenizer, both from the GGUF file; small ones are cached."""
         base_gguf = base_gguf.resolve()
         if self._cached is not None and self._cached[0] == base_gguf:
             return self._cached[1], self._cached[2]
         self._cached = None
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        # Idle OpenMP threads sleep instead of spinning: with spinning, a CPU shared with other engines
+        # made steps over 10x slower (measured). Read by libgomp when torch loads.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-        if self.threads:
-            torch.set_num_threads(self.threads)
+        torch.set_num_threads(self.threads)
         folder, name = str(base_gguf.parent), base_gguf.name
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(
@@ -101,7 +105,8 @@ class PeftLoraTrainer:
             )
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token_id = tokenizer.eos_token_id
-        self._cached = (base_gguf, model, tokenizer)
+        if model.num_parameters() <= self.cache_max_params:  # small bases stay loaded for the next job
+            self._cached = (base_gguf, model, tokenizer)
         return model, tokenizer
 
     def _train(
