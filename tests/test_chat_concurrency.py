@@ -113,3 +113,21 @@ def test_non_streamed_disconnect_cancels(tight: LiveServer) -> None:
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(tight.v2 + "/ai/openai/chat/completions", json=body, headers=headers, timeout=3)
     wait_idle(tight)
+
+
+def test_least_recently_used_idle_engine_is_unloaded_busy_ones_stay(server: LiveServer) -> None:
+    """Engine bookkeeping only (the engines are built, not loaded): at most `max_models` kept."""
+    from inferline.services.chat import ChatService, Target
+
+    chat = ChatService(server.container.models, max_models=2)
+    build = chat.resolve("tenant-a", SMOL).build
+    a, b, c = (Target(f"m{i}", ("llamacpp", "same.gguf", (f"adapter{i}.gguf",)), build) for i in range(3))
+    first = chat.engine(a)
+    chat.engine(b)
+    assert chat.engine(a) is first  # cached, and now the most recently used
+    chat.engine(c)
+    assert chat.loaded() == [a.key, c.key]  # b was the least recently used
+    chat.gate(a).admit()  # a request holds a
+    chat.engine(b)
+    assert chat.loaded() == [a.key, b.key]  # c went, a stayed although older
+    chat.close()

@@ -108,6 +108,11 @@ class Settings(BaseSettings):
         description="Chat requests that may wait per model beyond those running; more get 429.",
     )
     chat_context: int = Field(default=4096, ge=256, description="Context window (tokens) of each chat slot.")
+    chat_max_models: int = Field(
+        default=3,
+        ge=1,
+        description="Chat models kept loaded; beyond, the least recently used idle one unloads.",
+    )
     chat_threads: int = Field(default=0, ge=0, description="CPU threads per chat model; 0 = half the cores.")
     remote_chat_models: dict[str, RemoteModel] = Field(
         default_factory=dict,

@@ -315,6 +315,7 @@ def build_chat(c: Container) -> ChatService:
         max_queue=s.chat_max_queue,
         context=s.chat_context,
         threads=s.chat_threads,
+        max_models=s.chat_max_models,
         remote=s.remote_chat_models,
         search=lambda: getattr(getattr(c, "embeddings_search", None), "similarity_search", None),
     )

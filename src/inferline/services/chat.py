@@ -228,11 +228,13 @@ class ChatService:
         max_queue: int = 16,
         context: int = 4096,
         threads: int = 0,
+        max_models: int = 3,
         remote: dict[str, RemoteModel] | None = None,
         search: Callable[[], Search | None] | None = None,
     ) -> None:
         self.models = models
         self.parallel, self.max_queue, self.context, self.threads = parallel, max_queue, context, threads
+        self.max_models = max_models
         self.remote = dict(remote or {})
         self.search = search or (lambda: None)
         self.resolvers: list[ModelResolver] = []
@@ -294,11 +296,20 @@ class ChatService:
         return Target(model_id, ("remote", cfg.url, model_id), build, enforces_constraints=False)
 
     def engine(self, target: Target) -> ChatEngine:
+        """The target's engine; beyond `max_models` the least recently used idle engines are unloaded."""
+        evicted = []
         with self._lock:
-            engine = self._engines.get(target.key)
-            if engine is None:
-                engine = self._engines[target.key] = target.build()
-            return engine
+            engine = self._engines.pop(target.key, None) or target.build()
+            self._engines[target.key] = engine  # most recently used last
+            for key in list(self._engines)[:-1]:
+                if len(self._engines) <= self.max_models:
+                    break
+                gate = self._gates.get(key)
+                if gate is None or gate.tickets == 0:  # never unload an engine a request holds
+                    evicted.append(self._engines.pop(key))
+        for old in evicted:
+            old.close()
+        return engine
 
     def gate(self, target: Target) -> AdmissionGate:
         with self._lock:
@@ -307,6 +318,11 @@ class ChatService:
                 running = self.parallel if target.key[0] == "llamacpp" else self.parallel * 4
                 gate = self._gates[target.key] = AdmissionGate(running, self.max_queue)
             return gate
+
+    def loaded(self) -> list[tuple[Any, ...]]:
+        """Engine keys currently held, least recently used first."""
+        with self._lock:
+            return list(self._engines)
 
     def in_flight(self) -> int:
         """Chat requests admitted and not finished (running or queued), over all models."""
