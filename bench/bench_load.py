@@ -1,0 +1,215 @@
+"""Load: concurrent chat and similarity-search clients against one inferline server process, on loopback.
+
+An `inferline serve` process (test profile: SmolLM2-135M chat, MiniLM embeddings) holds `CHAT_CLIENTS` chat
+clients (`POST /v2/ai/chat/completions`, 16 new tokens) and `SEARCH_CLIENTS` search clients
+(`POST /v2/ai/embeddings/similarity-search` over an embedded bucket) for `SECONDS` seconds, every client
+sending its next request as soon as the previous one is answered. It reports, per client kind, median and p95
+latency, throughput and error rate (non-2xx or transport error; 429 counts as an error too). The baseline is
+the same request sent by a single client alone, on the same server, in the same run.
+
+Bounded in time and count, loopback only. `INFERLINE_LOAD_SECONDS`, `INFERLINE_LOAD_CHAT`,
+`INFERLINE_LOAD_SEARCH` and `INFERLINE_LOAD_DATABASE_URL` (e.g. from scripts/postgres.sh) adjust it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import boto3
+import httpx
+from botocore.config import Config
+
+from bench.common import BENCH_KEY, REPO, Row
+
+SECONDS = float(os.environ.get("INFERLINE_LOAD_SECONDS", "30"))
+CHAT_CLIENTS = int(os.environ.get("INFERLINE_LOAD_CHAT", "4"))
+SEARCH_CLIENTS = int(os.environ.get("INFERLINE_LOAD_SEARCH", "8"))
+MAX_REQUESTS = 20_000  # a hard bound on the whole run, whatever the speed
+CHAT = {
+    "model": "HuggingFaceTB/SmolLM2-135M-Instruct",
+    "messages": [{"role": "user", "content": "Name three uses of a harbour crane."}],
+    "max_tokens": 16,
+    "temperature": 0,
+}
+TOPICS = ["harbour cranes", "orbital mechanics", "sourdough baking", "glacier melt", "jazz harmony"]
+QUERIES = [
+    "how do cranes lift containers",
+    "bread with wild yeast",
+    "ice sheets retreating",
+    "chord voicings",
+]
+
+
+@dataclass
+class Tally:
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+
+    @property
+    def count(self) -> int:
+        return len(self.latencies) + self.errors
+
+    def pct(self, q: float) -> float:
+        return (
+            statistics.quantiles(self.latencies, n=100)[int(q) - 1] * 1000 if len(self.latencies) > 1 else 0.0
+        )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start_server(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INFERLINE_")}
+    env.update(
+        INFERLINE_DATA_DIR=str(data_dir),
+        INFERLINE_MODELS_DIR=os.environ.get("INFERLINE_MODELS_DIR", str(REPO / "data" / "models")),
+        INFERLINE_PROFILE="test",
+        INFERLINE_API_KEY=BENCH_KEY,
+        INFERLINE_PORT=str(port),
+        INFERLINE_LOG_LEVEL="warning",
+    )
+    if os.environ.get("INFERLINE_LOAD_DATABASE_URL"):
+        env["INFERLINE_DATABASE_URL"] = os.environ["INFERLINE_LOAD_DATABASE_URL"]
+    proc = subprocess.Popen([sys.executable, "-m", "inferline", "serve"], env=env, stdin=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(url + "/health", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError("the inferline server for the load test did not start")
+        time.sleep(0.2)
+
+
+def _prepare_bucket(url: str) -> None:
+    """A bucket of five short documents, embedded, for the search clients."""
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=url + "/s3",
+        aws_access_key_id=BENCH_KEY,
+        aws_secret_access_key=BENCH_KEY,
+        region_name="us-east-1",
+        config=Config(retries={"max_attempts": 1}),
+    )
+    s3.create_bucket(Bucket="load-kb")
+    for topic in TOPICS:
+        body = "\n".join(
+            f"Fact {i} about {topic}: detail {i * 13 % 97} of the {topic} study." for i in range(40)
+        )
+        s3.put_object(Bucket="load-kb", Key=f"{topic}.txt", Body=body.encode())
+    headers = {"Authorization": f"Bearer {BENCH_KEY}"}
+    with httpx.Client(base_url=url + "/v2", headers=headers, timeout=120) as http:
+        task = http.post("/ai/embeddings", json={"bucket_name": "load-kb"}).json()["data"]["task_id"]
+        deadline = time.monotonic() + 300
+        while http.get(f"/ai/embeddings/{task}").json()["data"]["status"] not in ("success", "failure"):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the load test bucket was not embedded in time")
+            time.sleep(0.3)
+
+
+async def _client(
+    http: httpx.AsyncClient, path: str, bodies: list[dict], tally: Tally, until: float, budget: list[int]
+) -> None:
+    n = 0
+    while time.monotonic() < until and budget[0] > 0:
+        budget[0] -= 1
+        body = bodies[n % len(bodies)]
+        n += 1
+        started = time.perf_counter()
+        try:
+            response = await http.post(path, json=body)
+            ok = response.status_code < 300
+        except httpx.HTTPError:
+            ok = False
+        if ok:
+            tally.latencies.append(time.perf_counter() - started)
+        else:
+            tally.errors += 1
+
+
+async def _drive(url: str, chat_clients: int, search_clients: int, seconds: float) -> tuple[Tally, Tally]:
+    chat, search = Tally(), Tally()
+    searches = [{"bucket_name": "load-kb", "query": q, "num_of_docs": 3} for q in QUERIES]
+    limits = httpx.Limits(max_connections=chat_clients + search_clients + 4)
+    headers = {"Authorization": f"Bearer {BENCH_KEY}"}
+    budget = [MAX_REQUESTS]
+    async with httpx.AsyncClient(base_url=url + "/v2", headers=headers, timeout=120, limits=limits) as http:
+        until = time.monotonic() + seconds
+        await asyncio.gather(
+            *[
+                _client(http, "/ai/chat/completions", [CHAT], chat, until, budget)
+                for _ in range(chat_clients)
+            ],
+            *[
+                _client(http, "/ai/embeddings/similarity-search", searches, search, until, budget)
+                for _ in range(search_clients)
+            ],
+        )
+    return chat, search
+
+
+def _rows(
+    kind: str, loaded: Tally, alone: Tally, clients: int, seconds: float, alone_seconds: float
+) -> list[Row]:
+    label = f"{kind}, {clients} concurrent clients"
+    base = f"1 {kind} client alone"
+    return [
+        Row(f"{label}: p50 latency", loaded.pct(50), alone.pct(50), "ms", base, False),
+        Row(f"{label}: p95 latency", loaded.pct(95), alone.pct(95), "ms", base, False),
+        Row(
+            f"{label}: throughput",
+            len(loaded.latencies) / seconds,
+            len(alone.latencies) / alone_seconds,
+            "req/s",
+            base,
+        ),
+        Row(
+            f"{label}: error rate",
+            100 * loaded.errors / max(1, loaded.count),
+            100 * alone.errors / max(1, alone.count),
+            "%",
+            base,
+            False,
+        ),
+    ]
+
+
+def run() -> list[Row]:
+    warm = min(10.0, SECONDS / 3)
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, url = _start_server(Path(tmp))
+        try:
+            _prepare_bucket(url)
+            asyncio.run(_drive(url, 1, 1, 3))  # load the models
+            chat_alone, _ = asyncio.run(_drive(url, 1, 0, warm))
+            _, search_alone = asyncio.run(_drive(url, 0, 1, warm))
+            chat, search = asyncio.run(_drive(url, CHAT_CLIENTS, SEARCH_CLIENTS, SECONDS))
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    return [
+        *_rows("chat", chat, chat_alone, CHAT_CLIENTS, SECONDS, warm),
+        *_rows("search", search, search_alone, SEARCH_CLIENTS, SECONDS, warm),
+    ]
+
+
+if __name__ == "__main__":
+    for row in run():
+        print(f"{row.name:52} {row.value:10.2f} {row.baseline:10.2f} {row.unit:6} ({row.baseline_label})")
