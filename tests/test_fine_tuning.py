@@ -93,8 +93,9 @@ def watch_cli(server: LiveServer, job_id: str) -> subprocess.CompletedProcess[st
 
 def error_of(response: httpx.Response, status: int) -> dict[str, Any]:
     assert response.status_code == status, response.text
-    (error,) = response.json()["errors"]
-    return error  # type: ignore[no-any-return]
+    errors = response.json()["errors"]
+    assert errors and all(e["code"] == errors[0]["code"] for e in errors)
+    return errors[0]  # type: ignore[no-any-return]
 
 
 def test_create_rejects_bad_input_with_envelopes(http: httpx.Client, s3: BaseClient) -> None:
@@ -113,6 +114,7 @@ def test_create_rejects_bad_input_with_envelopes(http: httpx.Client, s3: BaseCli
     assert pointer(post(hyperparameters={"n_epochs": 0}), 422) == "/hyperparameters/n_epochs"
     assert pointer(post(suffix="has spaces"), 422) == "/suffix"
     assert error_of(post(learning_rate=0.1), 422)
+    assert pointer(post(hyperparameters={"n_epochs": "many"}), 422).startswith("/hyperparameters/n_epochs")
     bad_files = {
         "bad/not-json.jsonl": (b'{"messages": []}\nnot json\n', "line 1"),
         "bad/syntax.jsonl": (jsonl([{"messages": [{"role": "user", "content": "hi"}]}]), "no assistant"),
@@ -125,6 +127,9 @@ def test_create_rejects_bad_input_with_envelopes(http: httpx.Client, s3: BaseCli
         error = error_of(post(training_file=f"{BUCKET}/{key}"), 422)
         assert reason in error["detail"] and error["source"]["pointer"] == "/training_file", error
     assert http.get("/ai/fine_tuning/jobs").json()["data"] == []  # nothing was stored
+    auto = post(hyperparameters={"n_epochs": "auto"})
+    assert auto.status_code == 200 and auto.json()["hyperparameters"] == {"n_epochs": 3}
+    assert http.post(f"/ai/fine_tuning/jobs/{auto.json()['id']}/cancel").json()["status"] == "cancelled"
 
 
 @pytest.mark.slow

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
 class Hyperparameters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    n_epochs: int | None = Field(default=None, description="Epochs over the training file (1-50, default 3).")
+    n_epochs: int | Literal["auto"] | None = Field(
+        default=None, description="Epochs over the training file (1-50); `auto` or none means 3."
+    )
 
 
 class FineTuningJobCreate(BaseModel):

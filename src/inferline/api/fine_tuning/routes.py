@@ -18,6 +18,7 @@ Json = dict[str, Any]
 @router.post(BASE)
 def create_job(body: FineTuningJobCreate, container: ContainerDep, principal: TenantDep) -> Json:
     n_epochs = body.hyperparameters.n_epochs if body.hyperparameters else None
+    n_epochs = None if n_epochs == "auto" else n_epochs
     return container.fine_tuning.create(
         principal.tenant_id, body.model, body.training_file, n_epochs, body.suffix
     )
