@@ -17,17 +17,25 @@ from inferline.services.loaders import LoaderError, chunk_text, extract_text
 from inferline.stores.objects import ObjectStore
 
 MAX_FILE_BYTES = 100 * 1024 * 1024
-DEFAULT_SYSTEM_PROMPT = "You write concise, faithful summaries. Keep names, numbers and key facts."
-MAP_PROMPT = (
-    "You summarize one part of a longer document. Write a short summary of this part only, keeping names, "
-    "numbers and key facts."
+# The instruction follows the text: small models then summarize instead of repeating the text (measured).
+DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
+SINGLE = "{text}\n\nSummarize the text above in a few sentences."
+MAP = (
+    "{text}\n\nThis is part {number} of {total} of a longer document. Summarize this part in a few "
+    "sentences, keeping names and numbers."
+)
+REDUCE = (
+    "{text}\n\nThese are summaries of the consecutive parts of one document. Write one summary of the "
+    "whole document."
 )
 
 
 class TextCompleter(Protocol):
     """What summarize needs from the chat service (`container.chat`)."""
 
-    def complete_text(self, tenant_id: str, messages: list[dict[str, Any]], *, max_tokens: int) -> str: ...
+    def complete_text(
+        self, tenant_id: str, messages: list[dict[str, Any]], *, max_tokens: int, temperature: float
+    ) -> str: ...
 
 
 class Transcriber(Protocol):
@@ -103,30 +111,21 @@ class SummarizeService:
         self, chat: TextCompleter, tenant_id: str, text: str, system_prompt: str, depth: int = 0
     ) -> str:
         if len(text) <= self.chunk_chars:
-            messages = [
-                {"role": "system", "content": system_prompt},
-                {"role": "user", "content": f"Summarize this text:\n\n{text}"},
-            ]
-            return chat.complete_text(tenant_id, messages, max_tokens=self.summary_tokens).strip()
+            return self._ask(chat, tenant_id, system_prompt, SINGLE.format(text=text))
         pieces = self.chunks(text)
-        partials = []
-        for number, piece in enumerate(pieces, start=1):
-            messages = [
-                {"role": "system", "content": MAP_PROMPT},
-                {"role": "user", "content": f"Part {number} of {len(pieces)}:\n\n{piece}"},
-            ]
-            partials.append(chat.complete_text(tenant_id, messages, max_tokens=self.summary_tokens).strip())
+        partials = [
+            self._ask(chat, tenant_id, DEFAULT_SYSTEM_PROMPT, MAP.format(text=p, number=n, total=len(pieces)))
+            for n, p in enumerate(pieces, start=1)
+        ]
         combined = "\n\n".join(f"Part {n}: {p}" for n, p in enumerate(partials, start=1))
         if len(combined) > self.chunk_chars:
             if depth >= 5 or len(combined) >= len(text):
                 raise InferlineError("The partial summaries did not get shorter; the summary was abandoned.")
             return self._summarize(chat, tenant_id, combined, system_prompt, depth + 1)
-        messages = [
-            {"role": "system", "content": system_prompt},
-            {
-                "role": "user",
-                "content": "These are summaries of the consecutive parts of one document. Write one summary "
-                f"of the whole document.\n\n{combined}",
-            },
-        ]
-        return chat.complete_text(tenant_id, messages, max_tokens=self.summary_tokens).strip()
+        return self._ask(chat, tenant_id, system_prompt, REDUCE.format(text=combined))
+
+    def _ask(self, chat: TextCompleter, tenant_id: str, system: str, user: str) -> str:
+        """One greedy completion (summaries are reproducible)."""
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        reply = chat.complete_text(tenant_id, messages, max_tokens=self.summary_tokens, temperature=0.0)
+        return reply.strip()
