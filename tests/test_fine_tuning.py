@@ -204,6 +204,17 @@ def test_cancel_stops_training_promptly(
         return [e for e in events(http, job.id) if e["type"] == "metrics"]
 
     wait_for(training, 600, "the first training step")
+    # Training has its own worker lane: another kind of job (a bucket embedding) completes meanwhile.
+    s3.create_bucket(Bucket="ft-lane")
+    s3.put_object(Bucket="ft-lane", Key="note.txt", Body=b"Lighthouses guide ships along dark coasts.")
+    task = client.ai.embeddings.create(bucket_name="ft-lane").data.task_id
+    status = wait_for(
+        lambda: (st := client.ai.embeddings.retrieve(task).data.status) in ("success", "failure") and st,
+        120,
+        "the embedding task",
+    )
+    assert status == "success"
+    assert client.ai.fine_tuning.jobs.retrieve(job.id).status == "running"
     cancelled = client.ai.fine_tuning.jobs.cancel(job.id)
     assert cancelled.status == "cancelled" and cancelled.finished_at is not None
     wait_for(lambda: any("stopped after" in e["message"] for e in events(http, job.id)), 20, "the stop")

@@ -36,7 +36,8 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
     container = build_container(settings)
     worker = container.start_worker()
-    print(f"worker {worker.worker_id} running job kinds: {', '.join(container.job_registry.kinds) or 'none'}")
+    kinds = container.job_registry.kinds + container.training_registry.kinds
+    print(f"worker {worker.worker_id} running job kinds: {', '.join(kinds) or 'none'}")
     # SIGTERM (orchestrators, systemd) stops like Ctrl-C: running jobs get the stop timeout to finish; a job
     # still running after it is re-run by another worker once its lease expires.
     signal.signal(signal.SIGTERM, signal.default_int_handler)

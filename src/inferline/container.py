@@ -61,6 +61,9 @@ class Container:
     fine_tuning: FineTuningService
     summarize: SummarizeService
     worker: Worker | None = None
+    # Fine-tuning jobs run for minutes: they get their own worker lane so other jobs never wait behind them.
+    training_registry: JobRegistry = field(default_factory=JobRegistry)
+    training_worker: Worker | None = None
     vectors: VectorIndex = field(init=False)
     ingest: IngestService = field(init=False)
     embeddings_search: SimilaritySearch = field(init=False)
@@ -72,17 +75,24 @@ class Container:
         if self.worker is None:
             self.worker = Worker(self.jobs, self.job_registry, concurrency=self.settings.worker_concurrency)
             self.worker.start()
+            self.training_worker = Worker(self.jobs, self.training_registry, concurrency=1)
+            self.training_worker.start()
         return self.worker
 
     def wake_worker(self) -> None:
         """Tell an embedded worker a job was just enqueued."""
         if self.worker is not None:
             self.worker.notify()
+        if self.training_worker is not None:
+            self.training_worker.notify()
 
     def close(self) -> None:
         if self.worker is not None:
             self.worker.stop()
             self.worker = None
+        if self.training_worker is not None:
+            self.training_worker.stop()
+            self.training_worker = None
         if hasattr(self, "chat"):
             self.chat.close()
         self.db.dispose()
@@ -98,7 +108,7 @@ def build_container(settings: Settings) -> Container:
         keys.ensure(settings.api_key)
     models = ModelService(settings.models_dir, settings.profile, default_chat=settings.chat_model)
     jobs = JobQueue(db, lease_seconds=settings.job_lease_seconds)
-    registry = JobRegistry()
+    registry, training = JobRegistry(), JobRegistry()
     objects = build_object_store(settings)
     embedder = build_embedder(settings)
     late: dict[str, Container] = {}
@@ -122,7 +132,8 @@ def build_container(settings: Settings) -> Container:
         webhooks=webhooks,
         insights=insights,
         conversations=conversations,
-        fine_tuning=build_fine_tuning(settings, db, jobs, objects, models, registry, late),
+        fine_tuning=build_fine_tuning(settings, db, jobs, objects, models, training, late),
+        training_registry=training,
         summarize=build_summarize(objects, late),
     )
     late["container"] = container
