@@ -98,13 +98,13 @@ def _start_server(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
         time.sleep(0.2)
 
 
-def _prepare_bucket(url: str) -> None:
-    """A bucket of five short documents, embedded, for the search clients."""
+def prepare_bucket(url: str, key: str = BENCH_KEY) -> None:
+    """A bucket of five short documents, embedded, for the search clients (`url` without `/v2`)."""
     s3 = boto3.client(
         "s3",
         endpoint_url=url + "/s3",
-        aws_access_key_id=BENCH_KEY,
-        aws_secret_access_key=BENCH_KEY,
+        aws_access_key_id=key,
+        aws_secret_access_key=key,
         region_name="us-east-1",
         config=Config(retries={"max_attempts": 1}),
     )
@@ -114,7 +114,7 @@ def _prepare_bucket(url: str) -> None:
             f"Fact {i} about {topic}: detail {i * 13 % 97} of the {topic} study." for i in range(40)
         )
         s3.put_object(Bucket="load-kb", Key=f"{topic}.txt", Body=body.encode())
-    headers = {"Authorization": f"Bearer {BENCH_KEY}"}
+    headers = {"Authorization": f"Bearer {key}"}
     with httpx.Client(base_url=url + "/v2", headers=headers, timeout=120) as http:
         task = http.post("/ai/embeddings", json={"bucket_name": "load-kb"}).json()["data"]["task_id"]
         deadline = time.monotonic() + 300
@@ -144,11 +144,14 @@ async def _client(
             tally.errors += 1
 
 
-async def _drive(url: str, chat_clients: int, search_clients: int, seconds: float) -> tuple[Tally, Tally]:
+async def drive(
+    url: str, chat_clients: int, search_clients: int, seconds: float, key: str = BENCH_KEY
+) -> tuple[Tally, Tally]:
+    """Hold the clients for `seconds` (and at most MAX_REQUESTS requests); their tallies."""
     chat, search = Tally(), Tally()
     searches = [{"bucket_name": "load-kb", "query": q, "num_of_docs": 3} for q in QUERIES]
     limits = httpx.Limits(max_connections=chat_clients + search_clients + 4)
-    headers = {"Authorization": f"Bearer {BENCH_KEY}"}
+    headers = {"Authorization": f"Bearer {key}"}
     budget = [MAX_REQUESTS]
     async with httpx.AsyncClient(base_url=url + "/v2", headers=headers, timeout=120, limits=limits) as http:
         until = time.monotonic() + seconds
@@ -196,11 +199,11 @@ def run() -> list[Row]:
     with tempfile.TemporaryDirectory() as tmp:
         proc, url = _start_server(Path(tmp))
         try:
-            _prepare_bucket(url)
-            asyncio.run(_drive(url, 1, 1, 3))  # load the models
-            chat_alone, _ = asyncio.run(_drive(url, 1, 0, warm))
-            _, search_alone = asyncio.run(_drive(url, 0, 1, warm))
-            chat, search = asyncio.run(_drive(url, CHAT_CLIENTS, SEARCH_CLIENTS, SECONDS))
+            prepare_bucket(url)
+            asyncio.run(drive(url, 1, 1, 3))  # load the models
+            chat_alone, _ = asyncio.run(drive(url, 1, 0, warm))
+            _, search_alone = asyncio.run(drive(url, 0, 1, warm))
+            chat, search = asyncio.run(drive(url, CHAT_CLIENTS, SEARCH_CLIENTS, SECONDS))
         finally:
             proc.terminate()
             proc.wait(30)
