@@ -168,10 +168,8 @@ async def drive(
     return chat, search
 
 
-def _rows(
-    kind: str, loaded: Tally, alone: Tally, clients: int, seconds: float, alone_seconds: float
-) -> list[Row]:
-    label = f"{kind}, {clients} concurrent clients"
+def _rows(label: str, loaded: Tally, alone: Tally, seconds: float, alone_seconds: float) -> list[Row]:
+    kind = label.split(",")[0]
     base = f"1 {kind} client alone"
     return [
         Row(f"{label}: p50 latency", loaded.pct(50), alone.pct(50), "ms", base, False),
@@ -195,6 +193,7 @@ def _rows(
 
 
 def run() -> list[Row]:
+    """Chat clients alone, search clients alone, then both at once; each next to one client alone."""
     warm = min(10.0, SECONDS / 3)
     with tempfile.TemporaryDirectory() as tmp:
         proc, url = _start_server(Path(tmp))
@@ -203,13 +202,18 @@ def run() -> list[Row]:
             asyncio.run(drive(url, 1, 1, 3))  # load the models
             chat_alone, _ = asyncio.run(drive(url, 1, 0, warm))
             _, search_alone = asyncio.run(drive(url, 0, 1, warm))
+            chat_only, _ = asyncio.run(drive(url, CHAT_CLIENTS, 0, SECONDS))
+            _, search_only = asyncio.run(drive(url, 0, SEARCH_CLIENTS, SECONDS))
             chat, search = asyncio.run(drive(url, CHAT_CLIENTS, SEARCH_CLIENTS, SECONDS))
         finally:
             proc.terminate()
             proc.wait(30)
+    mixed = f"with {SEARCH_CLIENTS} search + {CHAT_CLIENTS} chat clients"
     return [
-        *_rows("chat", chat, chat_alone, CHAT_CLIENTS, SECONDS, warm),
-        *_rows("search", search, search_alone, SEARCH_CLIENTS, SECONDS, warm),
+        *_rows(f"chat, {CHAT_CLIENTS} clients", chat_only, chat_alone, SECONDS, warm),
+        *_rows(f"search, {SEARCH_CLIENTS} clients", search_only, search_alone, SECONDS, warm),
+        *_rows(f"chat, {mixed}", chat, chat_alone, SECONDS, warm),
+        *_rows(f"search, {mixed}", search, search_alone, SECONDS, warm),
     ]
 
 
