@@ -29,6 +29,7 @@ from tests.databases import DatabaseFactory
 from tests.procs import Proc, Processes, base_env
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+SMOL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 UPSTREAM_KEY = "KEYupstream-0123456789abcdef"
 FINAL = {"success", "failure", "partial_success"}
 TEXTS = ["The cat sits on the mat.", "Quarterly revenue grew by five percent."]
@@ -82,6 +83,12 @@ def gateway(
         databases.new("gateway"),
         INFERLINE_API_KEY=API_KEY,
         INFERLINE_REMOTE_EMBEDDING_MODELS=json.dumps(routes),
+        INFERLINE_REMOTE_CHAT_MODELS=json.dumps(
+            {
+                "remote/smol": {"url": base, "model": SMOL, "api_key": UPSTREAM_KEY, "timeout_seconds": 60},
+                "remote/chat-down": {"url": f"http://127.0.0.1:{free_port()}/v1"},
+            }
+        ),
     )
     return procs.serve("gateway", env)
 
@@ -178,7 +185,8 @@ def test_readiness_names_each_failing_upstream(gateway: Proc, upstream: Proc) ->
     checks = {c["name"]: c for c in response.json()["checks"]}
     assert checks["database"]["status"] == "ok"
     assert checks["engine:remote/minilm"]["status"] == "ok"
-    for broken in ("remote/stalled", "remote/down", "remote/unserved", "remote/badkey"):
+    assert checks["engine:remote/smol"]["status"] == "ok"
+    for broken in ("remote/stalled", "remote/down", "remote/unserved", "remote/badkey", "remote/chat-down"):
         assert (
             checks[f"engine:{broken}"]["status"] == "error" and broken in checks[f"engine:{broken}"]["detail"]
         )
@@ -210,3 +218,12 @@ def test_remote_model_embeds_a_bucket(gateway: Proc) -> None:
         bucket_name="remote-kb", query="baking with yeast", num_of_docs=1
     ).data
     assert hits[0].metadata.filename == "bread.txt" and hits[0].metadata.embedding == "remote/minilm"
+
+
+def test_remote_chat_model_answers_through_the_gateway(oai: openai.OpenAI) -> None:
+    """A chat model routed to the upstream process: the gateway relays its completion."""
+    reply = oai.chat.completions.create(
+        model="remote/smol", messages=[{"role": "user", "content": "Say hello."}], max_tokens=8, temperature=0
+    )
+    assert reply.model == "remote/smol" and reply.choices[0].message.content
+    assert reply.usage is not None and reply.usage.completion_tokens > 0

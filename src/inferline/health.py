@@ -26,13 +26,19 @@ class HealthChecked(Protocol):
 
 
 def remote_engines(container: Container) -> list[HealthChecked]:
-    """Every engine of the container that calls a remote server."""
-    engines: list[HealthChecked] = list(container.embeddings.remote.values())  # type: ignore[arg-type]
+    """The remote embedding engines of the container."""
+    return list(container.embeddings.remote.values())  # type: ignore[arg-type]
+
+
+def remote_chat_probes(container: Container) -> list[Any]:
+    """One `GET {url}/models` probe per remote chat model (the chat service builds its engines lazily)."""
+    from inferline.engines.openai_compat_embeddings import OpenAICompatEmbeddingEngine
+
     chat = getattr(container, "chat", None)
-    for engine in getattr(chat, "remote", {}).values() if chat is not None else ():
-        if hasattr(engine, "health"):
-            engines.append(engine)
-    return engines
+    return [
+        OpenAICompatEmbeddingEngine(model_id, cfg.url, upstream_model=cfg.model, api_key=cfg.api_key)
+        for model_id, cfg in (getattr(chat, "remote", None) or {}).items()
+    ]
 
 
 def _check_database(container: Container) -> dict[str, Any]:
@@ -55,9 +61,14 @@ def _check_engine(engine: HealthChecked) -> dict[str, Any]:
 
 def readiness(container: Container) -> tuple[bool, dict[str, Any]]:
     """(ready, body): every check, run concurrently so one slow upstream does not serialise the rest."""
-    engines = remote_engines(container)
-    with ThreadPoolExecutor(max(1, len(engines))) as pool:
-        engine_checks = list(pool.map(_check_engine, engines))
+    probes = remote_chat_probes(container)
+    engines = [*remote_engines(container), *probes]
+    try:
+        with ThreadPoolExecutor(max(1, len(engines))) as pool:
+            engine_checks = list(pool.map(_check_engine, engines))
+    finally:
+        for probe in probes:
+            probe.close()
     checks = [_check_database(container), *engine_checks]
     ready = all(c["status"] == "ok" for c in checks)
     return ready, {"status": "ready" if ready else "unavailable", "checks": checks}

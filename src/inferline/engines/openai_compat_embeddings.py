@@ -119,7 +119,7 @@ class OpenAICompatEmbeddingEngine:
     # -- internals ----------------------------------------------------------------------------------
 
     def _where(self) -> str:
-        return f"the embedding server for {self.model_id} ({self.base_url})"
+        return f"the upstream server for {self.model_id} ({self.base_url})"
 
     def _executor(self) -> ThreadPoolExecutor:
         with self._lock:
