@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -41,7 +41,6 @@ class Proc:
     popen: subprocess.Popen[bytes]
     log: Path
     url: str | None = None
-    extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def pid(self) -> int:
