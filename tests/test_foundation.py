@@ -26,6 +26,7 @@ def test_models_list_through_sdk_strict(client: telnyx.Telnyx) -> None:
     assert "HuggingFaceTB/SmolLM2-135M-Instruct" in ids
     smol = next(m for m in models.data if m.id == "HuggingFaceTB/SmolLM2-135M-Instruct")
     assert smol.organization == "HuggingFaceTB" and smol.parameters == 135_000_000
+    assert smol.is_fine_tunable is True
     assert smol.created.year == 2026
 
 

@@ -49,6 +49,8 @@ class ModelEntry:
     tier: Literal["small", "medium", "large", "unlisted"] = "small"
     task: str = "text-generation"
     created: str = "2026-11-01T00:00:00Z"
+    fine_tunable: bool = False
+    """True when the LoRA trainer supports this model's architecture (llama-architecture GGUFs today)."""
     options: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -104,6 +106,7 @@ CATALOG: tuple[ModelEntry, ...] = (
         parameters=135_000_000,
         context_length=8192,
         description="SmolLM2 135M Instruct, Q4_1 GGUF on llama.cpp (CPU). Small and fast; used by the tests.",
+        fine_tunable=True,
         options={"quantization": "Q4_1"},
     ),
     ModelEntry(

@@ -28,7 +28,7 @@ def metadata(entry: ModelEntry) -> dict[str, Any]:
         "task": entry.task,
         "description": entry.description,
         "base_model": None,
-        "is_fine_tunable": entry.kind == "chat",
+        "is_fine_tunable": entry.fine_tunable,
         "is_vision_supported": False,
         "max_completion_tokens": None,
         "recommended_for_assistants": entry.kind == "chat",
