@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from inferline.errors import (
@@ -67,6 +68,13 @@ def install_error_handlers(app: FastAPI) -> None:
         err = InferlineError(str(exc.detail))
         entry = error_entry(str(exc.status_code), "HTTP error", str(exc.detail))
         return JSONResponse({"errors": [entry]}, status_code=exc.status_code, headers=err.headers or None)
+
+    @app.exception_handler(DataError)
+    async def _unstorable(_: Request, exc: DataError) -> JSONResponse:
+        # The database refused a value (PostgreSQL: NUL characters in text, numbers out of a column's range);
+        # the transaction was rolled back, so nothing was stored.
+        reason = str(getattr(exc, "orig", exc)).splitlines()[0]
+        return error_response(BadRequest(f"A value in the request cannot be stored: {reason}"))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
