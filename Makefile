@@ -5,20 +5,28 @@ BIN    := $(VENV)/bin
 export INFERLINE_DATA_DIR   ?= ./data
 export INFERLINE_MODELS_DIR ?= $(INFERLINE_DATA_DIR)/models
 
-.PHONY: install serve test test-postgres bench lint fmt node-deps models-default models-test clean
+.PHONY: install install-dev serve test test-postgres bench lint fmt node-deps models-default models-test clean
 
+# The server's runtime (what `make serve` needs); torch for fine-tuning is the optional `train` extra.
 $(BIN)/inferline: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[engines,audio,postgres,train,dev]'
+	$(BIN)/pip install -q -e '.[engines,audio,postgres,s3]'
+	@touch $@
+
+# Everything the tests and benchmarks need on top: the trainer (torch CPU build) and the client SDKs.
+$(VENV)/.dev-installed: $(BIN)/inferline
+	$(BIN)/pip install -q -e '.[engines,audio,postgres,s3,train,dev]'
 	@touch $@
 
 install: $(BIN)/inferline
 
+install-dev: $(VENV)/.dev-installed
+
 models-default: install
 	$(BIN)/inferline models install --profile default
 
-models-test: install
+models-test: install-dev
 	$(BIN)/inferline models install --profile test
 
 tests/js/node_modules/.package-lock.json: tests/js/package.json tests/js/package-lock.json
@@ -44,11 +52,11 @@ test-postgres: models-test node-deps
 bench: models-test
 	$(BIN)/python bench/run.py
 
-lint: install
+lint: install-dev
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 
-fmt: install
+fmt: install-dev
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
 
