@@ -132,6 +132,6 @@ def test_adjacent_spec_operations_never_5xx(case: schemathesis.Case, fuzz_server
 
 
 def test_every_spec_operation_is_fuzzed() -> None:
-    """Operations answering 501 (not implemented) are left out of the fuzzing above; there are none besides
-    the WebSocket speech stream, which plain HTTP cannot drive (tests/test_tts_stream.py covers it)."""
+    """Every spec operation is fuzzed except the WebSocket speech stream, which plain HTTP cannot drive
+    (a plain GET is a 400 naming the upgrade; tests/test_tts_stream.py covers the WebSocket)."""
     assert sorted(set(spec_operations()) - IMPLEMENTED) == [("GET", "/text-to-speech/speech")]

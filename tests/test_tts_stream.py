@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 
+import httpx
 import numpy as np
 import pytest
 import telnyx
@@ -90,3 +91,10 @@ def test_stream_force_interrupts(client: telnyx.Telnyx) -> None:
     assert (
         len([t for t in spoken if t == long_text]) < 5
     )  # the long text was cut short: 6 sentences, no final
+
+
+def test_plain_http_get_is_a_400_naming_the_upgrade(http: httpx.Client, server: LiveServer) -> None:
+    response = http.get("/text-to-speech/speech", params={"voice": "Telnyx.Piper.en_US-joe-medium"})
+    assert response.status_code == 400 and response.headers["upgrade"] == "websocket"
+    assert "WebSocket" in response.json()["errors"][0]["detail"]
+    assert httpx.get(server.v2 + "/text-to-speech/speech").status_code == 401

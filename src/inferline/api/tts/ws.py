@@ -20,7 +20,8 @@ from typing import Any
 from fastapi import APIRouter, WebSocket
 from starlette.concurrency import run_in_threadpool
 
-from inferline.errors import InferlineError
+from inferline.api.deps import TenantDep
+from inferline.errors import BadRequest, InferlineError
 from inferline.services.speech import SpeechRequest, SpeechService
 
 ws_router = APIRouter()
@@ -108,6 +109,16 @@ class _Session:
             handshake = False
             if isinstance(text, str) and text.strip():
                 self.texts.put_nowait(text)
+
+
+@ws_router.get("/text-to-speech/speech", include_in_schema=False)
+def speech_stream_needs_upgrade(_: TenantDep) -> None:
+    """A plain HTTP GET of the streaming path: it only speaks WebSocket."""
+    raise BadRequest(
+        "GET /v2/text-to-speech/speech is a WebSocket endpoint: connect with an Upgrade: websocket handshake "
+        "(the telnyx SDKs' text_to_speech.stream()); use POST for a one-shot synthesis.",
+        headers={"Upgrade": "websocket"},
+    )
 
 
 @ws_router.websocket("/text-to-speech/speech")
