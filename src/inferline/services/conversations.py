@@ -20,7 +20,7 @@ from inferline.services import postgrest
 from inferline.services.idempotency import Idempotency
 from inferline.services.insights import InsightService
 from inferline.stores.conversations_tables import Conversation, ConversationMessage
-from inferline.stores.db import Database
+from inferline.stores.db import Database, page_rows
 from inferline.stores.tables import utcnow
 
 END_MARKER = "end_of_conversation"
@@ -191,14 +191,15 @@ class ConversationService:
         with self.db.session() as s:
             self._get(s, tenant_id, conversation_id)
             where = ConversationMessage.conversation_id == conversation_id
-            total = s.scalar(select(func.count()).select_from(ConversationMessage).where(where)) or 0
-            rows = s.scalars(
-                select(ConversationMessage)
-                .where(where)
-                .order_by(ConversationMessage.created_at, ConversationMessage.seq)
-                .offset(offset)
-                .limit(limit)
-            ).all()
+            rows, total = page_rows(
+                s,
+                ConversationMessage,
+                where,
+                ConversationMessage.created_at,
+                ConversationMessage.seq,
+                offset=offset,
+                limit=limit,
+            )
             return [_message_view(r) for r in rows], total
 
     @staticmethod

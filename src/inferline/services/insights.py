@@ -39,7 +39,7 @@ from inferline.stores.conversations_tables import (
     InsightRun,
     InsightTemplate,
 )
-from inferline.stores.db import Database
+from inferline.stores.db import Database, page_rows
 from inferline.stores.tables import new_id, utcnow
 
 log = logging.getLogger("inferline.insights")
@@ -206,14 +206,15 @@ class InsightService:
     def list_templates(self, tenant_id: str, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
         with self.db.session() as s:
             where = InsightTemplate.tenant_id == tenant_id
-            total = s.scalar(select(func.count()).select_from(InsightTemplate).where(where)) or 0
-            rows = s.scalars(
-                select(InsightTemplate)
-                .where(where)
-                .order_by(InsightTemplate.created_at, InsightTemplate.id)
-                .offset(offset)
-                .limit(limit)
-            ).all()
+            rows, total = page_rows(
+                s,
+                InsightTemplate,
+                where,
+                InsightTemplate.created_at,
+                InsightTemplate.id,
+                offset=offset,
+                limit=limit,
+            )
             return [_template_view(r) for r in rows], total
 
     @staticmethod
@@ -266,14 +267,9 @@ class InsightService:
     def list_groups(self, tenant_id: str, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
         with self.db.session() as s:
             where = InsightGroup.tenant_id == tenant_id
-            total = s.scalar(select(func.count()).select_from(InsightGroup).where(where)) or 0
-            rows = s.scalars(
-                select(InsightGroup)
-                .where(where)
-                .order_by(InsightGroup.created_at, InsightGroup.id)
-                .offset(offset)
-                .limit(limit)
-            ).all()
+            rows, total = page_rows(
+                s, InsightGroup, where, InsightGroup.created_at, InsightGroup.id, offset=offset, limit=limit
+            )
             return [self._group_view(s, r) for r in rows], total
 
     def assign(self, tenant_id: str, group_id: str, insight_id: str) -> None:
@@ -388,14 +384,9 @@ class InsightService:
             if conversation is None or conversation.tenant_id != tenant_id:
                 raise NotFound(f"Conversation {conversation_id} not found.")
             where = InsightRun.conversation_id == conversation_id
-            total = s.scalar(select(func.count()).select_from(InsightRun).where(where)) or 0
-            rows = s.scalars(
-                select(InsightRun)
-                .where(where)
-                .order_by(InsightRun.created_at.desc(), InsightRun.id)
-                .offset(offset)
-                .limit(limit)
-            ).all()
+            rows, total = page_rows(
+                s, InsightRun, where, InsightRun.created_at.desc(), InsightRun.id, offset=offset, limit=limit
+            )
             return [_run_view(r) for r in rows], total
 
     def get_run(self, tenant_id: str, run_id: str) -> dict[str, Any]:

@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import ColumnElement, Engine, create_engine, event, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
+
+Row = TypeVar("Row")
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 MIGRATION_LOCK_KEY = 0x1F3E_11E0  # pg_advisory_xact_lock key held while migrating
@@ -82,3 +85,17 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def page_rows(
+    session: Session,
+    model: type[Row],
+    where: ColumnElement[bool],
+    *order_by: Any,
+    offset: int,
+    limit: int,
+) -> tuple[list[Row], int]:
+    """One page of `model` rows matching `where` in `order_by` order, and the total count of matches."""
+    total = session.scalar(select(func.count()).select_from(model).where(where)) or 0
+    rows = session.scalars(select(model).where(where).order_by(*order_by).offset(offset).limit(limit)).all()
+    return list(rows), total
