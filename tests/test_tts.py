@@ -171,34 +171,13 @@ def test_list_voices(client: telnyx.Telnyx) -> None:
         "en-US",
         True,
     )
-    espeak = {v.voice_id: v for v in voices[1:]}
-    assert len(espeak) > 100 and all(v.startswith("Telnyx.eSpeak.") for v in espeak)
-    assert espeak["Telnyx.eSpeak.de"].language == "de" and espeak["Telnyx.eSpeak.en-us"].language == "en-US"
     assert len(client.text_to_speech.list_voices(provider="telnyx").voices or []) == len(voices)
     assert client.text_to_speech.list_voices(provider="aws").voices == []
 
 
-def test_espeak_fallback_voices(client: telnyx.Telnyx, http: httpx.Client) -> None:
-    raw = client.text_to_speech.with_raw_response.generate_speech(
-        text="Thank you very much.", voice="Telnyx.eSpeak.en-us"
-    )
-    assert raw.headers["x-inferline-voice"] == "Telnyx.eSpeak.en-us"
-    assert audio.words(transcribe(client, raw.http_response.content, "e.mp3")) == [
-        "thank",
-        "you",
-        "very",
-        "much",
-    ]
-    german = http.post(
-        "/text-to-speech/speech",
-        json={"text": "Guten Morgen. Wie geht es dir?", "voice": "telnyx.eSpeak.de", "language": "de-DE",
-              "telnyx": {"response_format": "wav"}},
-    )  # fmt: skip
-    assert german.status_code == 200, german.text
-    with wave.open(io.BytesIO(german.content)) as w:
-        assert w.getframerate() == 24000 and w.getnframes() > 24000
+def test_unknown_local_voice_is_400(http: httpx.Client) -> None:
     error = assert_envelope(
-        http.post("/text-to-speech/speech", json={"text": "Hi", "voice": "Telnyx.eSpeak.xx"}), 400
+        http.post("/text-to-speech/speech", json={"text": "Hi", "voice": "Telnyx.Piper.nobody"}), 400
     )
     assert error["source"]["pointer"] == "/voice"
 

@@ -266,8 +266,7 @@ def build_stt_reports(
 
 
 def build_speech(models: ModelService) -> SpeechService:
-    """Piper for every installed text-to-speech voice, then the eSpeak NG voices; listed on first use."""
-    from inferline.engines.espeak_tts import espeak_voices
+    """Piper for every installed text-to-speech voice; listed on first use."""
     from inferline.engines.piper_tts import PiperEngine
     from inferline.engines.tts import TextToSpeech
 
@@ -276,7 +275,7 @@ def build_speech(models: ModelService) -> SpeechService:
         for entry in models.installed("tts"):
             voice_file = catalog.model_dir(models.models_dir, entry) / entry.main_file
             voices.append(PiperEngine(entry.id, voice_file))
-        return [*voices, *espeak_voices()]
+        return voices
 
     return SpeechService(engines)
 

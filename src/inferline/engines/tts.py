@@ -10,7 +10,7 @@ from typing import Protocol
 import numpy as np
 
 LOCAL_SYNTH_LOCK = threading.Lock()
-"""Held by every in-process synthesiser: Piper and eSpeak share eSpeak NG's global state (and 2 cores)."""
+"""Held by every in-process synthesiser: Piper phonemises with eSpeak NG's global state."""
 
 
 @dataclass(frozen=True)

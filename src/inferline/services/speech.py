@@ -1,7 +1,7 @@
 """Text-to-speech: voice resolution (`Provider.Model.VoiceId`), SSML, and streamed encoding.
 
 Local voices are served under the `telnyx` provider: Piper voices (`Telnyx.Piper.en_US-joe-medium`; the voice
-part also matches the short name, `Telnyx.Piper.joe`) and the eSpeak NG fallback (`Telnyx.eSpeak.de`). Other
+part also matches the short name, `Telnyx.Piper.joe`). Other
 providers (aws, azure, elevenlabs, …) are not configured on this server: asking for one is a 400. The OpenAI
 voice names (`alloy`, `nova`, …) of `POST /v2/audio/speech` speak with the default local voice; the voice that
 spoke is reported in the `x-inferline-voice` header.
