@@ -12,6 +12,7 @@ import openai
 import pytest
 import telnyx
 
+from inferline.net.policy import AllowList
 from tests import audio_samples as audio
 from tests.conftest import LiveServer
 from tests.test_foundation import assert_envelope
@@ -247,7 +248,7 @@ def test_file_url_fetched_when_operator_allows(
     client: telnyx.Telnyx, server: LiveServer, wav_server: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fetcher = server.container.transcription.fetcher
-    monkeypatch.setattr(fetcher, "allow_hosts", {"127.0.0.1"})
+    monkeypatch.setattr(fetcher.policy, "allow", AllowList.parse("127.0.0.1"))
     result = client.ai.audio.transcribe(model="openai/whisper-tiny.en", file_url=wav_server + "/redirect")
     assert audio.words(result.text) == audio.words(HELLO)
     with pytest.raises(telnyx.BadRequestError, match="HTTP 404"):

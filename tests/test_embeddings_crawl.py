@@ -17,6 +17,7 @@ import httpx
 import pytest
 import telnyx
 
+from inferline.net.policy import AllowList
 from inferline.stores.embeddings_tables import EmbeddingTask
 from tests.conftest import LiveServer
 
@@ -75,7 +76,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 def allow_localhost(server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> None:
     """What an operator's INFERLINE_FETCH_ALLOW_HOSTS=127.0.0.1 does."""
-    monkeypatch.setattr(server.container.crawler.fetcher, "allow_hosts", {"127.0.0.1"})
+    monkeypatch.setattr(server.container.crawler.fetcher.policy, "allow", AllowList.parse("127.0.0.1"))
 
 
 def wait_task(

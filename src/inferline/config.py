@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from inferline.net.policy import AllowList
 
 
 class RemoteModel(BaseModel):
@@ -119,6 +121,22 @@ class Settings(BaseSettings):
         description="JSON object routing chat model ids to OpenAI-compatible servers (vLLM, llama.cpp), e.g. "
         '`{"meta-llama/Llama-3.1-8B-Instruct": {"url": "http://vllm:8000/v1", "timeout_seconds": 120}}`.',
     )
+
+    @field_validator("webhook_allowed_hosts", "fetch_allow_hosts")
+    @classmethod
+    def _allow_list_entries(cls, value: str) -> str:
+        AllowList.parse(value)  # an entry that is no host, IP or CIDR fails at start-up
+        return value
+
+    @property
+    def webhook_allow(self) -> AllowList:
+        """`webhook_allowed_hosts` parsed: canonical host names and networks."""
+        return AllowList.parse(self.webhook_allowed_hosts)
+
+    @property
+    def fetch_allow(self) -> AllowList:
+        """`fetch_allow_hosts` parsed: canonical host names and networks."""
+        return AllowList.parse(self.fetch_allow_hosts)
 
     @property
     def models_dir(self) -> Path:

@@ -12,7 +12,7 @@ from inferline.config import Settings
 from inferline.engines.embeddings import EmbeddingEngine
 from inferline.engines.onnx_embeddings import OnnxEmbeddingEngine
 from inferline.jobs import JobQueue, JobRegistry, Worker
-from inferline.services.audio_fetch import SafeFetcher
+from inferline.net.safe_http import SafeHttpClient
 from inferline.services.buckets import BucketService
 from inferline.services.chat import ChatService
 from inferline.services.conversations import ConversationService
@@ -170,7 +170,6 @@ def build_embedder(settings: Settings) -> EmbeddingEngine:
 def build_transcription(settings: Settings, db: Database, models: ModelService) -> TranscriptionService:
     """Whisper on faster-whisper for every installed speech-to-text model; each loads on first use."""
     from inferline.engines.whisper_stt import WhisperEngine
-    from inferline.services.audio_fetch import SafeFetcher
 
     def engine(entry: catalog.ModelEntry) -> WhisperEngine:
         return WhisperEngine(
@@ -180,7 +179,7 @@ def build_transcription(settings: Settings, db: Database, models: ModelService) 
             cpu_threads=os.cpu_count() or 2,
         )
 
-    fetcher = SafeFetcher(settings.fetch_allow_hosts.split(","), max_bytes=MAX_FILE_BYTES)
+    fetcher = SafeHttpClient(settings.fetch_allow, max_bytes=MAX_FILE_BYTES)
     return TranscriptionService(db, models, engine, fetcher)
 
 
@@ -193,9 +192,7 @@ def build_conversations(
         if "container" in late:
             late["container"].wake_worker()
 
-    webhooks = WebhookService(
-        db, jobs, WebhookSigner(db), allowed_hosts=settings.webhook_allowed_hosts, wake=wake
-    )
+    webhooks = WebhookService(db, jobs, WebhookSigner(db), allowed_hosts=settings.webhook_allow, wake=wake)
     insights = InsightService(
         db, jobs, webhooks, chat=lambda: getattr(late.get("container"), "chat", None), wake=wake
     )
@@ -293,8 +290,8 @@ def wire_bucket_embeddings(c: Container) -> None:
         max_file_bytes=settings.ingest_max_file_bytes,
         transcribe=lambda tenant, data, name: c.transcription.transcribe_bytes(tenant, data, name).text,
     )
-    fetcher = SafeFetcher(
-        settings.fetch_allow_hosts.split(","),
+    fetcher = SafeHttpClient(
+        settings.fetch_allow,
         max_bytes=settings.crawl_max_page_bytes,
         timeout=settings.crawl_timeout_seconds,
     )

@@ -1,6 +1,6 @@
 """URL crawl into a bucket: breadth-first, same host, at most 5 link levels, robots.txt honoured.
 
-Every request (robots.txt, pages, redirects) goes through `SafeFetcher`, which resolves each host itself,
+Every request (robots.txt, pages, redirects) goes through `SafeHttpClient`, which resolves each host once,
 refuses private, loopback, link-local and reserved addresses unless the operator allow-lists them
 (`INFERLINE_FETCH_ALLOW_HOSTS`) and connects to the address it checked, so DNS rebinding cannot slip past.
 """
@@ -14,9 +14,9 @@ from html.parser import HTMLParser
 from urllib.parse import urldefrag, urljoin, urlsplit
 from urllib.robotparser import RobotFileParser
 
-from inferline.errors import BadRequest, InferlineError
+from inferline.errors import InferlineError
 from inferline.jobs import JobContext, JobFailed
-from inferline.services.audio_fetch import SafeFetcher
+from inferline.net.safe_http import SafeHttpClient
 from inferline.stores.objects import ObjectStore
 
 log = logging.getLogger("inferline.crawler")
@@ -68,25 +68,21 @@ def object_key(url: str) -> str:
 class Crawler:
     """Fetches a site into a bucket; returns `{object key: page URL}` of what it stored."""
 
-    def __init__(self, objects: ObjectStore, fetcher: SafeFetcher, *, max_pages: int = 50) -> None:
+    def __init__(self, objects: ObjectStore, fetcher: SafeHttpClient, *, max_pages: int = 50) -> None:
         self.objects = objects
         self.fetcher = fetcher
         self.max_pages = max_pages
 
     def check_url(self, url: str) -> str:
         """Refuse, before queueing, a URL that is not absolute http(s) or whose host is not public."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise BadRequest("url must be an absolute http(s) URL.", pointer="/url")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        self.fetcher._resolve(parts.hostname.lower(), port, "/url")  # raises BadRequest when refused
+        self.fetcher.check_url(url, pointer="/url")  # raises BadRequest when refused
         return url
 
     def _robots(self, start: str) -> RobotFileParser:
         parts = urlsplit(start)
         robots = RobotFileParser()
         try:
-            body, _ = self.fetcher.fetch(f"{parts.scheme}://{parts.netloc}/robots.txt", pointer="/url")
+            body, _ = self.fetcher.get(f"{parts.scheme}://{parts.netloc}/robots.txt", pointer="/url")
             robots.parse(body.decode("utf-8", "replace").splitlines())
         except InferlineError:
             robots.parse([])  # no robots.txt: everything is allowed
@@ -107,7 +103,7 @@ class Crawler:
                     raise JobFailed(f"robots.txt of {host} disallows {start}")
                 continue
             try:
-                body, final = self.fetcher.fetch(page, pointer="/url")
+                body, final = self.fetcher.get(page, pointer="/url")
             except InferlineError as exc:
                 if page == start:
                     raise JobFailed(f"could not fetch {start}: {exc.detail}") from None

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from inferline.catalog import ModelEntry
 from inferline.engines.stt import SAMPLE_RATE, Segment, SpeechToText
 from inferline.errors import BadRequest, PayloadTooLarge, RateLimited, UnsupportedParameter
+from inferline.net.safe_http import SafeHttpClient
 from inferline.services import audio_codec
-from inferline.services.audio_fetch import SafeFetcher
 from inferline.services.models import ModelService
 from inferline.stores.audio_tables import SttUsageRecord
 from inferline.stores.db import Database
@@ -84,7 +84,7 @@ class TranscriptionService:
         db: Database,
         models: ModelService,
         engine_factory: Callable[[ModelEntry], SpeechToText],
-        fetcher: SafeFetcher,
+        fetcher: SafeHttpClient,
         max_bytes: int = MAX_FILE_BYTES,
     ) -> None:
         self.db = db
@@ -219,7 +219,7 @@ class TranscriptionService:
     def transcribe_url(self, tenant_id: str, url: str, options: TranscriptionOptions) -> TranscriptionResult:
         """Fetch `url` (public addresses only, ≤ 100 MB) and transcribe it."""
         self.resolve_model(options.model)  # fail fast on a bad model before fetching
-        data, _ = self.fetcher.fetch(url, pointer="/file_url")
+        data, _ = self.fetcher.get(url, pointer="/file_url")
         return self.transcribe(tenant_id, data, options)
 
     def transcribe_bytes(

@@ -4,23 +4,21 @@ A delivery is signed the Telnyx way: Ed25519 over the UTF-8 bytes of `"{telnyx-t
 as base64 in `telnyx-signature-ed25519` next to `telnyx-timestamp` (unix seconds), so the `telnyx` SDKs'
 `webhooks.unwrap(body, headers=…, key=<public key>)` verify it. Each delivery is a job (`deliver_webhook`);
 a non-2xx answer or a connection error is retried with the queue's exponential backoff, and every attempt
-is recorded in `webhook_attempts`.
+is recorded in `webhook_attempts`. Targets pass the SSRF policy of `inferline.net`: checked (host
+canonicalised, literal IPs and localhost judged) when a URL is saved, and delivered through `SafeHttpClient`,
+which resolves the host once, checks every address and connects to the checked one.
 """
 
 from __future__ import annotations
 
 import base64
-import ipaddress
 import json
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
-import httpx
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -28,6 +26,8 @@ from sqlalchemy.orm import Session
 from inferline import __version__
 from inferline.errors import ValidationFailed
 from inferline.jobs import JobContext, JobFailed, JobQueue, JobView
+from inferline.net.policy import AllowList, UnsafeUrl
+from inferline.net.safe_http import FetchFailed, SafeHttpClient
 from inferline.stores.conversations_tables import WebhookAttempt, WebhookDelivery, WebhookSigningKey
 from inferline.stores.db import Database
 from inferline.stores.tables import utcnow
@@ -40,63 +40,6 @@ KEY_ID = "default"
 
 class UnsafeWebhookUrl(ValidationFailed):
     """The webhook URL is not an allowed http(s) target."""
-
-
-def parse_allow_list(spec: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network | str]:
-    """`"127.0.0.1,10.0.0.0/8,internal.example"` → networks and host names."""
-    out: list[ipaddress.IPv4Network | ipaddress.IPv6Network | str] = []
-    for item in (part.strip() for part in spec.split(",")):
-        if not item:
-            continue
-        try:
-            out.append(ipaddress.ip_network(item, strict=False))
-        except ValueError:
-            out.append(item.lower())
-    return out
-
-
-def check_webhook_url(
-    url: str,
-    allowed: list[ipaddress.IPv4Network | ipaddress.IPv6Network | str],
-    *,
-    resolve: bool,
-    pointer: str = "/webhook",
-) -> None:
-    """Refuse non-http(s) URLs and private, loopback, link-local or reserved targets not on the allow-list.
-
-    With `resolve`, a host name is looked up and every address checked; without it, only literal IPs and
-    `localhost` are (used when a URL is saved: the host may not resolve from here yet).
-    """
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    if parts.scheme not in ("http", "https") or not host:
-        raise UnsafeWebhookUrl(f"Webhook URL {url!r} must be an absolute http(s) URL.", pointer=pointer)
-    if host in allowed:
-        return
-    try:
-        addresses = [ipaddress.ip_address(host)]
-    except ValueError:
-        if host == "localhost" or host.endswith(".localhost"):
-            addresses = [ipaddress.ip_address("127.0.0.1")]
-        elif not resolve:
-            return
-        else:
-            try:
-                infos = socket.getaddrinfo(host, parts.port or 443, type=socket.SOCK_STREAM)
-            except OSError as exc:
-                raise UnsafeWebhookUrl(
-                    f"Webhook host {host!r} does not resolve: {exc}.", pointer=pointer
-                ) from None
-            addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
-    for address in addresses:
-        if any(not isinstance(net, str) and address in net for net in allowed):
-            continue
-        if not address.is_global or address.is_multicast:
-            raise UnsafeWebhookUrl(
-                f"Webhook URL {url!r} targets a private or loopback address ({address}); an operator can "
-                "allow it with INFERLINE_WEBHOOK_ALLOWED_HOSTS.",
-                pointer=pointer,
-            )
 
 
 class WebhookSigner:
@@ -153,7 +96,7 @@ class WebhookService:
         jobs: JobQueue,
         signer: WebhookSigner,
         *,
-        allowed_hosts: str = "",
+        allowed_hosts: AllowList = AllowList(),
         timeout_seconds: float = 10.0,
         max_attempts: int = 5,
         wake: Callable[[], None] = lambda: None,
@@ -161,14 +104,26 @@ class WebhookService:
         self.db = db
         self.jobs = jobs
         self.signer = signer
-        self.allowed = parse_allow_list(allowed_hosts)
-        self.timeout = timeout_seconds
+        self.client = SafeHttpClient(
+            allowed_hosts,
+            setting="INFERLINE_WEBHOOK_ALLOWED_HOSTS",
+            timeout=timeout_seconds,
+            total_timeout=3 * timeout_seconds,
+            max_redirects=0,
+        )
         self.max_attempts = max_attempts
         self.wake = wake
 
     def check_url(self, url: str, pointer: str = "/webhook") -> None:
-        """Validate a webhook URL when it is saved (raises `ValidationFailed`)."""
-        check_webhook_url(url, self.allowed, resolve=False, pointer=pointer)
+        """Validate a webhook URL when it is saved (raises `ValidationFailed`).
+
+        Its host is canonicalised (`http://2130706433/` is `127.0.0.1`) and literal IPs and localhost names
+        checked; names are not resolved here (they may not resolve from here yet): delivery checks them.
+        """
+        try:
+            self.client.policy.check_static(url, pointer)
+        except UnsafeUrl as exc:
+            raise UnsafeWebhookUrl(exc.detail, pointer=pointer) from None
 
     def enqueue(
         self,
@@ -211,11 +166,6 @@ class WebhookService:
             url, body = row.url, row.body
             row.attempts += 1
             attempt = row.attempts
-        try:
-            check_webhook_url(url, self.allowed, resolve=True)
-        except ValidationFailed as exc:
-            self._record(delivery_id, attempt, None, exc.detail, 0)
-            raise JobFailed(exc.detail) from None
         headers = {
             "content-type": "application/json",
             "user-agent": f"inferline-webhooks/{__version__}",
@@ -223,18 +173,18 @@ class WebhookService:
         }
         started = time.monotonic()
         try:
-            response = httpx.post(
-                url, content=body.encode(), headers=headers, timeout=self.timeout, follow_redirects=False
-            )
-        except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            self._record(delivery_id, attempt, None, error, started)
-            raise RuntimeError(f"webhook delivery to {url} failed: {error}") from None
-        ok = 200 <= response.status_code < 300
-        error = None if ok else f"HTTP {response.status_code}"
-        self._record(delivery_id, attempt, response.status_code, error, started, delivered=ok)
+            status = self.client.post(url, body.encode(), headers=headers, pointer="/webhook")
+        except UnsafeUrl as exc:
+            self._record(delivery_id, attempt, None, exc.detail, 0)
+            raise JobFailed(exc.detail) from None
+        except FetchFailed as exc:
+            self._record(delivery_id, attempt, None, exc.detail, started)
+            raise RuntimeError(f"webhook delivery to {url} failed: {exc.detail}") from None
+        ok = 200 <= status < 300
+        error = None if ok else f"HTTP {status}"
+        self._record(delivery_id, attempt, status, error, started, delivered=ok)
         if not ok:
-            raise RuntimeError(f"webhook {url} answered HTTP {response.status_code}")
+            raise RuntimeError(f"webhook {url} answered HTTP {status}")
 
     def _record(
         self,
