@@ -261,9 +261,14 @@ class ChatService:
             if model_id is None and self.remote:
                 return self._remote_target(next(iter(self.remote)))
             names = [e.id for e in self.models.installed("chat")] + list(self.remote)
-            shown = ", ".join(names) or "none"
-            what = f"Model {model_id!r} is not installed" if model_id else "No chat model is installed"
-            raise NotFound(f"{what}. Available chat models: {shown}.", pointer="/model") from None
+            if not names:
+                raise NotFound(
+                    "No chat model is installed. Run `inferline models install`.", pointer="/model"
+                ) from None
+            raise NotFound(
+                f"Model {model_id!r} is not available; available chat models: {', '.join(names)}.",
+                pointer="/model",
+            ) from None
         return self._local_target(entry.id, entry, ())
 
     def _local_target(self, model_id: str, entry: ModelEntry, adapters: tuple[Path, ...]) -> Target:
@@ -345,10 +350,12 @@ class ChatService:
         json_schema: dict[str, Any] | None = None,
         max_tokens: int = 512,
         temperature: float = 0.2,
+        cancelled: threading.Event | None = None,
     ) -> str:
         """The assistant's reply text; with `json_schema`, grammar-constrained JSON that validates against it.
 
         Blocking (call it from a job or a worker thread). Internal callers wait for a slot instead of 429.
+        Setting `cancelled` stops the generation at the next token and raises `BadRequest`.
         """
         params: dict[str, Any] = {"messages": messages, "max_tokens": max_tokens, "temperature": temperature}
         if model is not None:
@@ -364,7 +371,10 @@ class ChatService:
             assembler.add(chunk)
             return False
 
-        self._execute(tenant_id, target, the_plan, collect, Telemetry(), threading.Event())
+        stop = cancelled or threading.Event()
+        self._execute(tenant_id, target, the_plan, collect, Telemetry(), stop)
+        if stop.is_set():
+            raise BadRequest("The generation was cancelled.")
         (_, text, finish), *_ = assembler.outputs()
         constraint = the_plan.request.constraint
         if constraint is not None and not satisfies(constraint, text):

@@ -81,7 +81,7 @@ def satisfies(constraint: Constraint, text: str) -> bool:
     if constraint.kind == "choice":
         return text in constraint.value
     if constraint.kind == "regex":
-        return re.fullmatch(constraint.value, text) is not None
+        return re.fullmatch(constraint.value, text, re.ASCII) is not None  # \d, \w, \s are ASCII
     try:
         value = json.loads(text)
     except json.JSONDecodeError:

@@ -66,12 +66,6 @@ class Plan:
         return self.calls_tools or self.beam is not None or self.best_of is not None
 
 
-def _range(params: dict[str, Any], name: str, low: float, high: float) -> None:
-    value = params.get(name)
-    if value is not None and not low <= value <= high:
-        raise ValidationFailed(f"{name}: must be between {low} and {high}", pointer=f"/{name}")
-
-
 def _int(params: dict[str, Any], name: str) -> int | None:
     value = params.get(name)
     if value is None:
@@ -156,6 +150,54 @@ def check_regex(pattern: str, pointer: str) -> str:
     return pattern
 
 
+# `\d`, `\w`, `\s` mean the ASCII classes (Python's re.ASCII, outlines, xgrammar, vLLM); llguidance reads them
+# as Unicode classes (`\d` would admit U+1FBF8), so guided regexes are rewritten with explicit classes.
+_ASCII_CLASSES = {"d": "0-9", "w": "A-Za-z0-9_", "s": r"\x09-\x0d\x20"}
+_ASCII_COMPLEMENTS = {  # the same classes negated, as ranges that can sit inside a bracket class
+    "d": r"\x00-\x2f\x3a-\U0010ffff",
+    "w": r"\x00-\x2f\x3a-\x40\x5b-\x5e\x60\x7b-\U0010ffff",
+    "s": r"\x00-\x08\x0e-\x1f\x21-\U0010ffff",
+}
+
+
+def ascii_classes(pattern: str) -> str:
+    r"""`pattern` with `\d \w \s \D \W \S` (outside and inside brackets) spelled as explicit ASCII classes.
+
+    Other escapes (`\\d` included) are kept as written. `pattern` must already parse (`check_regex`), so a
+    class escape is never a range endpoint.
+    """
+    out: list[str] = []
+    i, in_class = 0, False
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\" and i + 1 < len(pattern):
+            escape = pattern[i + 1]
+            name = escape.lower()
+            if escape in "dwsDWS":
+                if in_class:
+                    out.append(_ASCII_COMPLEMENTS[name] if escape.isupper() else _ASCII_CLASSES[name])
+                else:
+                    out.append(f"[{'^' if escape.isupper() else ''}{_ASCII_CLASSES[name]}]")
+            else:
+                out.append(pattern[i : i + 2])
+            i += 2
+        elif in_class:
+            in_class = ch != "]"
+            out.append(ch)
+            i += 1
+        elif ch == "[":
+            head = 2 if pattern.startswith("[^", i) else 1
+            if pattern.startswith("]", i + head):  # a `]` first in a class is a literal
+                head += 1
+            out.append(pattern[i : i + head])
+            in_class = True
+            i += head
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out)
+
+
 def _schema_patterns(schema: Any, pointer: str) -> None:
     """Every `pattern` inside a JSON schema must be enforceable too."""
     if isinstance(schema, dict):
@@ -191,7 +233,7 @@ def constraint_of(params: dict[str, Any]) -> tuple[str, Constraint] | None:
             ("guided_json", Constraint("json_schema", _check_schema(params["guided_json"], "/guided_json")))
         )
     if params.get("guided_regex") is not None:
-        pattern = check_regex(params["guided_regex"], "/guided_regex")
+        pattern = ascii_classes(check_regex(params["guided_regex"], "/guided_regex"))
         found.append(("guided_regex", Constraint("regex", pattern)))
     if params.get("guided_choice") is not None:
         choices = params["guided_choice"]
@@ -279,16 +321,9 @@ def _refuse_unsupported(params: dict[str, Any]) -> None:
 
 
 def _validate_sampling(params: dict[str, Any]) -> None:
-    _range(params, "temperature", 0, 2)
-    _range(params, "top_p", 0, 1)
-    _range(params, "min_p", 0, 1)
-    _range(params, "presence_penalty", -2, 2)
-    _range(params, "frequency_penalty", -2, 2)
-    _range(params, "top_logprobs", 0, 20)
+    """What the wire model cannot check alone (its per-field ranges are in `ChatCompletionRequest`)."""
     if params.get("top_logprobs") is not None and not params.get("logprobs"):
         raise BadRequest("top_logprobs needs logprobs=true.", pointer="/top_logprobs")
-    if params.get("max_tokens") is not None and params["max_tokens"] < 1:
-        raise ValidationFailed("max_tokens: must be at least 1", pointer="/max_tokens")
     stop = params.get("stop")
     if isinstance(stop, list) and len(stop) > 4:
         raise ValidationFailed("stop: at most 4 sequences", pointer="/stop")
@@ -300,7 +335,9 @@ def _beam(params: dict[str, Any], n: int) -> BeamSpec | None:
             if params.get(name) is not None:
                 raise BadRequest(f"{name} applies only with use_beam_search=true.", pointer=f"/{name}")
         return None
-    width = _int(params, "best_of") or max(n, 2)
+    width = _int(params, "best_of")
+    if width is None:
+        width = max(n, 2)
     if not 1 <= width <= MAX_BEAM:
         raise ValidationFailed(f"best_of: must be between 1 and {MAX_BEAM}", pointer="/best_of")
     if n > width:
@@ -330,7 +367,8 @@ def plan(params: dict[str, Any]) -> Plan:
     _validate_sampling(params)
     if params.get("max_completion_tokens") is not None and params.get("max_tokens") is None:
         params = {**params, "max_tokens": params["max_completion_tokens"]}
-    n = _int(params, "n") or 1
+    n = _int(params, "n")
+    n = 1 if n is None else n
     if not 1 <= n <= MAX_N:
         raise ValidationFailed(f"n: must be between 1 and {MAX_N}", pointer="/n")
     found = constraint_of(params)
