@@ -121,6 +121,13 @@ class Settings(BaseSettings):
         description="JSON object routing chat model ids to OpenAI-compatible servers (vLLM, llama.cpp), e.g. "
         '`{"meta-llama/Llama-3.1-8B-Instruct": {"url": "http://vllm:8000/v1", "timeout_seconds": 120}}`.',
     )
+    # -- summarize --
+    summarize_max_pdf_pages: int = Field(
+        default=200, ge=1, description="PDFs with more pages are refused (400) before any page is read."
+    )
+    summarize_max_chars: int = Field(
+        default=200_000, ge=1, description="Texts longer than this (characters) are refused (400)."
+    )
 
     @field_validator("webhook_allowed_hosts", "fetch_allow_hosts")
     @classmethod

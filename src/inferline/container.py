@@ -134,7 +134,7 @@ def build_container(settings: Settings) -> Container:
         conversations=conversations,
         fine_tuning=build_fine_tuning(settings, db, jobs, objects, models, training, late),
         training_registry=training,
-        summarize=build_summarize(objects, late),
+        summarize=build_summarize(settings, objects, late),
     )
     late["container"] = container
     container.chat = build_chat(container)
@@ -303,14 +303,20 @@ def wire_bucket_embeddings(c: Container) -> None:
     c.embeddings_search = SimilaritySearch(c.ingest, c.vectors, c.embeddings)
 
 
-def build_summarize(objects: ObjectStore, late: dict[str, Container]) -> SummarizeService:
+def build_summarize(settings: Settings, objects: ObjectStore, late: dict[str, Container]) -> SummarizeService:
     """Summaries by the chat service (`container.chat`); media transcribed by `container.transcription`."""
 
     def transcribe(tenant_id: str, data: bytes, filename: str) -> str:
         service = late["container"].transcription
         return service.transcribe_bytes(tenant_id, data, filename, source="summarize").text
 
-    return SummarizeService(objects, lambda: getattr(late.get("container"), "chat", None), transcribe)
+    return SummarizeService(
+        objects,
+        lambda: getattr(late.get("container"), "chat", None),
+        transcribe,
+        max_pdf_pages=settings.summarize_max_pdf_pages,
+        max_text_chars=settings.summarize_max_chars,
+    )
 
 
 def build_chat(c: Container) -> ChatService:

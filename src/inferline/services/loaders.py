@@ -27,6 +27,14 @@ class LoaderError(Exception):
     """The file could not be turned into text; the message is the per-file `error_reason`."""
 
 
+class TooManyPages(LoaderError):
+    """A PDF has more pages than the caller reads (counted before any page's text is extracted)."""
+
+    def __init__(self, pages: int, limit: int) -> None:
+        super().__init__(f"the PDF has {pages} pages; at most {limit} are read")
+        self.pages, self.limit = pages, limit
+
+
 @dataclass(frozen=True)
 class Document:
     """Extracted text. `sections` (text, metadata), when set, are chunked separately (intercom articles)."""
@@ -37,13 +45,21 @@ class Document:
     sections: list[tuple[str, dict[str, Any]]] | None = None
 
 
-def extract_text(filename: str, data: bytes, *, transcribe: Transcribe | None = None) -> str:
-    """The text of a file (PDF, HTML, JSON, CSV, text; media with `transcribe`); `LoaderError` if none."""
-    return load(filename, data, transcribe=transcribe).text
+def extract_text(
+    filename: str, data: bytes, *, transcribe: Transcribe | None = None, max_pdf_pages: int | None = None
+) -> str:
+    """The text of a file (PDF, HTML, JSON, CSV, text; media with `transcribe`); `LoaderError` if none,
+    `TooManyPages` for a PDF over `max_pdf_pages`."""
+    return load(filename, data, transcribe=transcribe, max_pdf_pages=max_pdf_pages).text
 
 
 def load(
-    filename: str, data: bytes, *, transcribe: Transcribe | None = None, loader: str = "default"
+    filename: str,
+    data: bytes,
+    *,
+    transcribe: Transcribe | None = None,
+    loader: str = "default",
+    max_pdf_pages: int | None = None,
 ) -> Document:
     """Pick a loader by extension (and content sniffing) and run it. `loader="intercom"` reads Intercom
     article JSON (other files load as with `default`)."""
@@ -52,7 +68,7 @@ def load(
     if loader == "intercom" and ext == "json":
         return _intercom(data)
     if ext == "pdf" or data.startswith(b"%PDF-"):
-        document = _pdf(data)
+        document = _pdf(data, max_pdf_pages)
     elif ext in ("html", "htm", "xhtml") or head.startswith((b"<!doctype html", b"<html")):
         document = Document(html_to_text(_decode(data)), "html")
     elif ext == "json":
@@ -88,12 +104,15 @@ def _tidy(text: str) -> str:
     return re.sub(r"\n\s*\n+", "\n\n", text).strip()
 
 
-def _pdf(data: bytes) -> Document:
+def _pdf(data: bytes, max_pages: int | None = None) -> Document:
     from pypdf import PdfReader
     from pypdf.errors import PyPdfError
 
     try:
         reader = PdfReader(io.BytesIO(data), strict=False)
+        count = len(reader.pages)  # walks the page tree only; no page is parsed yet
+        if max_pages is not None and count > max_pages:
+            raise TooManyPages(count, max_pages)
         pages = [page.extract_text() or "" for page in reader.pages]
     except (PyPdfError, ValueError, KeyError, TypeError, OSError) as exc:
         raise LoaderError(f"not a readable PDF: {type(exc).__name__}: {exc}") from None

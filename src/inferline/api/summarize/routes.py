@@ -1,10 +1,13 @@
-"""`POST /ai/summarize`: the summary of a file in one of the caller's buckets, as `{"data": {"summary"}}`."""
+"""`POST /ai/summarize`: the summary of a file in one of the caller's buckets, as `{"data": {"summary"}}`.
+
+The summary runs in a worker thread; a client that disconnects cancels it at the next token.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from inferline.api.deps import ContainerDep, TenantDep
 from inferline.api.summarize.protocol import SummaryRequest
@@ -13,8 +16,10 @@ router = APIRouter(tags=["summarize"])
 
 
 @router.post("/ai/summarize")
-def summarize(body: SummaryRequest, container: ContainerDep, principal: TenantDep) -> dict[str, Any]:
-    summary = container.summarize.summarize(
-        principal.tenant_id, body.bucket, body.filename, body.system_prompt
+async def summarize(
+    body: SummaryRequest, request: Request, container: ContainerDep, principal: TenantDep
+) -> dict[str, Any]:
+    summary = await container.summarize.run(
+        principal.tenant_id, body.bucket, body.filename, body.system_prompt, request.is_disconnected
     )
     return {"data": {"summary": summary}}
