@@ -7,31 +7,29 @@ import io
 import time
 from collections.abc import Callable
 
-import boto3
 import httpx
 import pytest
 import telnyx
-from botocore.client import BaseClient
-from botocore.config import Config
 from pypdf import PdfReader, PdfWriter
 
-from tests.conftest import LiveServer, s3_auth
+from tests.conftest import LiveServer
 from tests.docs_fixtures import make_pdf
 
 BUCKET = "summary-limits"
+TENANT_A = "default"  # the tenant of the seeded key `client` and `http` use
 
 
 @pytest.fixture(scope="module")
-def s3(server: LiveServer) -> BaseClient:
-    client = boto3.client(
-        "s3",
-        endpoint_url=server.url + "/s3",
-        **s3_auth(server.key_a),
-        region_name="us-east-1",
-        config=Config(retries={"max_attempts": 1}, signature_version="s3v4"),
-    )
-    client.create_bucket(Bucket=BUCKET)
-    return client
+def put(server: LiveServer) -> Callable[[str, bytes], None]:
+    """Stores a file in tenant A's bucket (set-up through the object store; S3 has its own tests)."""
+    objects = server.container.objects
+    if not objects.bucket_exists(TENANT_A, BUCKET):
+        objects.create_bucket(TENANT_A, BUCKET)
+
+    def store(key: str, data: bytes) -> None:
+        objects.put_bytes(TENANT_A, BUCKET, key, data)
+
+    return store
 
 
 def pdf_of(pages: int) -> bytes:
@@ -55,17 +53,19 @@ def wait_for(condition: Callable[[], bool], limit: float = 60.0) -> bool:
     return True
 
 
-def test_a_pdf_under_the_page_limit_is_summarized(client: telnyx.Telnyx, s3: BaseClient) -> None:
-    s3.put_object(Bucket=BUCKET, Key="short.pdf", Body=pdf_of(2))
+def test_a_pdf_under_the_page_limit_is_summarized(
+    client: telnyx.Telnyx, put: Callable[[str, bytes], None]
+) -> None:
+    put("short.pdf", pdf_of(2))
     assert client.ai.summarize(bucket=BUCKET, filename="short.pdf").data.summary
 
 
 def test_a_pdf_over_the_page_limit_is_400_naming_the_limit(
-    http: httpx.Client, s3: BaseClient, server: LiveServer
+    http: httpx.Client, put: Callable[[str, bytes], None], server: LiveServer
 ) -> None:
     limit = server.container.summarize.max_pdf_pages
     assert limit == server.container.settings.summarize_max_pdf_pages == 200  # the documented default
-    s3.put_object(Bucket=BUCKET, Key="long.pdf", Body=pdf_of(limit + 1))
+    put("long.pdf", pdf_of(limit + 1))
     response = http.post("/ai/summarize", json={"bucket": BUCKET, "filename": "long.pdf"})
     assert response.status_code == 400, response.text
     (error,) = response.json()["errors"]
@@ -74,10 +74,10 @@ def test_a_pdf_over_the_page_limit_is_400_naming_the_limit(
 
 
 def test_a_text_over_the_character_limit_is_400_naming_the_limit(
-    client: telnyx.Telnyx, s3: BaseClient, server: LiveServer
+    client: telnyx.Telnyx, put: Callable[[str, bytes], None], server: LiveServer
 ) -> None:
     limit = server.container.settings.summarize_max_chars
-    s3.put_object(Bucket=BUCKET, Key="huge.txt", Body=b"x" * (limit + 1))
+    put("huge.txt", b"x" * (limit + 1))
     with pytest.raises(telnyx.BadRequestError) as raised:
         client.ai.summarize(bucket=BUCKET, filename="huge.txt")
     (error,) = raised.value.body["errors"]  # type: ignore[index]
@@ -86,7 +86,9 @@ def test_a_text_over_the_character_limit_is_400_naming_the_limit(
     }
 
 
-def test_a_client_that_disconnects_cancels_the_summary(server: LiveServer, s3: BaseClient) -> None:
+def test_a_client_that_disconnects_cancels_the_summary(
+    server: LiveServer, put: Callable[[str, bytes], None]
+) -> None:
     """A long summary (many map-reduce chunks) is abandoned once its client leaves: the service records the
     cancellation and the chat engine has nothing in flight, long before every chunk could be summarized."""
     paragraphs = [
@@ -96,7 +98,7 @@ def test_a_client_that_disconnects_cancels_the_summary(server: LiveServer, s3: B
     text = "\n\n".join(paragraphs)
     service, chat = server.container.summarize, server.container.chat
     assert len(service.chunks(text)) >= 10  # minutes of generation if it ran to the end
-    s3.put_object(Bucket=BUCKET, Key="depots.txt", Body=text.encode())
+    put("depots.txt", text.encode())
     before = service.cancellations
     assert wait_for(lambda: chat.in_flight() == 0)
     headers = {"Authorization": f"Bearer {server.key_a}"}
