@@ -142,10 +142,11 @@ def test_timestamps_order_and_limit(client: telnyx.Telnyx, corpus: dict[str, str
         ({"order": "name.sideways"}, "order"),
         ({"order": "nope.asc"}, "order"),
         ({"order": ""}, "order"),
-        ({"limit": "-1"}, "limit"),
-        ({"limit": "ten"}, "limit"),
-        ({"offset": "1.5"}, "offset"),
         ({"select": "id"}, "select"),
+        ({"or": "(" + "or(" * 16 + "name.eq.x" + ")" * 16 + ")"}, "or"),  # 17 deep
+        ({"not.and": "(" + "and(" * 999 + "name.eq.x" + ")" * 999 + ")"}, "not.and"),  # was a RecursionError
+        ({"or": "(" + ",".join(["name.eq.x"] * 101) + ")"}, "or"),
+        ({"name": "eq." + "x" * 8200}, "name"),
     ],
 )
 def test_malformed_filters_are_400_naming_the_parameter(
@@ -153,6 +154,46 @@ def test_malformed_filters_are_400_naming_the_parameter(
 ) -> None:
     error = assert_envelope(http.get("/ai/conversations", params=query), 400)
     assert error["source"] == {"parameter": parameter}
+
+
+def test_filter_bounds_admit_what_they_name(client: telnyx.Telnyx, corpus: dict[str, str]) -> None:
+    """16 levels of nesting and 100 conditions in all are served."""
+    deep = "(" + "or(" * 15 + "name.eq.SMS billing" + ")" * 15 + ")"
+    assert names(client, corpus, **{"or": deep}) == ["SMS billing"]
+    many = "(" + ",".join(["name.eq.Voice support"] * 98) + ")"
+    assert names(client, corpus, **{"or": many}) == ["Voice support"]  # with the suite filter: 99
+
+
+def test_too_many_conditions_across_parameters_is_400(http: httpx.Client) -> None:
+    params = [("name", "neq.x")] * 60 + [("or", "(" + ",".join(["name.neq.y"] * 41) + ")")]
+    error = assert_envelope(http.get("/ai/conversations", params=params), 400)
+    assert error["source"] == {"parameter": "or"} and "100" in error["detail"]
+    error = assert_envelope(http.get("/ai/conversations", params=[("name", "neq.x")] * 1500), 400)
+    assert error["source"] == {"parameter": "name"}  # was a 500: SQLite's expression tree depth
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter"),
+    [
+        ({"limit": "-1"}, "limit"),
+        ({"limit": "ten"}, "limit"),
+        ({"offset": "1.5"}, "offset"),
+        ({"offset": str(10**20)}, "offset"),  # was a 500: too large for SQLite
+        ({"limit": str(10**20)}, "limit"),
+        ({"offset": "9" * 5000}, "offset"),
+        ({"limit": str(2**31)}, "limit"),
+    ],
+)
+def test_bad_limit_or_offset_is_422_naming_it(
+    http: httpx.Client, query: dict[str, str], parameter: str
+) -> None:
+    error = assert_envelope(http.get("/ai/conversations", params=query), 422)
+    assert error["code"] == "10004" and error["source"] == {"parameter": parameter}
+
+
+def test_largest_limit_and_offset_are_served(http: httpx.Client) -> None:
+    response = http.get("/ai/conversations", params={"limit": str(2**31 - 1), "offset": str(2**31 - 1)})
+    assert response.status_code == 200 and response.json() == {"data": []}
 
 
 def test_malformed_filter_through_sdk(client: telnyx.Telnyx) -> None:

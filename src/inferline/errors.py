@@ -26,25 +26,32 @@ class InferlineError(Exception):
         detail: str | None = None,
         *,
         pointer: str | None = None,
+        parameter: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
         self.detail = detail or (self.__doc__ or self.title).strip()
         self.pointer = pointer
+        self.parameter = parameter
         self.headers = headers or {}
         super().__init__(self.detail)
 
     def to_error(self) -> dict[str, Any]:
         """One entry of the `errors` list."""
-        return error_entry(self.code, self.title, self.detail, self.pointer)
+        return error_entry(self.code, self.title, self.detail, self.pointer, self.parameter)
 
     def envelope(self) -> dict[str, Any]:
         return {"errors": [self.to_error()]}
 
 
-def error_entry(code: str, title: str, detail: str, pointer: str | None = None) -> dict[str, Any]:
+def error_entry(
+    code: str, title: str, detail: str, pointer: str | None = None, parameter: str | None = None
+) -> dict[str, Any]:
+    """One envelope entry; `source` is a JSON pointer into the body, or the name of a query parameter."""
     entry: dict[str, Any] = {"code": code, "title": title, "detail": detail}
     if pointer is not None:
         entry["source"] = {"pointer": pointer}
+    elif parameter is not None:
+        entry["source"] = {"parameter": parameter}
     entry["meta"] = {"url": DOCS_URL + code}
     return entry
 
@@ -55,6 +62,12 @@ class BadRequest(InferlineError):
     status = 400
     code = "10015"
     title = "Bad request"
+
+
+class MalformedRequest(BadRequest):
+    """The request body cannot be parsed."""
+
+    title = "Malformed request"
 
 
 class UnsupportedParameter(BadRequest):

@@ -28,6 +28,11 @@ def authenticate(request: Request) -> Principal:
 ContainerDep = Annotated[Container, Depends(get_container)]
 TenantDep = Annotated[Principal, Depends(authenticate)]
 
+# page[number] is bounded so the row offset, (number - 1) * size <= 999,999 * 250, stays far inside the
+# 64-bit integers SQLite and PostgreSQL accept; past it, or past page[size]'s 1..250, is a 422.
+MAX_PAGE_NUMBER = 1_000_000
+MAX_PAGE_SIZE = 250
+
 
 @dataclass(frozen=True)
 class Page:
@@ -54,8 +59,8 @@ class Page:
 
 
 def page_params(
-    number: Annotated[int, Query(alias="page[number]", ge=1)] = 1,
-    size: Annotated[int, Query(alias="page[size]", ge=1, le=250)] = 20,
+    number: Annotated[int, Query(alias="page[number]", ge=1, le=MAX_PAGE_NUMBER)] = 1,
+    size: Annotated[int, Query(alias="page[size]", ge=1, le=MAX_PAGE_SIZE)] = 20,
 ) -> Page:
     return Page(number=number, size=size)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -14,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from inferline.errors import (
     BadRequest,
     InferlineError,
+    MalformedRequest,
     MethodNotAllowed,
     RouteNotFound,
     ValidationFailed,
@@ -35,10 +37,30 @@ def pointer_of(loc: tuple[Any, ...] | list[Any]) -> tuple[str, str]:
     return "parameter", ".".join(str(p) for p in path)
 
 
+def body_error(cause: BaseException) -> InferlineError:
+    """The error for a request body the framework could not read or decode (its 400 names no reason)."""
+    if isinstance(cause, InferlineError):  # the size limit stopped the read: 413
+        return cause
+    if isinstance(cause, RecursionError):
+        return MalformedRequest("The request body is not valid JSON: it nests too deeply.", pointer="/")
+    if isinstance(cause, UnicodeDecodeError):
+        return MalformedRequest(f"The request body is not valid UTF-8 ({cause.reason}).", pointer="/")
+    if isinstance(cause, ValueError):  # e.g. an integer longer than Python's conversion limit
+        return MalformedRequest(
+            f"The request body is not valid JSON: {str(cause).split(';')[0]}.", pointer="/"
+        )
+    return MalformedRequest(f"The request body cannot be read: {type(cause).__name__}.", pointer="/")
+
+
 def _validation_response(exc: RequestValidationError) -> JSONResponse:
     errors = exc.errors()
-    if any(e.get("type") == "json_invalid" for e in errors):
-        bad = BadRequest("The request body is not valid JSON.", pointer="/")
+    invalid = next((e for e in errors if e.get("type") == "json_invalid"), None)
+    if invalid is not None:
+        reason = (invalid.get("ctx") or {}).get("error", "syntax error")
+        position = invalid.get("loc", ("body", "?"))[-1]
+        bad = MalformedRequest(
+            f"The request body is not valid JSON: {reason} at position {position}.", pointer="/"
+        )
         return error_response(bad)
     entries = []
     for err in errors:
@@ -65,9 +87,14 @@ def install_error_handlers(app: FastAPI) -> None:
             return error_response(RouteNotFound(f"No route {request.method} {request.url.path}."))
         if exc.status_code == 405:
             return error_response(MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}."))
-        err = InferlineError(str(exc.detail))
-        entry = error_entry(str(exc.status_code), "HTTP error", str(exc.detail))
-        return JSONResponse({"errors": [entry]}, status_code=exc.status_code, headers=err.headers or None)
+        if exc.status_code == 400 and exc.__cause__ is not None:  # FastAPI could not read or parse the body
+            return error_response(body_error(exc.__cause__))
+        if exc.status_code == 400:
+            return error_response(MalformedRequest(str(exc.detail)))
+        code = "10015" if exc.status_code < 500 else "10007"
+        title = next((s.phrase for s in HTTPStatus if s.value == exc.status_code), "HTTP error")
+        entry = error_entry(code, title, str(exc.detail))
+        return JSONResponse({"errors": [entry]}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(DataError)
     async def _unstorable(_: Request, exc: DataError) -> JSONResponse:
@@ -75,6 +102,12 @@ def install_error_handlers(app: FastAPI) -> None:
         # the transaction was rolled back, so nothing was stored.
         reason = str(getattr(exc, "orig", exc)).splitlines()[0]
         return error_response(BadRequest(f"A value in the request cannot be stored: {reason}"))
+
+    @app.exception_handler(RecursionError)
+    async def _too_deep(request: Request, exc: RecursionError) -> JSONResponse:
+        # Only a deeply nested input (a JSON schema, a filter) recurses this far; it is the caller's to fix.
+        log.warning("recursion limit on %s %s: %s", request.method, request.url.path, exc)
+        return error_response(MalformedRequest("The request nests too deeply to be processed.", pointer="/"))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

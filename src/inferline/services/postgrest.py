@@ -5,6 +5,11 @@ is.(null|true|false); JSON keys as `metadata->key` / `metadata->>key` (chains al
 `not.or=(…)` with nesting; `order=a.desc,b.asc.nullslast`; `limit`; `offset`. Anything else is a
 `FilterError` (400) naming the parameter, never a silently unfiltered list.
 
+Bounds (a 400 naming the parameter past them): `or`/`and` nest at most `MAX_DEPTH` deep, one request holds at
+most `MAX_CONDITIONS` parameters and `MAX_CONDITIONS` conditions in all, a value is at most `MAX_VALUE_LENGTH`
+characters. `limit` and `offset` are integers from 0 to `MAX_INT`; anything else there is a `PagingError`
+(422).
+
 Dialect differences live in `_like` only: SQLite's LIKE ignores case, so a case-sensitive `like` uses GLOB.
 """
 
@@ -18,12 +23,16 @@ from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, and_, false, not_, or_
 
-from inferline.errors import BadRequest
+from inferline.errors import BadRequest, ValidationFailed
 
 Kind = Literal["text", "datetime"]
 OPERATORS = ("eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike", "in", "is")
 _KEY = re.compile(r"^[A-Za-z0-9_\-]+$")
 _ARROW = re.compile(r"->>?")
+MAX_DEPTH = 16
+MAX_CONDITIONS = 100
+MAX_VALUE_LENGTH = 8192
+MAX_INT = 2**31 - 1
 
 
 class FilterError(BadRequest):
@@ -32,13 +41,14 @@ class FilterError(BadRequest):
     title = "Invalid filter"
 
     def __init__(self, detail: str, *, parameter: str) -> None:
-        super().__init__(detail)
-        self.parameter = parameter
+        super().__init__(detail, parameter=parameter)
 
-    def to_error(self) -> dict[str, Any]:
-        entry = super().to_error()
-        entry["source"] = {"parameter": self.parameter}
-        return entry
+
+class PagingError(ValidationFailed):
+    """`limit` or `offset` is not an integer in range."""
+
+    def __init__(self, detail: str, *, parameter: str) -> None:
+        super().__init__(detail, parameter=parameter)
 
 
 @dataclass(frozen=True)
@@ -82,14 +92,33 @@ class Query:
     offset: int = 0
 
 
+def bounded(params: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The parameters, refused (400 naming the first one past a bound) when there are more than
+    `MAX_CONDITIONS` of them or a value is longer than `MAX_VALUE_LENGTH` characters."""
+    items = list(params)
+    if len(items) > MAX_CONDITIONS:
+        raise FilterError(
+            f"Too many query parameters ({len(items)}): at most {MAX_CONDITIONS}.",
+            parameter=items[MAX_CONDITIONS][0],
+        )
+    for key, value in items:
+        if len(value) > MAX_VALUE_LENGTH:
+            raise FilterError(
+                f"The value of {key} is {len(value)} characters long: at most {MAX_VALUE_LENGTH}.",
+                parameter=key,
+            )
+    return items
+
+
 def parse(params: Iterable[tuple[str, str]], schema: Schema, dialect: str) -> Query:
     """Parse query parameters (repeated keys allowed; they AND together)."""
     query = Query()
-    for key, value in params:
+    budget = _Budget()
+    for key, value in bounded(params):
         if key == "order":
             query.order_by.extend(_order(value, schema))
         elif key in ("limit", "offset"):
-            number = _non_negative(value, key)
+            number = _paging_int(value, key)
             if key == "limit":
                 query.limit = number
             else:
@@ -101,13 +130,28 @@ def parse(params: Iterable[tuple[str, str]], schema: Schema, dialect: str) -> Qu
                 raise FilterError(
                     f"{key} must be a parenthesised list, e.g. {op}=(a.eq.1,b.gt.2).", parameter=key
                 )
-            expr = _logic(op, value[1:-1], schema, dialect, key)
+            expr = _logic(op, value[1:-1], schema, dialect, key, budget, depth=1)
             query.where.append(not_(expr) if negate else expr)
         elif key == "select":
             raise FilterError("Vertical filtering (select) is not supported.", parameter=key)
         else:
+            budget.take(key)
             query.where.append(_condition(schema.resolve(key, key), value, dialect, key))
     return query
+
+
+@dataclass
+class _Budget:
+    """Counts the conditions of one request against `MAX_CONDITIONS`."""
+
+    used: int = 0
+
+    def take(self, parameter: str) -> None:
+        self.used += 1
+        if self.used > MAX_CONDITIONS:
+            raise FilterError(
+                f"More than {MAX_CONDITIONS} filter conditions in one request.", parameter=parameter
+            )
 
 
 def condition(schema: Schema, name: str, spec: str, dialect: str, parameter: str) -> ColumnElement[bool]:
@@ -115,9 +159,11 @@ def condition(schema: Schema, name: str, spec: str, dialect: str, parameter: str
     return _condition(schema.resolve(name, parameter), spec, dialect, parameter)
 
 
-def _non_negative(value: str, parameter: str) -> int:
-    if not value.isdigit():
-        raise FilterError(f"{parameter} must be a non-negative integer, got {value!r}.", parameter=parameter)
+def _paging_int(value: str, parameter: str) -> int:
+    if not (value.isascii() and value.isdigit() and len(value) <= 10 and int(value) <= MAX_INT):
+        raise PagingError(
+            f"{parameter} must be an integer from 0 to {MAX_INT}, got {value[:40]!r}.", parameter=parameter
+        )
     return int(value)
 
 
@@ -182,7 +228,11 @@ def _unquote(value: str) -> str:
     return value
 
 
-def _logic(op: str, body: str, schema: Schema, dialect: str, parameter: str) -> ColumnElement[bool]:
+def _logic(
+    op: str, body: str, schema: Schema, dialect: str, parameter: str, budget: _Budget, depth: int
+) -> ColumnElement[bool]:
+    if depth > MAX_DEPTH:
+        raise FilterError(f"{parameter} nests or/and more than {MAX_DEPTH} deep.", parameter=parameter)
     items = [item.strip() for item in split_top(body, parameter)]
     if not all(items):
         raise FilterError(f"Empty condition in {op}=({body}).", parameter=parameter)
@@ -192,12 +242,13 @@ def _logic(op: str, body: str, schema: Schema, dialect: str, parameter: str) -> 
         inner = item.removeprefix("not.")
         nested = re.match(r"^(or|and)\((.*)\)$", inner, re.S)
         if nested:
-            expr = _logic(nested.group(1), nested.group(2), schema, dialect, parameter)
+            expr = _logic(nested.group(1), nested.group(2), schema, dialect, parameter, budget, depth + 1)
             exprs.append(not_(expr) if negate else expr)
             continue
         name, dot, rest = item.partition(".")
         if not dot:
             raise FilterError(f"Condition {item!r} is not column.operator.value.", parameter=parameter)
+        budget.take(parameter)
         exprs.append(_condition(schema.resolve(name, parameter), rest, dialect, parameter, in_tree=True))
     return or_(*exprs) if op == "or" else and_(*exprs)
 
@@ -304,4 +355,15 @@ def _glob(pattern: str) -> str:
     return "".join(out)
 
 
-__all__ = ["Column", "FilterError", "Query", "Schema", "condition", "parse", "parse_datetime", "split_top"]
+__all__ = [
+    "Column",
+    "FilterError",
+    "PagingError",
+    "Query",
+    "Schema",
+    "bounded",
+    "condition",
+    "parse",
+    "parse_datetime",
+    "split_top",
+]

@@ -22,6 +22,7 @@ from inferline.api.conversations.protocol import (
     MessageCreate,
 )
 from inferline.api.deps import ContainerDep, PageDep, TenantDep
+from inferline.services import postgrest
 
 router = APIRouter(tags=["conversations"])
 BASE = "/ai/conversations"
@@ -49,7 +50,7 @@ def webhook_public_key(container: ContainerDep) -> Json:
 @router.get(f"{BASE}/conversation-insights/aggregates")
 def aggregate_conversation_insights(request: Request, container: ContainerDep, principal: TenantDep) -> Json:
     """Counts of completed insight results grouped by result fields and `metadata.<key>`."""
-    params = list(request.query_params.multi_items())
+    params = postgrest.bounded(request.query_params.multi_items())
     return {"data": container.insights.aggregate(principal.tenant_id, params)}
 
 

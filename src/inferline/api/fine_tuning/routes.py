@@ -44,7 +44,7 @@ def list_events(
     job_id: str,
     container: ContainerDep,
     principal: TenantDep,
-    after: Annotated[int | None, Query(ge=0)] = None,
+    after: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,  # an event seq: a 64-bit integer
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Json:
     return container.fine_tuning.events(principal.tenant_id, job_id, after, limit)
