@@ -29,6 +29,7 @@ import httpx
 from botocore.config import Config
 
 from bench.common import BENCH_KEY, REPO, Row
+from inferline.services.keys import s3_credentials
 
 SECONDS = float(os.environ.get("INFERLINE_LOAD_SECONDS", "30"))
 CHAT_CLIENTS = int(os.environ.get("INFERLINE_LOAD_CHAT", "4"))
@@ -100,11 +101,12 @@ def _start_server(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 def prepare_bucket(url: str, key: str = BENCH_KEY) -> None:
     """A bucket of five short documents, embedded, for the search clients (`url` without `/v2`)."""
+    access_key_id, secret = s3_credentials(key)  # S3 signs with the key's S3 credentials, not the key
     s3 = boto3.client(
         "s3",
         endpoint_url=url + "/s3",
-        aws_access_key_id=key,
-        aws_secret_access_key=key,
+        aws_access_key_id=access_key_id,
+        aws_secret_access_key=secret,
         region_name="us-east-1",
         config=Config(retries={"max_attempts": 1}),
     )

@@ -18,11 +18,18 @@ import uvicorn
 from inferline.app import create_app
 from inferline.config import Settings
 from inferline.container import Container, build_container
+from inferline.services.keys import s3_credentials
 from tests.databases import DatabaseFactory
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS_DIR = Path(os.environ.get("INFERLINE_MODELS_DIR", REPO / "data" / "models"))
 API_KEY = "KEYtest-tenant-a-0123456789"
+
+
+def s3_auth(api_key: str) -> dict[str, str]:
+    """boto3 credentials of an API key: its S3 access key id and S3 secret (never the API key itself)."""
+    access_key_id, secret = s3_credentials(api_key)
+    return {"aws_access_key_id": access_key_id, "aws_secret_access_key": secret}
 
 
 def free_port() -> int:

@@ -12,15 +12,17 @@ from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.conftest import LiveServer
+from inferline.services.keys import s3_credentials
+from tests.conftest import LiveServer, s3_auth
 
 
 def s3_client(server: LiveServer, key: str, secret: str | None = None) -> BaseClient:
+    """boto3 signing with API key `key`'s S3 credentials (or its access key id and another `secret`)."""
+    auth = s3_auth(key) | ({"aws_secret_access_key": secret} if secret is not None else {})
     return boto3.client(
         "s3",
         endpoint_url=server.url + "/s3",
-        aws_access_key_id=key,
-        aws_secret_access_key=secret or key,
+        **auth,
         region_name="us-east-1",
         config=Config(retries={"max_attempts": 1}, signature_version="s3v4"),
     )
@@ -187,7 +189,7 @@ def test_tampered_payload_is_refused(server: LiveServer, s3: BaseClient) -> None
 
     url = server.url + "/s3/tamper/k.txt"
     signed = AWSRequest(method="PUT", url=url, data=b"original")
-    S3SigV4Auth(Credentials(server.key_a, server.key_a), "s3", "us-east-1").add_auth(signed)
+    S3SigV4Auth(Credentials(*s3_credentials(server.key_a)), "s3", "us-east-1").add_auth(signed)
     headers = dict(signed.headers)
     assert httpx.put(url, content=b"original", headers=headers).status_code == 200
     response = httpx.put(url, content=b"tampered", headers=headers)

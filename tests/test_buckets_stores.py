@@ -16,6 +16,7 @@ import uvicorn
 from inferline.app import create_app
 from inferline.config import Settings
 from inferline.container import build_container
+from inferline.services.keys import s3_credentials
 from inferline.stores.objects import (
     BucketAlreadyExists,
     BucketNotEmpty,
@@ -26,7 +27,7 @@ from inferline.stores.objects import (
     ObjectStore,
     S3ObjectStore,
 )
-from tests.conftest import LiveServer, free_port
+from tests.conftest import LiveServer, free_port, s3_auth
 from tests.databases import DatabaseFactory
 
 
@@ -35,7 +36,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, server: LiveServer) ->
     if request.param == "local":
         return LocalObjectStore(tmp_path / "objects")
     backing = f"backing-{time.monotonic_ns()}"
-    return S3ObjectStore(server.url + "/s3", bucket=backing, access_key=server.key_a, secret_key=server.key_a)
+    access_key, secret_key = s3_credentials(server.key_a)
+    return S3ObjectStore(server.url + "/s3", bucket=backing, access_key=access_key, secret_key=secret_key)
 
 
 def test_object_store_contract(store: ObjectStore) -> None:
@@ -85,8 +87,8 @@ def s3_backed(
         api_key="KEYs3-backed-tenant-0123456789",
         s3_endpoint=server.url + "/s3",
         s3_bucket="inferline-objects",
-        s3_access_key=server.key_a,
-        s3_secret_key=server.key_a,
+        s3_access_key=s3_credentials(server.key_a)[0],
+        s3_secret_key=s3_credentials(server.key_a)[1],
         log_level="warning",
     )
     container = build_container(settings)
@@ -108,8 +110,7 @@ def test_server_on_s3_backend_ingests_and_searches(s3_backed: str, server: LiveS
     s3 = boto3.client(
         "s3",
         endpoint_url=s3_backed + "/s3",
-        aws_access_key_id=key,
-        aws_secret_access_key=key,
+        **s3_auth(key),
         region_name="us-east-1",
     )
     s3.create_bucket(Bucket="remote-docs")

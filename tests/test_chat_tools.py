@@ -13,7 +13,7 @@ import pytest
 import telnyx
 from botocore.config import Config
 
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, s3_auth
 
 SMOL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 WEATHER = {
@@ -153,8 +153,7 @@ def test_retrieval_tool_grounds_the_answer_in_the_tenants_bucket(
     s3 = boto3.client(
         "s3",
         endpoint_url=server.url + "/s3",
-        aws_access_key_id=server.key_a,
-        aws_secret_access_key=server.key_a,
+        **s3_auth(server.key_a),
         region_name="us-east-1",
         config=Config(retries={"max_attempts": 1}),
     )

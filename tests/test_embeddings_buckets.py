@@ -15,7 +15,7 @@ import telnyx
 from botocore.client import BaseClient
 from botocore.config import Config
 
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, s3_auth
 from tests.docs_fixtures import make_pdf
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -37,8 +37,7 @@ def s3(server: LiveServer) -> BaseClient:
     return boto3.client(
         "s3",
         endpoint_url=server.url + "/s3",
-        aws_access_key_id=server.key_a,
-        aws_secret_access_key=server.key_a,
+        **s3_auth(server.key_a),
         region_name="us-east-1",
         config=Config(retries={"max_attempts": 1}),
     )

@@ -19,7 +19,7 @@ import telnyx
 
 from inferline.net.policy import AllowList
 from inferline.stores.embeddings_tables import EmbeddingTask
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, s3_auth
 
 FINAL = {"success", "failure", "partial_success"}
 
@@ -104,8 +104,7 @@ def test_crawl_site_then_search(
     s3 = boto3.client(
         "s3",
         endpoint_url=server.url + "/s3",
-        aws_access_key_id=server.key_a,
-        aws_secret_access_key=server.key_a,
+        **s3_auth(server.key_a),
         region_name="us-east-1",
     )
     s3.create_bucket(Bucket="orchard")

@@ -22,7 +22,7 @@ from inferline.jobs import JobQueue, JobRegistry, Worker
 from inferline.services.fine_tuning import JOB_KIND, FineTuningService
 from inferline.stores.db import Database
 from inferline.stores.objects import LocalObjectStore
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, s3_auth
 from tests.databases import DatabaseFactory
 
 BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -55,8 +55,7 @@ def s3(server: LiveServer) -> BaseClient:
     client = boto3.client(
         "s3",
         endpoint_url=server.url + "/s3",
-        aws_access_key_id=server.key_a,
-        aws_secret_access_key=server.key_a,
+        **s3_auth(server.key_a),
         region_name="us-east-1",
         config=Config(retries={"max_attempts": 1}, signature_version="s3v4"),
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, s3_auth
 
 JS_DIR = Path(__file__).parent / "js"
 
@@ -24,6 +24,8 @@ def test_seed_javascript_examples(server: LiveServer) -> None:
         "INFERLINE_URL": server.v2,
         "INFERLINE_KEY": server.key_a,
         "INFERLINE_KEY_B": server.key_b,
+        "INFERLINE_S3_ACCESS_KEY_ID": s3_auth(server.key_a)["aws_access_key_id"],
+        "INFERLINE_S3_SECRET": s3_auth(server.key_a)["aws_secret_access_key"],
     }
     files = sorted(str(p.name) for p in JS_DIR.glob("*.test.mjs"))
     result = subprocess.run(

@@ -26,6 +26,7 @@ from sqlalchemy import text
 
 from inferline.services.ingest import JOB_KIND
 from inferline.stores.db import Database
+from tests.conftest import s3_auth
 from tests.databases import DatabaseFactory
 from tests.procs import Proc, Processes, base_env
 
@@ -54,8 +55,7 @@ class Cluster:
         return boto3.client(
             "s3",
             endpoint_url=f"{self.apis[n].url}/s3",
-            aws_access_key_id=key,
-            aws_secret_access_key=key,
+            **s3_auth(key),
             region_name="us-east-1",
             config=Config(retries={"max_attempts": 1}),
         )
@@ -87,8 +87,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, databases: DatabaseFactory
                 INFERLINE_EMBEDDED_WORKER="false",
                 INFERLINE_JOB_LEASE_SECONDS=str(LEASE_SECONDS),
                 INFERLINE_S3_ENDPOINT=f"{store.url}/s3",
-                INFERLINE_S3_ACCESS_KEY=STORE_KEY,
-                INFERLINE_S3_SECRET_KEY=STORE_KEY,
+                INFERLINE_S3_ACCESS_KEY=s3_auth(STORE_KEY)["aws_access_key_id"],
+                INFERLINE_S3_SECRET_KEY=s3_auth(STORE_KEY)["aws_secret_access_key"],
                 INFERLINE_S3_BUCKET="cluster-objects",
             )
 

@@ -23,7 +23,7 @@ import pytest
 from botocore.client import BaseClient
 from botocore.config import Config
 
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, s3_auth
 
 SEED = int(os.environ.get("INFERLINE_TENANCY_SEED") or secrets.randbelow(2**31))
 ROUNDS = 24
@@ -46,8 +46,7 @@ def _tenant(server: LiveServer, name: str, key: str) -> Tenant:
     s3 = boto3.client(
         "s3",
         endpoint_url=server.url + "/s3",
-        aws_access_key_id=key,
-        aws_secret_access_key=key,
+        **s3_auth(key),
         region_name="us-east-1",
         config=Config(retries={"max_attempts": 1}),
     )

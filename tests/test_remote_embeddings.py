@@ -24,7 +24,7 @@ from botocore.config import Config
 
 from inferline.engines.openai_compat_embeddings import OpenAICompatEmbeddingEngine
 from inferline.errors import UpstreamError
-from tests.conftest import API_KEY, free_port
+from tests.conftest import API_KEY, free_port, s3_auth
 from tests.databases import DatabaseFactory
 from tests.procs import Proc, Processes, base_env
 
@@ -197,8 +197,7 @@ def test_remote_model_embeds_a_bucket(gateway: Proc) -> None:
     s3 = boto3.client(
         "s3",
         endpoint_url=f"{gateway.url}/s3",
-        aws_access_key_id=API_KEY,
-        aws_secret_access_key=API_KEY,
+        **s3_auth(API_KEY),
         region_name="us-east-1",
         config=Config(retries={"max_attempts": 1}),
     )

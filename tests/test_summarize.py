@@ -16,7 +16,7 @@ from sqlalchemy import select
 from inferline.services.summarize import SummarizeService
 from inferline.stores.audio_tables import SttUsageRecord
 from tests.audio_samples import speech, wav
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, s3_auth
 
 BUCKET = "summaries"
 REPORT = (
@@ -31,8 +31,7 @@ def s3(server: LiveServer) -> BaseClient:
     client = boto3.client(
         "s3",
         endpoint_url=server.url + "/s3",
-        aws_access_key_id=server.key_a,
-        aws_secret_access_key=server.key_a,
+        **s3_auth(server.key_a),
         region_name="us-east-1",
         config=Config(retries={"max_attempts": 1}, signature_version="s3v4"),
     )

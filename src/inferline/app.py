@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import JSONResponse
 
-from inferline import __version__
+from inferline import __version__, log_redaction
 from inferline.api.audio.routes import router as audio_router
 from inferline.api.chat.routes import router as chat_router
 from inferline.api.conversations.routes import router as conversations_router
@@ -49,6 +49,7 @@ AREA_ROUTERS: tuple[APIRouter, ...] = (
 def create_app(settings: Settings | None = None, container: Container | None = None) -> FastAPI:
     """Build the app. The container is built at start-up unless one is handed in."""
     settings = settings or Settings()
+    log_redaction.install()  # presigned URLs' signatures and credentials never reach the access log
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from inferline import catalog
 from inferline.cli_fine_tuning import add_commands as add_fine_tuning_commands
 from inferline.config import Settings
-from inferline.services.keys import ApiKeyService
+from inferline.services.keys import ApiKeyService, s3_credentials
 from inferline.stores.db import Database
 
 
@@ -52,16 +52,27 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
     info, secret = _keys(settings).create(args.tenant, name=args.name)
+    access_key_id, s3_secret = s3_credentials(secret)
     print(f"id:     {info.id}\ntenant: {info.tenant_id}\nkey:    {secret}")
+    print(f"s3 access key id: {access_key_id}\ns3 secret:        {s3_secret}")
     print("Keep the key now: only its hash is stored.", file=sys.stderr)
     return 0
 
 
 def cmd_keys_list(settings: Settings, args: argparse.Namespace) -> int:
-    print(f"{'ID':36}  {'TENANT':16}  {'PREFIX':8}  {'CREATED':25}  STATUS")
+    print(f"{'ID':36}  {'TENANT':16}  {'PREFIX':8}  {'S3 ACCESS KEY ID':20}  {'CREATED':25}  STATUS")
     for k in _keys(settings).list(args.tenant):
         status = f"revoked {k.revoked_at:%Y-%m-%d}" if k.revoked_at else "active"
-        print(f"{k.id:36}  {k.tenant_id:16}  {k.prefix:8}  {k.created_at:%Y-%m-%dT%H:%M:%S%z}  {status}")
+        s3 = k.s3_access_key_id or "- (s3-credentials)"
+        created = f"{k.created_at:%Y-%m-%dT%H:%M:%S%z}"
+        print(f"{k.id:36}  {k.tenant_id:16}  {k.prefix:8}  {s3:20}  {created:25}  {status}")
+    return 0
+
+
+def cmd_keys_s3_credentials(settings: Settings, args: argparse.Namespace) -> int:
+    info, access_key_id, s3_secret = _keys(settings).s3_credentials(args.key)
+    print(f"id:               {info.id}\ntenant:           {info.tenant_id}")
+    print(f"s3 access key id: {access_key_id}\ns3 secret:        {s3_secret}")
     return 0
 
 
@@ -140,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = keys.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("key_id")
     revoke.set_defaults(func=cmd_keys_revoke)
+    s3 = keys.add_parser(
+        "s3-credentials", help="print (and store, for a key made before they existed) a key's S3 credentials"
+    )
+    s3.add_argument("--key", required=True, help="the API key")
+    s3.set_defaults(func=cmd_keys_s3_credentials)
 
     models = sub.add_parser("models", help="the model catalog").add_subparsers(
         dest="models_command", required=True

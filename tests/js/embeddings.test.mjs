@@ -1,6 +1,6 @@
 // The seed document's embeddings examples with the official `telnyx` npm SDK (and openai-node, which decodes
 // base64 embeddings unconditionally), against a live server. Files reach the bucket through inferline's S3
-// endpoint, signed here with AWS Signature V4 (the API key is both access key id and secret).
+// endpoint, signed here with AWS Signature V4 with the key's S3 access key id and S3 secret (never the API key).
 import assert from 'node:assert/strict';
 import { createHash, createHmac } from 'node:crypto';
 import { test } from 'node:test';
@@ -9,6 +9,8 @@ import Telnyx from 'telnyx';
 
 const baseURL = process.env.INFERLINE_URL;
 const apiKey = process.env.INFERLINE_KEY;
+const s3AccessKeyId = process.env.INFERLINE_S3_ACCESS_KEY_ID;
+const s3Secret = process.env.INFERLINE_S3_SECRET;
 const client = new Telnyx({ apiKey, baseURL, maxRetries: 0 });
 const other = new Telnyx({ apiKey: process.env.INFERLINE_KEY_B, baseURL, maxRetries: 0 });
 const MINILM = 'sentence-transformers/all-MiniLM-L6-v2';
@@ -26,10 +28,10 @@ async function s3Put(path, body = '') {
   const canonical = ['PUT', url.pathname, '', ...signed.map((h) => `${h}:${headers[h]}`), '', signed.join(';'), payload].join('\n');
   const scope = `${day}/us-east-1/s3/aws4_request`;
   const toSign = ['AWS4-HMAC-SHA256', amzDate, scope, sha256(canonical)].join('\n');
-  let key = hmac('AWS4' + apiKey, day);
+  let key = hmac('AWS4' + s3Secret, day);
   for (const part of ['us-east-1', 's3', 'aws4_request']) key = hmac(key, part);
   const signature = createHmac('sha256', key).update(toSign).digest('hex');
-  const authorization = `AWS4-HMAC-SHA256 Credential=${apiKey}/${scope}, SignedHeaders=${signed.join(';')}, Signature=${signature}`;
+  const authorization = `AWS4-HMAC-SHA256 Credential=${s3AccessKeyId}/${scope}, SignedHeaders=${signed.join(';')}, Signature=${signature}`;
   const { host, ...sent } = headers;
   const response = await fetch(url, { method: 'PUT', body, headers: { ...sent, authorization } });
   assert.equal(response.status, 200, await response.text());

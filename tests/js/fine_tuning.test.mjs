@@ -1,5 +1,6 @@
 // The seed document's fine-tuning and summarize examples with the official `telnyx` npm SDK against a live
-// server. The training file reaches the bucket through inferline's S3 endpoint (SigV4 with the API key).
+// server. The training file reaches the bucket through inferline's S3 endpoint (SigV4 with the key's S3
+// access key id and S3 secret).
 import assert from 'node:assert/strict';
 import { createHash, createHmac } from 'node:crypto';
 import { test } from 'node:test';
@@ -7,6 +8,8 @@ import Telnyx from 'telnyx';
 
 const baseURL = process.env.INFERLINE_URL;
 const apiKey = process.env.INFERLINE_KEY;
+const s3AccessKeyId = process.env.INFERLINE_S3_ACCESS_KEY_ID;
+const s3Secret = process.env.INFERLINE_S3_SECRET;
 const client = new Telnyx({ apiKey, baseURL, maxRetries: 0, timeout: 300_000 });
 const other = new Telnyx({ apiKey: process.env.INFERLINE_KEY_B, baseURL, maxRetries: 0 });
 const BASE = 'HuggingFaceTB/SmolLM2-135M-Instruct';
@@ -22,11 +25,11 @@ async function s3Put(path, body = '') {
   const signed = Object.keys(headers).sort();
   const canonical = ['PUT', url.pathname, '', ...signed.map((h) => `${h}:${headers[h]}`), '', signed.join(';'), headers['x-amz-content-sha256']].join('\n');
   const scope = `${day}/us-east-1/s3/aws4_request`;
-  let key = hmac('AWS4' + apiKey, day);
+  let key = hmac('AWS4' + s3Secret, day);
   for (const part of ['us-east-1', 's3', 'aws4_request']) key = hmac(key, part);
   const signature = createHmac('sha256', key).update(['AWS4-HMAC-SHA256', amzDate, scope, sha256(canonical)].join('\n')).digest('hex');
   const { host, ...sent } = headers;
-  const authorization = `AWS4-HMAC-SHA256 Credential=${apiKey}/${scope}, SignedHeaders=${signed.join(';')}, Signature=${signature}`;
+  const authorization = `AWS4-HMAC-SHA256 Credential=${s3AccessKeyId}/${scope}, SignedHeaders=${signed.join(';')}, Signature=${signature}`;
   const response = await fetch(url, { method: 'PUT', body, headers: { ...sent, authorization } });
   assert.equal(response.status, 200, await response.text());
 }

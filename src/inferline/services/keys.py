@@ -1,8 +1,10 @@
-"""API keys and tenants: create, list, revoke, and authenticate a bearer secret."""
+"""API keys and tenants: create, list, revoke, and authenticate a bearer secret or an S3 access key id."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,6 +17,7 @@ from inferline.stores.db import Database
 from inferline.stores.tables import ApiKey, utcnow
 
 KEY_PREFIX = "KEY"
+S3_ACCESS_KEY_PREFIX = "IL"
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,18 @@ class KeyInfo:
     prefix: str
     created_at: datetime
     revoked_at: datetime | None
+    s3_access_key_id: str | None = None  # None for a key created before S3 credentials existed
+
+
+def s3_credentials(api_key: str) -> tuple[str, str]:
+    """The S3 access key id and S3 secret of an API key: HMAC-SHA256 derivations that do not reveal it.
+
+    The access key id ("IL" + 18 upper-case letters/digits) is public: it appears in presigned URLs. The
+    secret signs requests (SigV4) and never travels. Neither can call the REST API.
+    """
+    secret = hmac.new(api_key.encode(), b"inferline-s3", hashlib.sha256).hexdigest()
+    digest = hmac.new(api_key.encode(), b"inferline-s3-access-key-id", hashlib.sha256).digest()
+    return S3_ACCESS_KEY_PREFIX + base64.b32encode(digest).decode()[:18], secret
 
 
 def _hash(secret: str) -> str:
@@ -40,11 +55,22 @@ def _hash(secret: str) -> str:
 
 
 def _info(row: ApiKey) -> KeyInfo:
-    return KeyInfo(row.id, row.tenant_id, row.name, row.prefix, row.created_at, row.revoked_at)
+    return KeyInfo(
+        row.id, row.tenant_id, row.name, row.prefix, row.created_at, row.revoked_at, row.s3_access_key_id
+    )
+
+
+def _set_s3_credentials(row: ApiKey, secret: str) -> None:
+    if row.s3_access_key_id is None:
+        row.s3_access_key_id, row.s3_secret = s3_credentials(secret)
 
 
 class ApiKeyService:
-    """Stores only SHA-256 digests of secrets; the secret is shown once, at creation."""
+    """Stores only SHA-256 digests of secrets; the secret is shown once, at creation.
+
+    The S3 secret (derived from the key) is stored as is: SigV4 verification needs it. It only opens the S3
+    endpoint, for the key's tenant, and stops working when the key is revoked.
+    """
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -54,19 +80,34 @@ class ApiKeyService:
         with self.db.session() as s:
             existing = s.scalar(select(ApiKey).where(ApiKey.key_hash == _hash(secret)))
             if existing is not None:
+                _set_s3_credentials(existing, secret)
                 return _info(existing), secret
             row = ApiKey(tenant_id=tenant_id, name=name, prefix=secret[:8], key_hash=_hash(secret))
+            _set_s3_credentials(row, secret)
             s.add(row)
             s.flush()
             return _info(row), secret
 
     def ensure(self, secret: str, tenant_id: str = "default") -> KeyInfo:
-        """Seed `secret` for `tenant_id` unless it is already known (revoked keys stay revoked)."""
+        """Seed `secret` for `tenant_id` unless it is already known (revoked keys stay revoked).
+
+        A key seeded before S3 credentials existed gets them now.
+        """
         try:
             info, _ = self.create(tenant_id, name="seeded", secret=secret)
         except IntegrityError:  # a replica starting at the same moment seeded it first
             info, _ = self.create(tenant_id, name="seeded", secret=secret)
         return info
+
+    def s3_credentials(self, secret: str) -> tuple[KeyInfo, str, str]:
+        """The key, S3 access key id and S3 secret of an active API key (stored if the key lacks them)."""
+        with self.db.session() as s:
+            row = s.scalar(select(ApiKey).where(ApiKey.key_hash == _hash(secret)))
+            if row is None or row.revoked_at is not None:
+                raise AuthenticationFailed("The API key is unknown or revoked.")
+            _set_s3_credentials(row, secret)
+            s.flush()
+            return _info(row), row.s3_access_key_id or "", row.s3_secret or ""
 
     def list(self, tenant_id: str | None = None) -> list[KeyInfo]:
         with self.db.session() as s:
@@ -92,3 +133,19 @@ class ApiKeyService:
             if row is None or row.revoked_at is not None:
                 raise AuthenticationFailed("The API key is unknown or revoked.")
             return Principal(tenant_id=row.tenant_id, key_id=row.id)
+
+    def authenticate_s3(self, access_key_id: str) -> tuple[Principal, str]:
+        """The principal and S3 secret of an S3 access key id; `AuthenticationFailed` if unknown/revoked."""
+        with self.db.session() as s:
+            row = (
+                s.scalar(select(ApiKey).where(ApiKey.s3_access_key_id == access_key_id))
+                if access_key_id.startswith(S3_ACCESS_KEY_PREFIX)
+                else None
+            )
+            if row is None or row.revoked_at is not None or not row.s3_secret:
+                raise AuthenticationFailed(
+                    "The AWS access key id you provided does not exist in our records or is revoked. S3 "
+                    "clients sign with the API key's S3 access key id and S3 secret, never the API key "
+                    "itself: see `inferline keys list` and `inferline keys s3-credentials --key KEY`."
+                )
+            return Principal(tenant_id=row.tenant_id, key_id=row.id), row.s3_secret

@@ -45,7 +45,7 @@ class Base(DeclarativeBase):
 
 
 class ApiKey(Base):
-    """An API key. Only the SHA-256 of the secret is stored."""
+    """An API key. Only the SHA-256 of the secret is stored, and the S3 credentials derived from it."""
 
     __tablename__ = "api_keys"
 
@@ -56,6 +56,8 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    s3_access_key_id: Mapped[str | None] = mapped_column(String(20), nullable=True, unique=True, index=True)
+    s3_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class Job(Base):

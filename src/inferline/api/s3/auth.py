@@ -1,4 +1,5 @@
-"""Authentication of S3 requests: body (aws-chunked decoded), payload hash, SigV4 signature, API key."""
+"""Authentication of S3 requests: SigV4 signature with the key's S3 secret, body (aws-chunked decoded and
+verified), payload hash."""
 
 from __future__ import annotations
 
@@ -26,17 +27,17 @@ class S3Call:
 
 
 async def s3_call(request: Request, container: ContainerDep) -> S3Call:
-    """Read the body, check the SigV4 signature and payload hash, and authenticate the access key."""
+    """Authenticate the S3 access key id, check the SigV4 signature and the payload (hash or chunks)."""
     headers = {k.lower(): v for k, v in request.headers.items()}
     signed = sigv4.SignedRequest(
-        request.method, request.scope.get("raw_path", b"").decode(), request.url.query, headers
+        request.method, request.scope.get("raw_path", b"").decode("latin-1"), request.url.query, headers
     )
     creds = sigv4.parse(signed)
-    principal = container.keys.authenticate(creds.access_key)
-    sigv4.verify(signed, creds, secret=creds.access_key)
+    principal, secret = container.keys.authenticate_s3(creds.access_key)
+    sigv4.verify(signed, creds, secret=secret)
     body = await request.body()
     if creds.payload_hash.startswith("STREAMING-"):
-        body = _decode_aws_chunked(body)
+        body = sigv4.decode_chunked(body, creds, secret, headers)
     elif creds.payload_hash != sigv4.UNSIGNED and hashlib.sha256(body).hexdigest() != creds.payload_hash:
         raise S3Error(400, "XAmzContentSHA256Mismatch", "The provided x-amz-content-sha256 does not match.")
     query = dict(request.query_params)
@@ -44,17 +45,3 @@ async def s3_call(request: Request, container: ContainerDep) -> S3Call:
 
 
 S3Dep = Annotated[S3Call, Depends(s3_call)]
-
-
-def _decode_aws_chunked(body: bytes) -> bytes:
-    """The payload of an `aws-chunked` body (`<hex size>[;chunk-signature=…]\\r\\n<data>\\r\\n` … `0`)."""
-    out, pos = bytearray(), 0
-    while True:
-        end = body.find(b"\r\n", pos)
-        if end < 0:
-            raise S3Error(400, "IncompleteBody", "Malformed aws-chunked body.")
-        size = int(body[pos:end].split(b";", 1)[0], 16)
-        if size == 0:
-            return bytes(out)
-        out += body[end + 2 : end + 2 + size]
-        pos = end + 2 + size + 2

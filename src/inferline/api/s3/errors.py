@@ -52,7 +52,7 @@ def to_s3_error(exc: Exception) -> S3Error:
     if isinstance(exc, S3Error):
         return exc
     if isinstance(exc, sigv4.SignatureError):
-        return S3Error(403 if exc.code != "AuthorizationHeaderMalformed" else 400, exc.code, str(exc))
+        return S3Error(exc.status, exc.code, str(exc))
     if isinstance(exc, RequestValidationError):
         return S3Error(400, "InvalidArgument", str(exc.errors()[0].get("msg", "Invalid argument")))
     for kind, status, code in _CODES:

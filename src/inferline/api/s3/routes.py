@@ -2,8 +2,8 @@
 
 Supported: ListBuckets, CreateBucket, HeadBucket, DeleteBucket, GetBucketLocation, ListObjects(V2), PutObject,
 CopyObject, GetObject (single byte range), HeadObject, DeleteObject, DeleteObjects and multipart uploads.
-boto3: `boto3.client("s3", endpoint_url="http://host:8000/s3", aws_access_key_id=KEY,
-aws_secret_access_key=KEY, region_name="us-east-1")` with the same inferline API key in both fields.
+boto3: `boto3.client("s3", endpoint_url="http://host:8000/s3", aws_access_key_id=S3_ACCESS_KEY_ID,
+aws_secret_access_key=S3_SECRET, region_name="us-east-1")` with the API key's S3 credentials (never the key).
 """
 
 from __future__ import annotations
