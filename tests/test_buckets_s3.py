@@ -15,6 +15,8 @@ from botocore.exceptions import ClientError
 from inferline.services.keys import s3_credentials
 from tests.conftest import LiveServer, s3_auth
 
+MIB5 = 5 * 1024 * 1024  # S3's smallest part (but the last) of a multipart upload
+
 
 def s3_client(server: LiveServer, key: str, secret: str | None = None) -> BaseClient:
     """boto3 signing with API key `key`'s S3 credentials (or its access key id and another `secret`)."""
@@ -120,7 +122,8 @@ def test_multipart_upload(s3: BaseClient) -> None:
     upload = s3.create_multipart_upload(Bucket="multipart", Key="big.txt", ContentType="text/plain")
     uid = upload["UploadId"]
     parts = []
-    for n, chunk in enumerate([b"a" * 1000, b"b" * 1000, b"c" * 10], start=1):
+    chunks = [b"a" * MIB5, b"b" * MIB5, b"c" * 10]  # every part but the last is at least 5 MiB, as in S3
+    for n, chunk in enumerate(chunks, start=1):
         etag = s3.upload_part(Bucket="multipart", Key="big.txt", UploadId=uid, PartNumber=n, Body=chunk)[
             "ETag"
         ]
@@ -129,10 +132,7 @@ def test_multipart_upload(s3: BaseClient) -> None:
     s3.complete_multipart_upload(
         Bucket="multipart", Key="big.txt", UploadId=uid, MultipartUpload={"Parts": parts}
     )
-    assert (
-        s3.get_object(Bucket="multipart", Key="big.txt")["Body"].read()
-        == b"a" * 1000 + b"b" * 1000 + b"c" * 10
-    )
+    assert s3.get_object(Bucket="multipart", Key="big.txt")["Body"].read() == b"".join(chunks)
     bad = s3.create_multipart_upload(Bucket="multipart", Key="x")["UploadId"]
     s3.upload_part(Bucket="multipart", Key="x", UploadId=bad, PartNumber=1, Body=b"z")
     wrong = {"Parts": [{"PartNumber": 1, "ETag": '"0000"'}]}

@@ -9,6 +9,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inferline.errors import PayloadTooLarge
 
+# The S3 endpoint (`/s3`) takes bodies up to S3's own limit for one PutObject or UploadPart (5 GiB), not
+# `max_request_bytes`: S3 clients send multipart parts of 5 MiB and more, and large single puts.
+S3_PREFIX = "/s3"
+S3_MAX_BODY_BYTES = 5 * 1024**3
+
 
 class RequestIdMiddleware:
     """Gives every request an `x-request-id` (the caller's, or a new one) and echoes it in the response."""
@@ -33,7 +38,7 @@ class RequestIdMiddleware:
 
 
 class BodyLimitMiddleware:
-    """Refuses request bodies over `max_bytes` with 413, by header or by counting what arrives."""
+    """Refuses request bodies over `max_bytes` (`S3_MAX_BODY_BYTES` under `/s3`), by header or by counting."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -43,10 +48,13 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        path = scope.get("path", "")
+        s3 = path == S3_PREFIX or path.startswith(S3_PREFIX + "/")
+        max_bytes = S3_MAX_BODY_BYTES if s3 else self.max_bytes
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reject(send)
+        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+            await self._reject(send, max_bytes)
             return
         seen = 0
 
@@ -55,14 +63,14 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise PayloadTooLarge(f"The request body exceeds {self.max_bytes} bytes.")
+                if seen > max_bytes:
+                    raise PayloadTooLarge(f"The request body exceeds {max_bytes} bytes.")
             return message
 
         await self.app(scope, counting_receive, send)
 
-    async def _reject(self, send: Send) -> None:
-        err = PayloadTooLarge(f"The request body exceeds {self.max_bytes} bytes.")
+    async def _reject(self, send: Send, max_bytes: int) -> None:
+        err = PayloadTooLarge(f"The request body exceeds {max_bytes} bytes.")
         body = json.dumps(err.envelope()).encode()
         await send(
             {

@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import json
 import mimetypes
 import os
 import re
 import shutil
+import tempfile
+import time
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from inferline.errors import BadRequest, NotFound
 from inferline.stores.objects import (
     BucketInfo,
+    Headers,
     NoSuchBucket,
     ObjectInfo,
     ObjectStore,
@@ -25,6 +31,7 @@ from inferline.stores.objects import (
 )
 
 MAX_PARTS = 10_000
+MIN_PART_BYTES = 5 * 1024 * 1024  # every part but the last, as in S3
 
 
 class NoSuchUpload(NotFound):
@@ -33,6 +40,57 @@ class NoSuchUpload(NotFound):
 
 class InvalidPart(BadRequest):
     """A listed part was not uploaded, or its ETag does not match."""
+
+
+class InvalidPartOrder(BadRequest):
+    """The parts of a completion are not listed in strictly ascending part-number order."""
+
+
+class EntityTooSmall(BadRequest):
+    """A part other than the last is smaller than `MIN_PART_BYTES`."""
+
+
+class InvalidCopy(BadRequest):
+    """An object copied onto itself without replacing its metadata."""
+
+
+@dataclass(frozen=True)
+class ObjectAttrs:
+    """What a writer says about an object besides its bytes: content type, stored headers, user metadata."""
+
+    content_type: str | None = None
+    headers: Headers = field(default_factory=dict)
+    metadata: Headers = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PartInfo:
+    """An uploaded part of a multipart upload."""
+
+    number: int
+    etag: str
+    size: int
+    last_modified: datetime
+
+
+@dataclass(frozen=True)
+class UploadInfo:
+    """A multipart upload in progress."""
+
+    key: str
+    upload_id: str
+    initiated: datetime
+
+
+@dataclass(frozen=True)
+class UploadsPage:
+    """One page of ListMultipartUploads: uploads, rolled-up common prefixes and the markers to go on from."""
+
+    uploads: list[UploadInfo]
+    common_prefixes: list[str]
+    is_truncated: bool
+    next_key_marker: str
+    next_upload_id_marker: str
 
 
 @dataclass(frozen=True)
@@ -68,13 +126,47 @@ class BucketService:
 
     # -- objects ---------------------------------------------------------------------------------------
     def put(
-        self, tenant_id: str, bucket: str, key: str, chunks: Iterable[bytes], content_type: str | None = None
+        self,
+        tenant_id: str,
+        bucket: str,
+        key: str,
+        chunks: Iterable[bytes],
+        content_type: str | None = None,
+        *,
+        headers: Headers | None = None,
+        metadata: Headers | None = None,
     ) -> ObjectInfo:
-        return self.objects.put_stream(tenant_id, bucket, key, chunks, content_type)
+        return self.objects.put_stream(
+            tenant_id, bucket, key, chunks, content_type, headers=headers, metadata=metadata
+        )
 
-    def copy(self, tenant_id: str, bucket: str, key: str, source_bucket: str, source_key: str) -> ObjectInfo:
+    def copy(
+        self,
+        tenant_id: str,
+        bucket: str,
+        key: str,
+        source_bucket: str,
+        source_key: str,
+        *,
+        replace: ObjectAttrs | None = None,
+    ) -> ObjectInfo:
+        """Copy an object with its content type, headers and metadata, or with those of `replace`."""
+        if replace is None and (bucket, key) == (source_bucket, source_key):
+            raise InvalidCopy(
+                "This copy request is illegal because it is trying to copy an object to itself without "
+                "changing the object's metadata."
+            )
         source, chunks = self.objects.open(tenant_id, source_bucket, source_key)
-        return self.put(tenant_id, bucket, key, chunks, source.content_type)
+        attrs: ObjectAttrs | ObjectInfo = replace or source
+        return self.put(
+            tenant_id,
+            bucket,
+            key,
+            chunks,
+            attrs.content_type,
+            headers=attrs.headers,
+            metadata=attrs.metadata,
+        )
 
     def open(self, tenant_id: str, bucket: str, key: str) -> tuple[ObjectInfo, Iterator[bytes]]:
         return self.objects.open(tenant_id, bucket, key)
@@ -151,26 +243,52 @@ class BucketService:
         return uploaded
 
     # -- multipart uploads (parts staged on local disk, assembled by a single atomic put) ---------------
-    def _upload_dir(self, tenant_id: str, bucket: str, key: str, upload_id: str) -> Path:
+    # <uploads_dir>/<upload id>/manifest.json names the tenant, bucket, key and what the object is written
+    # with; each part is a data file named by its record <number>.json, replaced atomically on re-upload.
+    def _manifest(self, upload_id: str) -> dict[str, Any] | None:
         if not re.fullmatch(r"[0-9a-f]{32}", upload_id):
-            raise NoSuchUpload(f"No multipart upload {upload_id!r}.")
-        path = self.uploads_dir / upload_id
+            return None
         try:
-            manifest = json.loads((path / "manifest.json").read_text())
-        except FileNotFoundError:
-            raise NoSuchUpload(f"No multipart upload {upload_id!r}.") from None
-        if (manifest["tenant_id"], manifest["bucket"], manifest["key"]) != (tenant_id, bucket, key):
-            raise NoSuchUpload(f"No multipart upload {upload_id!r}.")
-        return path
+            return json.loads((self.uploads_dir / upload_id / "manifest.json").read_text())  # type: ignore[no-any-return]
+        except (FileNotFoundError, NotADirectoryError, ValueError):
+            return None
 
-    def create_upload(self, tenant_id: str, bucket: str, key: str, content_type: str | None) -> str:
+    def _upload(self, tenant_id: str, bucket: str, key: str, upload_id: str) -> tuple[Path, dict[str, Any]]:
+        manifest = self._manifest(upload_id)
+        if manifest is None or (manifest["tenant_id"], manifest["bucket"], manifest["key"]) != (
+            tenant_id,
+            bucket,
+            key,
+        ):
+            raise NoSuchUpload(f"No multipart upload {upload_id!r}.")
+        return self.uploads_dir / upload_id, manifest
+
+    def create_upload(
+        self,
+        tenant_id: str,
+        bucket: str,
+        key: str,
+        content_type: str | None,
+        *,
+        headers: Headers | None = None,
+        metadata: Headers | None = None,
+    ) -> str:
+        """Start a multipart upload; the object will be written with this content type, headers, metadata."""
         validate_bucket_name(bucket)
         validate_key(key)
         self.require_bucket(tenant_id, bucket)
-        upload_id = uuid.uuid4().hex
+        upload_id = f"{time.time_ns():016x}{uuid.uuid4().hex[:16]}"  # sorts by initiation time
         path = self.uploads_dir / upload_id
         path.mkdir(parents=True)
-        manifest = {"tenant_id": tenant_id, "bucket": bucket, "key": key, "content_type": content_type}
+        manifest = {
+            "tenant_id": tenant_id,
+            "bucket": bucket,
+            "key": key,
+            "content_type": content_type,
+            "headers": headers or {},
+            "metadata": metadata or {},
+            "initiated": datetime.now(UTC).isoformat(),
+        }
         (path / "manifest.json").write_text(json.dumps(manifest))
         return upload_id
 
@@ -179,32 +297,122 @@ class BucketService:
     ) -> str:
         if not 1 <= part_number <= MAX_PARTS:
             raise BadRequest(f"partNumber must be between 1 and {MAX_PARTS}.", pointer="/partNumber")
-        path = self._upload_dir(tenant_id, bucket, key, upload_id)
-        tmp = path / f".{part_number}.{uuid.uuid4().hex}"
-        tmp.write_bytes(data)
-        os.replace(tmp, path / f"{part_number:05d}.part")
-        return hashlib.md5(data, usedforsecurity=False).hexdigest()
+        path, _ = self._upload(tenant_id, bucket, key, upload_id)
+        data_name = f"part-{uuid.uuid4().hex}"
+        (path / data_name).write_bytes(data)
+        etag = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        record = {
+            "number": part_number,
+            "etag": etag,
+            "size": len(data),
+            "last_modified": datetime.now(UTC).isoformat(),
+            "data": data_name,
+        }
+        previous = _read_json(path / f"{part_number:05d}.json")
+        fd, tmp = tempfile.mkstemp(dir=path, prefix=".tmp-")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(record, fh)
+        os.replace(tmp, path / f"{part_number:05d}.json")
+        if previous is not None and previous["data"] != data_name:
+            (path / previous["data"]).unlink(missing_ok=True)
+        return etag
+
+    def _parts(self, path: Path) -> list[dict[str, Any]]:
+        records = (_read_json(p) for p in sorted(path.glob("[0-9][0-9][0-9][0-9][0-9].json")))
+        return [r for r in records if r is not None]
+
+    def list_parts(
+        self, tenant_id: str, bucket: str, key: str, upload_id: str, *, max_parts: int = 1000, after: int = 0
+    ) -> tuple[list[PartInfo], bool]:
+        """The upload's parts numbered above `after`, at most `max_parts`, and whether more follow."""
+        path, _ = self._upload(tenant_id, bucket, key, upload_id)
+        parts = [
+            PartInfo(r["number"], r["etag"], r["size"], datetime.fromisoformat(r["last_modified"]))
+            for r in self._parts(path)
+            if r["number"] > after
+        ]
+        return parts[:max_parts], len(parts) > max_parts
+
+    def list_uploads(
+        self,
+        tenant_id: str,
+        bucket: str,
+        *,
+        prefix: str = "",
+        delimiter: str = "",
+        key_marker: str = "",
+        upload_id_marker: str = "",
+        max_uploads: int = 1000,
+    ) -> UploadsPage:
+        """The bucket's uploads in progress, by key then initiation time, after the markers (S3's rules)."""
+        self.require_bucket(tenant_id, bucket)
+        found = []
+        for path in self.uploads_dir.glob("*/manifest.json") if self.uploads_dir.is_dir() else []:
+            manifest = self._manifest(path.parent.name)
+            if manifest is None or (manifest["tenant_id"], manifest["bucket"]) != (tenant_id, bucket):
+                continue
+            if manifest["key"].startswith(prefix):
+                initiated = datetime.fromisoformat(manifest.get("initiated") or "1970-01-01T00:00:00+00:00")
+                found.append(UploadInfo(manifest["key"], path.parent.name, initiated))
+        found.sort(key=lambda u: (u.key, u.upload_id))
+        uploads: list[UploadInfo] = []
+        prefixes: list[str] = []
+        truncated, next_key, next_id = False, "", ""
+        for upload in found:
+            if upload.key < key_marker or (
+                upload.key == key_marker and (not upload_id_marker or upload.upload_id <= upload_id_marker)
+            ):
+                continue
+            rolled = _rollup(upload.key, prefix, delimiter)
+            if rolled is not None and (rolled in prefixes or rolled <= key_marker):
+                continue
+            if len(uploads) + len(prefixes) >= max_uploads:
+                truncated = True
+                break
+            if rolled is not None:
+                prefixes.append(rolled)
+                next_key, next_id = rolled, ""
+            else:
+                uploads.append(upload)
+                next_key, next_id = upload.key, upload.upload_id
+        return UploadsPage(uploads, prefixes, truncated, next_key, next_id)
 
     def complete_upload(
         self, tenant_id: str, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]]
     ) -> ObjectInfo:
-        path = self._upload_dir(tenant_id, bucket, key, upload_id)
-        manifest = json.loads((path / "manifest.json").read_text())
+        """Assemble the listed parts (ascending, ETags matching, all but the last ≥ 5 MiB) into the object."""
+        path, manifest = self._upload(tenant_id, bucket, key, upload_id)
         numbers = [n for n, _ in parts]
-        if not parts or numbers != sorted(set(numbers)):
-            raise InvalidPart("Parts must be listed once each, in ascending order.")
-        files = []
+        if any(b <= a for a, b in itertools.pairwise(numbers)):
+            raise InvalidPartOrder("The list of parts was not in ascending order.")
+        uploaded = {r["number"]: r for r in self._parts(path)}
+        records = []
         for number, etag in parts:
-            part = path / f"{number:05d}.part"
-            if not part.is_file() or _md5_file(part) != etag.strip('"'):
+            record = uploaded.get(number)
+            if record is None or record["etag"] != etag.strip().strip('"'):
                 raise InvalidPart(f"Part {number} was not uploaded or its ETag does not match.")
-            files.append(part)
-        info = self.put(tenant_id, bucket, key, _iter_files(files), manifest.get("content_type"))
+            records.append(record)
+        for record in records[:-1]:
+            if record["size"] < MIN_PART_BYTES:
+                raise EntityTooSmall(
+                    f"Part {record['number']} is {record['size']} bytes; every part but the last must be at "
+                    f"least {MIN_PART_BYTES} bytes."
+                )
+        info = self.objects.put_parts(
+            tenant_id,
+            bucket,
+            key,
+            [path / r["data"] for r in records],
+            manifest.get("content_type"),
+            headers=manifest.get("headers") or {},
+            metadata=manifest.get("metadata") or {},
+        )
         shutil.rmtree(path, ignore_errors=True)
         return info
 
     def abort_upload(self, tenant_id: str, bucket: str, key: str, upload_id: str) -> None:
-        shutil.rmtree(self._upload_dir(tenant_id, bucket, key, upload_id), ignore_errors=True)
+        path, _ = self._upload(tenant_id, bucket, key, upload_id)
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _guess(path: Path) -> str:
@@ -230,16 +438,8 @@ def _decode_token(token: str) -> str:
         raise BadRequest("The continuation token is not valid.", pointer="/continuation-token") from None
 
 
-def _md5_file(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _iter_files(files: list[Path]) -> Iterator[bytes]:
-    for part in files:
-        with part.open("rb") as fh:
-            while block := fh.read(1 << 20):
-                yield block
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())  # type: ignore[no-any-return]
+    except FileNotFoundError:
+        return None

@@ -16,8 +16,9 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -27,6 +28,9 @@ from inferline.errors import BadRequest, InferlineError, NotFound
 log = logging.getLogger("inferline.objects")
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 MAX_KEY_BYTES = 1024
+# The standard HTTP headers an object keeps from its writer and answers on every read, as S3 does.
+STORED_HEADERS = ("Cache-Control", "Content-Disposition", "Content-Encoding", "Content-Language", "Expires")
+Headers = dict[str, str]
 
 
 class NoSuchBucket(NotFound):
@@ -59,13 +63,25 @@ class BucketAlreadyExists(InferlineError):
 
 @dataclass(frozen=True)
 class ObjectInfo:
-    """An object's metadata. `etag` is the hex MD5 of its bytes (or of the parts, for multipart uploads)."""
+    """An object's metadata.
+
+    `etag` is the hex MD5 of its bytes, or for a multipart upload S3's `<md5 of the part MD5s>-<parts>`.
+    `headers` are the `STORED_HEADERS` it was written with; `metadata` its user metadata (`x-amz-meta-<name>`,
+    names lower-case, without the prefix).
+    """
 
     key: str
     size: int
     etag: str
     last_modified: datetime
     content_type: str = "application/octet-stream"
+    headers: Headers = field(default_factory=dict, hash=False)
+    metadata: Headers = field(default_factory=dict, hash=False)
+
+
+def multipart_etag(part_digests: list[bytes]) -> str:
+    """S3's ETag of an object assembled from parts: hex MD5 of the concatenated part MD5 digests, `-N`."""
+    return f"{hashlib.md5(b''.join(part_digests), usedforsecurity=False).hexdigest()}-{len(part_digests)}"
 
 
 @dataclass(frozen=True)
@@ -90,13 +106,43 @@ class ObjectStore(Protocol):
     def bucket_exists(self, tenant_id: str, bucket: str) -> bool: ...
 
     def put_bytes(
-        self, tenant_id: str, bucket: str, key: str, data: bytes, content_type: str | None = None
+        self,
+        tenant_id: str,
+        bucket: str,
+        key: str,
+        data: bytes,
+        content_type: str | None = None,
+        *,
+        headers: Headers | None = None,
+        metadata: Headers | None = None,
     ) -> ObjectInfo: ...
 
     def put_stream(
-        self, tenant_id: str, bucket: str, key: str, chunks: Iterable[bytes], content_type: str | None = None
+        self,
+        tenant_id: str,
+        bucket: str,
+        key: str,
+        chunks: Iterable[bytes],
+        content_type: str | None = None,
+        *,
+        headers: Headers | None = None,
+        metadata: Headers | None = None,
     ) -> ObjectInfo:
         """Store an object from chunks; readers see the old object or the whole new one, never a part."""
+        ...
+
+    def put_parts(
+        self,
+        tenant_id: str,
+        bucket: str,
+        key: str,
+        parts: list[Path],
+        content_type: str | None = None,
+        *,
+        headers: Headers | None = None,
+        metadata: Headers | None = None,
+    ) -> ObjectInfo:
+        """Store the concatenation of the `parts` files as one object with S3's multipart ETag (`-N`)."""
         ...
 
     def get_bytes(self, tenant_id: str, bucket: str, key: str) -> bytes: ...
@@ -152,16 +198,53 @@ class ObservedObjectStore:
         return self.inner.bucket_exists(tenant_id, bucket)
 
     def put_bytes(
-        self, tenant_id: str, bucket: str, key: str, data: bytes, content_type: str | None = None
+        self,
+        tenant_id: str,
+        bucket: str,
+        key: str,
+        data: bytes,
+        content_type: str | None = None,
+        *,
+        headers: Headers | None = None,
+        metadata: Headers | None = None,
     ) -> ObjectInfo:
-        info = self.inner.put_bytes(tenant_id, bucket, key, data, content_type)
+        info = self.inner.put_bytes(
+            tenant_id, bucket, key, data, content_type, headers=headers, metadata=metadata
+        )
         self._changed(tenant_id, bucket)
         return info
 
     def put_stream(
-        self, tenant_id: str, bucket: str, key: str, chunks: Iterable[bytes], content_type: str | None = None
+        self,
+        tenant_id: str,
+        bucket: str,
+        key: str,
+        chunks: Iterable[bytes],
+        content_type: str | None = None,
+        *,
+        headers: Headers | None = None,
+        metadata: Headers | None = None,
     ) -> ObjectInfo:
-        info = self.inner.put_stream(tenant_id, bucket, key, chunks, content_type)
+        info = self.inner.put_stream(
+            tenant_id, bucket, key, chunks, content_type, headers=headers, metadata=metadata
+        )
+        self._changed(tenant_id, bucket)
+        return info
+
+    def put_parts(
+        self,
+        tenant_id: str,
+        bucket: str,
+        key: str,
+        parts: list[Path],
+        content_type: str | None = None,
+        *,
+        headers: Headers | None = None,
+        metadata: Headers | None = None,
+    ) -> ObjectInfo:
+        info = self.inner.put_parts(
+            tenant_id, bucket, key, parts, content_type, headers=headers, metadata=metadata
+        )
         self._changed(tenant_id, bucket)
         return info
 
@@ -280,13 +363,70 @@ class LocalObjectStore:
 
     # -- objects ---------------------------------------------------------------------------------------
     def put_bytes(
-        self, tenant_id: str, bucket: str, key: str, data: bytes, content_type: str | None = None
+        self,
+        tenant_id: str,
+        bucket: str,
+        key: str,
+        data: bytes,
+        content_type: str | None = None,
+        *,
+        headers: Headers | None = None,
+        metadata: Headers | None = None,
     ) -> ObjectInfo:
-        return self.put_stream(tenant_id, bucket, key, [data], content_type)
+        return self.put_stream(
+            tenant_id, bucket, key, [data], content_type, headers=headers, metadata=metadata
+        )
 
     def put_stream(
-        self, tenant_id: str, bucket: str, key: str, chunks: Iterable[bytes], content_type: str | None = None
+        self,
+        tenant_id: str,
+        bucket: str,
+        key: str,
+        chunks: Iterable[bytes],
+        content_type: str | None = None,
+        *,
+        headers: Headers | None = None,
+        metadata: Headers | None = None,
     ) -> ObjectInfo:
+        return self._write(tenant_id, bucket, key, chunks, content_type, headers, metadata, None)
+
+    def put_parts(
+        self,
+        tenant_id: str,
+        bucket: str,
+        key: str,
+        parts: list[Path],
+        content_type: str | None = None,
+        *,
+        headers: Headers | None = None,
+        metadata: Headers | None = None,
+    ) -> ObjectInfo:
+        digests: list[bytes] = []
+
+        def chunks() -> Iterator[bytes]:
+            for part in parts:
+                md5 = hashlib.md5(usedforsecurity=False)
+                for block in _iter_file(part.open("rb")):
+                    md5.update(block)
+                    yield block
+                digests.append(md5.digest())
+
+        return self._write(
+            tenant_id, bucket, key, chunks(), content_type, headers, metadata, lambda: multipart_etag(digests)
+        )
+
+    def _write(
+        self,
+        tenant_id: str,
+        bucket: str,
+        key: str,
+        chunks: Iterable[bytes],
+        content_type: str | None,
+        headers: Headers | None,
+        metadata: Headers | None,
+        etag: Callable[[], str] | None,
+    ) -> ObjectInfo:
+        """Stream `chunks` into a fresh data file and commit it; `etag` overrides the MD5 of the bytes."""
         validate_key(key)
         path = self._existing_bucket(tenant_id, bucket)
         data_name = uuid.uuid4().hex
@@ -300,7 +440,15 @@ class LocalObjectStore:
                     size += len(chunk)
                 fh.flush()
                 os.fsync(fh.fileno())
-            info = ObjectInfo(key, size, md5.hexdigest(), _now(), content_type or "application/octet-stream")
+            info = ObjectInfo(
+                key,
+                size,
+                etag() if etag else md5.hexdigest(),
+                _now(),
+                content_type or "application/octet-stream",
+                dict(headers or {}),
+                dict(metadata or {}),
+            )
             self._commit(path, info, data_name)
         except BaseException:
             data_path.unlink(missing_ok=True)
@@ -316,6 +464,8 @@ class LocalObjectStore:
             "etag": info.etag,
             "last_modified": info.last_modified.isoformat(),
             "content_type": info.content_type,
+            "headers": info.headers,
+            "metadata": info.metadata,
             "data": data_name,
         }
         fd, tmp = tempfile.mkstemp(dir=meta.parent, prefix=".tmp-")
@@ -346,6 +496,8 @@ class LocalObjectStore:
             record["etag"],
             datetime.fromisoformat(record["last_modified"]),
             record.get("content_type") or "application/octet-stream",
+            record.get("headers") or {},
+            record.get("metadata") or {},
         )
 
     def head(self, tenant_id: str, bucket: str, key: str) -> ObjectInfo:
@@ -501,26 +653,122 @@ class S3ObjectStore:
             raise
         return True
 
+    @staticmethod
+    def _write_args(
+        content_type: str | None, headers: Headers | None, metadata: Headers | None
+    ) -> dict[str, Any]:
+        """boto3 arguments that store the content type, the `STORED_HEADERS` and the user metadata.
+
+        An `Expires` that is not an HTTP date cannot be passed through boto3 and is not kept.
+        """
+        args: dict[str, Any] = {"ContentType": content_type or "application/octet-stream"}
+        for name, value in (headers or {}).items():
+            if name == "Expires":
+                with contextlib.suppress(TypeError, ValueError):
+                    args["Expires"] = parsedate_to_datetime(value)
+            elif name in STORED_HEADERS:
+                args[name.replace("-", "")] = value
+        if metadata:
+            args["Metadata"] = dict(metadata)
+        return args
+
+    @staticmethod
+    def _info(key: str, raw: dict[str, Any]) -> ObjectInfo:
+        """The `ObjectInfo` of a head_object/get_object answer."""
+        headers = {name: raw.get(name.replace("-", "")) for name in STORED_HEADERS}
+        if isinstance(headers["Expires"], datetime):  # botocore parses it; ExpiresString is the raw header
+            headers["Expires"] = raw.get("ExpiresString") or format_datetime(headers["Expires"], usegmt=True)
+        return ObjectInfo(
+            key,
+            raw["ContentLength"],
+            raw["ETag"].strip('"'),
+            raw["LastModified"],
+            raw.get("ContentType") or "application/octet-stream",
+            {name: str(value) for name, value in headers.items() if value},
+            dict(raw.get("Metadata") or {}),
+        )
+
     def put_bytes(
-        self, tenant_id: str, bucket: str, key: str, data: bytes, content_type: str | None = None
+        self,
+        tenant_id: str,
+        bucket: str,
+        key: str,
+        data: bytes,
+        content_type: str | None = None,
+        *,
+        headers: Headers | None = None,
+        metadata: Headers | None = None,
     ) -> ObjectInfo:
         validate_key(key)
         self._require_bucket(tenant_id, bucket)
-        content_type = content_type or "application/octet-stream"
+        args = self._write_args(content_type, headers, metadata)
         self.client.put_object(
-            Bucket=self.bucket, Key=self._prefix(tenant_id, bucket) + key, Body=data, ContentType=content_type
+            Bucket=self.bucket, Key=self._prefix(tenant_id, bucket) + key, Body=data, **args
         )
         etag = hashlib.md5(data, usedforsecurity=False).hexdigest()
-        return ObjectInfo(key, len(data), etag, _now(), content_type)
+        return ObjectInfo(
+            key, len(data), etag, _now(), args["ContentType"], dict(headers or {}), dict(metadata or {})
+        )
 
     def put_stream(
-        self, tenant_id: str, bucket: str, key: str, chunks: Iterable[bytes], content_type: str | None = None
+        self,
+        tenant_id: str,
+        bucket: str,
+        key: str,
+        chunks: Iterable[bytes],
+        content_type: str | None = None,
+        *,
+        headers: Headers | None = None,
+        metadata: Headers | None = None,
     ) -> ObjectInfo:
         with tempfile.SpooledTemporaryFile(max_size=8 << 20) as spool:
             for chunk in chunks:
                 spool.write(chunk)
             spool.seek(0)
-            return self.put_bytes(tenant_id, bucket, key, spool.read(), content_type)
+            return self.put_bytes(
+                tenant_id, bucket, key, spool.read(), content_type, headers=headers, metadata=metadata
+            )
+
+    def put_parts(
+        self,
+        tenant_id: str,
+        bucket: str,
+        key: str,
+        parts: list[Path],
+        content_type: str | None = None,
+        *,
+        headers: Headers | None = None,
+        metadata: Headers | None = None,
+    ) -> ObjectInfo:
+        """A multipart upload on the service with the same parts, so its ETag is the same `-N` ETag."""
+        validate_key(key)
+        self._require_bucket(tenant_id, bucket)
+        args = self._write_args(content_type, headers, metadata)
+        target = {"Bucket": self.bucket, "Key": self._prefix(tenant_id, bucket) + key}
+        upload_id = self.client.create_multipart_upload(**target, **args)["UploadId"]
+        try:
+            listed = []
+            for number, part in enumerate(parts, start=1):
+                with part.open("rb") as fh:
+                    answer = self.client.upload_part(**target, UploadId=upload_id, PartNumber=number, Body=fh)
+                listed.append({"PartNumber": number, "ETag": answer["ETag"]})
+            done = self.client.complete_multipart_upload(
+                **target, UploadId=upload_id, MultipartUpload={"Parts": listed}
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.client.abort_multipart_upload(**target, UploadId=upload_id)
+            raise
+        size = sum(part.stat().st_size for part in parts)
+        return ObjectInfo(
+            key,
+            size,
+            done["ETag"].strip('"'),
+            _now(),
+            args["ContentType"],
+            dict(headers or {}),
+            dict(metadata or {}),
+        )
 
     def head(self, tenant_id: str, bucket: str, key: str) -> ObjectInfo:
         self._require_bucket(tenant_id, bucket)
@@ -530,13 +778,7 @@ class S3ObjectStore:
             if self._missing(exc):
                 raise _object_missing(bucket, key) from None
             raise
-        return ObjectInfo(
-            key,
-            raw["ContentLength"],
-            raw["ETag"].strip('"'),
-            raw["LastModified"],
-            raw.get("ContentType") or "application/octet-stream",
-        )
+        return self._info(key, raw)
 
     def open(self, tenant_id: str, bucket: str, key: str) -> tuple[ObjectInfo, Iterator[bytes]]:
         self._require_bucket(tenant_id, bucket)
@@ -546,14 +788,7 @@ class S3ObjectStore:
             if self._missing(exc):
                 raise _object_missing(bucket, key) from None
             raise
-        info = ObjectInfo(
-            key,
-            raw["ContentLength"],
-            raw["ETag"].strip('"'),
-            raw["LastModified"],
-            raw.get("ContentType") or "application/octet-stream",
-        )
-        return info, raw["Body"].iter_chunks(1 << 20)
+        return self._info(key, raw), raw["Body"].iter_chunks(1 << 20)
 
     def get_bytes(self, tenant_id: str, bucket: str, key: str) -> bytes:
         _, chunks = self.open(tenant_id, bucket, key)

@@ -12,7 +12,13 @@ from fastapi.routing import APIRoute
 
 from inferline.api.s3 import sigv4, xml
 from inferline.errors import AuthenticationFailed, BadRequest, InferlineError, NotFound, PayloadTooLarge
-from inferline.services.buckets import InvalidPart, NoSuchUpload
+from inferline.services.buckets import (
+    EntityTooSmall,
+    InvalidCopy,
+    InvalidPart,
+    InvalidPartOrder,
+    NoSuchUpload,
+)
 from inferline.stores.objects import (
     BucketAlreadyExists,
     BucketNotEmpty,
@@ -41,6 +47,9 @@ _CODES: list[tuple[type[InferlineError], int, str]] = [
     (BucketNotEmpty, 409, "BucketNotEmpty"),
     (InvalidBucketName, 400, "InvalidBucketName"),
     (InvalidPart, 400, "InvalidPart"),
+    (InvalidPartOrder, 400, "InvalidPartOrder"),
+    (EntityTooSmall, 400, "EntityTooSmall"),
+    (InvalidCopy, 400, "InvalidRequest"),
     (AuthenticationFailed, 403, "InvalidAccessKeyId"),
     (PayloadTooLarge, 400, "EntityTooLarge"),
     (NotFound, 404, "NoSuchKey"),

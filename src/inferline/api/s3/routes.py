@@ -1,7 +1,9 @@
 """The S3 endpoint: path-style `/s3/{bucket}/{key}`, SigV4-authenticated, S3 XML errors.
 
 Supported: ListBuckets, CreateBucket, HeadBucket, DeleteBucket, GetBucketLocation, ListObjects(V2), PutObject,
-CopyObject, GetObject (single byte range), HeadObject, DeleteObject, DeleteObjects and multipart uploads.
+CopyObject (metadata directive COPY/REPLACE), GetObject (single byte range), HeadObject, DeleteObject,
+DeleteObjects, multipart uploads (with ListParts and ListMultipartUploads); user metadata and the standard
+headers (Cache-Control, Content-Disposition, Content-Encoding, Content-Language, Expires) stay with objects.
 boto3: `boto3.client("s3", endpoint_url="http://host:8000/s3", aws_access_key_id=S3_ACCESS_KEY_ID,
 aws_secret_access_key=S3_SECRET, region_name="us-east-1")` with the API key's S3 credentials (never the key).
 """

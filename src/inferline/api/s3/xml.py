@@ -7,7 +7,7 @@ from datetime import datetime
 from email.utils import format_datetime
 from urllib.parse import quote
 
-from inferline.services.buckets import ListPage
+from inferline.services.buckets import ListPage, PartInfo, UploadsPage
 from inferline.stores.objects import BucketInfo
 
 NS = "http://s3.amazonaws.com/doc/2006-03-01/"
@@ -128,6 +128,83 @@ def complete_upload(location_url: str, bucket: str, key: str, etag: str) -> byte
             ("ETag", f'"{etag}"'),
         )
     )
+
+
+def _owner(parent: ET.Element, tag: str, tenant_id: str) -> None:
+    node = ET.SubElement(parent, tag)
+    ET.SubElement(node, "ID").text = tenant_id
+    ET.SubElement(node, "DisplayName").text = tenant_id
+
+
+def list_parts(
+    bucket: str,
+    key: str,
+    upload_id: str,
+    tenant_id: str,
+    parts: list[PartInfo],
+    *,
+    marker: int,
+    max_parts: int,
+    truncated: bool,
+) -> bytes:
+    root = _doc("ListPartsResult", ("Bucket", bucket), ("Key", key), ("UploadId", upload_id))
+    _owner(root, "Initiator", tenant_id)
+    _owner(root, "Owner", tenant_id)
+    ET.SubElement(root, "StorageClass").text = "STANDARD"
+    ET.SubElement(root, "PartNumberMarker").text = str(marker)
+    ET.SubElement(root, "NextPartNumberMarker").text = str(parts[-1].number if parts else marker)
+    ET.SubElement(root, "MaxParts").text = str(max_parts)
+    ET.SubElement(root, "IsTruncated").text = "true" if truncated else "false"
+    for part in parts:
+        node = ET.SubElement(root, "Part")
+        ET.SubElement(node, "PartNumber").text = str(part.number)
+        ET.SubElement(node, "LastModified").text = iso(part.last_modified)
+        ET.SubElement(node, "ETag").text = f'"{part.etag}"'
+        ET.SubElement(node, "Size").text = str(part.size)
+    return render(root)
+
+
+def list_uploads(
+    bucket: str,
+    tenant_id: str,
+    page: UploadsPage,
+    *,
+    prefix: str,
+    delimiter: str,
+    key_marker: str,
+    upload_id_marker: str,
+    max_uploads: int,
+    url_encode: bool,
+) -> bytes:
+    """ListMultipartUploadsResult: uploads by key then initiation, with the markers of the next page."""
+
+    def enc(value: str) -> str:
+        return quote(value, safe="/") if url_encode else value
+
+    root = _doc(
+        "ListMultipartUploadsResult",
+        ("Bucket", bucket),
+        ("KeyMarker", enc(key_marker)),
+        ("UploadIdMarker", upload_id_marker),
+        ("NextKeyMarker", enc(page.next_key_marker)),
+        ("NextUploadIdMarker", page.next_upload_id_marker),
+        ("Prefix", enc(prefix)),
+        ("Delimiter", enc(delimiter) if delimiter else None),
+        ("MaxUploads", str(max_uploads)),
+        ("EncodingType", "url" if url_encode else None),
+        ("IsTruncated", "true" if page.is_truncated else "false"),
+    )
+    for upload in page.uploads:
+        node = ET.SubElement(root, "Upload")
+        ET.SubElement(node, "Key").text = enc(upload.key)
+        ET.SubElement(node, "UploadId").text = upload.upload_id
+        _owner(node, "Initiator", tenant_id)
+        _owner(node, "Owner", tenant_id)
+        ET.SubElement(node, "StorageClass").text = "STANDARD"
+        ET.SubElement(node, "Initiated").text = iso(upload.initiated)
+    for common in page.common_prefixes:
+        ET.SubElement(ET.SubElement(root, "CommonPrefixes"), "Prefix").text = enc(common)
+    return render(root)
 
 
 def copy_result(etag: str, modified: datetime) -> bytes:
