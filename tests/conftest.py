@@ -71,6 +71,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory, databases: DatabaseFactor
         profile="test",
         api_key=API_KEY,
         max_request_bytes=2 * 1024 * 1024,
+        s3_max_body_bytes=16 * 1024 * 1024,
         webhook_allowed_hosts="127.0.0.1",
         log_level="warning",
     )

@@ -287,3 +287,12 @@ def test_bad_paging_parameters_are_invalid_argument(s3: BaseClient) -> None:
         finally:
             s3.meta.events.unregister(f"before-sign.s3.{operation}", hook)
     assert error_code(lambda: s3.list_parts(Bucket="mp-bad", Key="k", UploadId="not-an-id")) == "NoSuchUpload"
+
+
+def test_s3_body_over_its_limit_is_entity_too_large(server: LiveServer, s3: BaseClient) -> None:
+    """S3 bodies are held in memory: over `s3_max_body_bytes` the answer is S3's EntityTooLarge, no upload."""
+    limit = server.container.settings.s3_max_body_bytes
+    s3.create_bucket(Bucket="too-large")
+    body = b"x" * (limit + 1)
+    assert error_code(lambda: s3.put_object(Bucket="too-large", Key="big.bin", Body=body)) == "EntityTooLarge"
+    assert s3.list_objects_v2(Bucket="too-large").get("KeyCount", 0) == 0

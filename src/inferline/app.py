@@ -86,6 +86,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         ok, body = readiness(app.state.container)
         return JSONResponse(body, status_code=200 if ok else 503)
 
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.max_request_bytes, s3_max_bytes=settings.s3_max_body_bytes
+    )
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -53,6 +53,11 @@ class Settings(BaseSettings):
         default=None, description="Model id served when a chat request names none; default: the profile's."
     )
     max_request_bytes: int = Field(default=100 * 1024 * 1024, description="Largest accepted request body.")
+    s3_max_body_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        description="Largest body of one S3 request (PutObject or UploadPart; it is held in memory). Larger "
+        "objects go up in multipart uploads (S3 itself allows 5 GiB per request).",
+    )
     embedded_worker: bool = Field(
         default=True,
         description="Run a job worker inside the API process (off when using `inferline worker`).",

@@ -9,10 +9,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inferline.errors import PayloadTooLarge
 
-# The S3 endpoint (`/s3`) takes bodies up to S3's own limit for one PutObject or UploadPart (5 GiB), not
-# `max_request_bytes`: S3 clients send multipart parts of 5 MiB and more, and large single puts.
+# The S3 endpoint (`/s3`) has its own body limit (`s3_max_bytes`), not `max_request_bytes`: S3 clients send
+# multipart parts of 5 MiB and more, and large single puts. Over it, S3's own `EntityTooLarge` XML error.
 S3_PREFIX = "/s3"
-S3_MAX_BODY_BYTES = 5 * 1024**3
 
 
 class RequestIdMiddleware:
@@ -38,11 +37,12 @@ class RequestIdMiddleware:
 
 
 class BodyLimitMiddleware:
-    """Refuses request bodies over `max_bytes` (`S3_MAX_BODY_BYTES` under `/s3`), by header or by counting."""
+    """Refuses request bodies over `max_bytes` (`s3_max_bytes` under `/s3`), by header or by counting."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, s3_max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.s3_max_bytes = s3_max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -50,11 +50,11 @@ class BodyLimitMiddleware:
             return
         path = scope.get("path", "")
         s3 = path == S3_PREFIX or path.startswith(S3_PREFIX + "/")
-        max_bytes = S3_MAX_BODY_BYTES if s3 else self.max_bytes
+        max_bytes = self.s3_max_bytes if s3 else self.max_bytes
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-            await self._reject(send, max_bytes)
+            await self._reject(send, max_bytes, s3=s3)
             return
         seen = 0
 
@@ -69,17 +69,21 @@ class BodyLimitMiddleware:
 
         await self.app(scope, counting_receive, send)
 
-    async def _reject(self, send: Send, max_bytes: int) -> None:
+    async def _reject(self, send: Send, max_bytes: int, *, s3: bool) -> None:
         err = PayloadTooLarge(f"The request body exceeds {max_bytes} bytes.")
-        body = json.dumps(err.envelope()).encode()
+        if s3:  # S3 clients read S3's XML error (EntityTooLarge is a 400 there)
+            status, media = 400, b"application/xml"
+            body = (
+                '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>EntityTooLarge</Code>'
+                f"<Message>{err}</Message></Error>"
+            ).encode()
+        else:
+            status, media, body = err.status, b"application/json", json.dumps(err.envelope()).encode()
         await send(
             {
                 "type": "http.response.start",
-                "status": err.status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
+                "status": status,
+                "headers": [(b"content-type", media), (b"content-length", str(len(body)).encode())],
             }
         )
         await send({"type": "http.response.body", "body": body})
