@@ -16,7 +16,7 @@ import numpy as np
 
 from bench.common import BENCH_KEY, Row, live_server
 from inferline import catalog
-from inferline.services import audio_codec
+from inferline.areas.audio import codec as audio_codec
 
 SENTENCES = (
     "Thank you for calling, how can I help you today?",

@@ -29,7 +29,7 @@ import httpx
 from botocore.config import Config
 
 from bench.common import BENCH_KEY, REPO, Row
-from inferline.services.keys import s3_credentials
+from inferline.keys import s3_credentials
 
 SECONDS = float(os.environ.get("INFERLINE_LOAD_SECONDS", "30"))
 CHAT_CLIENTS = int(os.environ.get("INFERLINE_LOAD_CHAT", "4"))

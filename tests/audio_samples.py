@@ -8,8 +8,8 @@ from functools import cache
 
 import numpy as np
 
+from inferline.areas.audio import codec as audio_codec
 from inferline.engines.piper_tts import PiperEngine
-from inferline.services import audio_codec
 from tests.conftest import MODELS_DIR
 
 VOICE_FILE = MODELS_DIR / "rhasspy--piper-en_US-joe-medium" / "voice.onnx"

@@ -18,7 +18,7 @@ import uvicorn
 from inferline.app import create_app
 from inferline.config import Settings
 from inferline.container import Container, build_container
-from inferline.services.keys import s3_credentials
+from inferline.keys import s3_credentials
 from tests.databases import DatabaseFactory
 
 REPO = Path(__file__).resolve().parent.parent

@@ -12,7 +12,7 @@ from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from inferline.services.keys import s3_credentials
+from inferline.keys import s3_credentials
 from tests.conftest import LiveServer, s3_auth
 
 MIB5 = 5 * 1024 * 1024  # S3's smallest part (but the last) of a multipart upload

@@ -14,7 +14,7 @@ import pytest
 from botocore.awsrequest import AWSRequest
 from botocore.client import BaseClient
 
-from inferline.services.keys import s3_credentials
+from inferline.keys import s3_credentials
 from inferline.stores.objects import LocalObjectStore, ObjectStore, S3ObjectStore, multipart_etag
 from tests.conftest import LiveServer
 from tests.test_buckets_s3 import MIB5, error_code, s3_client

@@ -16,7 +16,7 @@ import uvicorn
 from inferline.app import create_app
 from inferline.config import Settings
 from inferline.container import build_container
-from inferline.services.keys import s3_credentials
+from inferline.keys import s3_credentials
 from inferline.stores.objects import (
     BucketAlreadyExists,
     BucketNotEmpty,

@@ -7,7 +7,7 @@ import httpx
 import openai
 import pytest
 
-from inferline.services.chat_beam import beam_search
+from inferline.areas.chat.beam import beam_search
 from tests.conftest import LiveServer
 
 SMOL = "HuggingFaceTB/SmolLM2-135M-Instruct"

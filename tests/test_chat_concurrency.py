@@ -117,7 +117,7 @@ def test_non_streamed_disconnect_cancels(tight: LiveServer) -> None:
 
 def test_least_recently_used_idle_engine_is_unloaded_busy_ones_stay(server: LiveServer) -> None:
     """Engine bookkeeping only (the engines are built, not loaded): at most `max_models` kept."""
-    from inferline.services.chat import ChatService, Target
+    from inferline.areas.chat.service import ChatService, Target
 
     chat = ChatService(server.container.models, max_models=2)
     build = chat.resolve("tenant-a", SMOL).build

@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from inferline.services.chat_request import ascii_classes
+from inferline.areas.chat.planning import ascii_classes
 from tests.conftest import LiveServer
 
 SMOL = "HuggingFaceTB/SmolLM2-135M-Instruct"

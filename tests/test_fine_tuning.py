@@ -18,8 +18,8 @@ import telnyx
 from botocore.client import BaseClient
 from botocore.config import Config
 
+from inferline.areas.fine_tuning.service import JOB_KIND, FineTuningService
 from inferline.jobs import JobQueue, JobRegistry, Worker
-from inferline.services.fine_tuning import JOB_KIND, FineTuningService
 from inferline.stores.db import Database
 from inferline.stores.objects import LocalObjectStore
 from tests.conftest import LiveServer, s3_auth

@@ -6,7 +6,7 @@ import httpx
 import pytest
 import telnyx
 
-from inferline.api.unbuilt import spec_operations
+from inferline.web.unbuilt import spec_operations
 from tests.conftest import LiveServer
 
 

@@ -11,10 +11,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from inferline.areas.conversations.insights import RUN_KIND
 from inferline.config import Settings
 from inferline.container import Container, build_container
 from inferline.jobs import Worker
-from inferline.services.insights import RUN_KIND
 from tests.conftest import MODELS_DIR
 from tests.databases import DatabaseFactory
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import telnyx
 
-from inferline.services.webhooks import WebhookService
+from inferline.areas.conversations.webhooks import WebhookService
 from tests.conftest import LiveServer, free_port
 
 

@@ -24,7 +24,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from sqlalchemy import text
 
-from inferline.services.ingest import JOB_KIND
+from inferline.areas.buckets.ingest import JOB_KIND
 from inferline.stores.db import Database
 from tests.conftest import s3_auth
 from tests.databases import DatabaseFactory

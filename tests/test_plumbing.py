@@ -8,8 +8,8 @@ import pytest
 from starlette.requests import Request
 
 from inferline import catalog
-from inferline.api.deps import Page, list_param
-from inferline.api.errors import pointer_of
+from inferline.web.deps import Page, list_param
+from inferline.web.errors import pointer_of
 
 
 def _request(query: str) -> Request:

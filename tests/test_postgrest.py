@@ -13,7 +13,7 @@ import telnyx
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql
 
-from inferline.services import postgrest
+from inferline.areas.conversations import postgrest
 from inferline.stores.conversations_tables import Conversation
 from tests.test_foundation import assert_envelope
 

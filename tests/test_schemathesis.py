@@ -26,9 +26,9 @@ import schemathesis
 from schemathesis import GenerationMode
 
 import inferline
-from inferline.api.unbuilt import METHODS, spec_operations
 from inferline.app import PREFIX, create_app
 from inferline.config import Settings
+from inferline.web.unbuilt import METHODS, spec_operations
 from tests.conftest import API_KEY
 from tests.databases import DatabaseFactory
 from tests.procs import Proc, Processes, base_env

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import telnyx
 
-from inferline.services.stt_reports import CSV_COLUMNS
+from inferline.areas.audio.reports.service import CSV_COLUMNS
 from inferline.stores.audio_tables import SttReport
 from tests import audio_samples as audio
 from tests.conftest import LiveServer

@@ -13,7 +13,7 @@ from botocore.client import BaseClient
 from botocore.config import Config
 from sqlalchemy import select
 
-from inferline.services.summarize import SummarizeService
+from inferline.areas.summarize.service import SummarizeService
 from inferline.stores.audio_tables import SttUsageRecord
 from tests.audio_samples import speech, wav
 from tests.conftest import LiveServer, s3_auth

@@ -8,26 +8,27 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import JSONResponse
 
-from inferline import __version__, log_redaction
-from inferline.api.audio.routes import router as audio_router
-from inferline.api.chat.routes import router as chat_router
-from inferline.api.conversations.routes import router as conversations_router
-from inferline.api.deps import authenticate
-from inferline.api.embeddings.routes import router as embeddings_router
-from inferline.api.errors import install_error_handlers
-from inferline.api.fine_tuning.routes import router as fine_tuning_router
-from inferline.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
-from inferline.api.models.routes import router as models_router
-from inferline.api.openai_embeddings.routes import router as openai_embeddings_router
-from inferline.api.reports.routes import router as reports_router
-from inferline.api.s3.routes import router as s3_router
-from inferline.api.summarize.routes import router as summarize_router
-from inferline.api.tts.routes import router as tts_router
-from inferline.api.tts.ws import ws_router as tts_ws_router
-from inferline.api.unbuilt import unbuilt_router
+from inferline import __version__
+from inferline.areas.audio.reports.routes import router as reports_router
+from inferline.areas.audio.speech.routes import router as tts_router
+from inferline.areas.audio.speech.ws import ws_router as tts_ws_router
+from inferline.areas.audio.transcription.routes import router as audio_router
+from inferline.areas.buckets.routes import router as embeddings_router
+from inferline.areas.buckets.s3.routes import router as s3_router
+from inferline.areas.chat.routes import router as chat_router
+from inferline.areas.conversations.routes import router as conversations_router
+from inferline.areas.embeddings.routes import router as openai_embeddings_router
+from inferline.areas.fine_tuning.routes import router as fine_tuning_router
+from inferline.areas.models.routes import router as models_router
+from inferline.areas.summarize.routes import router as summarize_router
 from inferline.config import Settings
 from inferline.container import Container, build_container
 from inferline.health import readiness
+from inferline.web import log_redaction
+from inferline.web.deps import authenticate
+from inferline.web.errors import install_error_handlers
+from inferline.web.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from inferline.web.unbuilt import unbuilt_router
 
 PREFIX = "/v2"
 

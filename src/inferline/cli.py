@@ -8,9 +8,9 @@ import sys
 from collections.abc import Callable, Sequence
 
 from inferline import catalog
-from inferline.cli_fine_tuning import add_commands as add_fine_tuning_commands
+from inferline.areas.fine_tuning.cli import add_commands as add_fine_tuning_commands
 from inferline.config import Settings
-from inferline.services.keys import ApiKeyService, s3_credentials
+from inferline.keys import ApiKeyService, s3_credentials
 from inferline.stores.db import Database
 
 
@@ -121,7 +121,7 @@ def cmd_bucket_upload(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_webhooks_public_key(settings: Settings, args: argparse.Namespace) -> int:
-    from inferline.services.webhooks import WebhookSigner
+    from inferline.areas.conversations.webhooks import WebhookSigner
 
     db = Database(settings.resolved_database_url)
     db.migrate()

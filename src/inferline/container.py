@@ -8,29 +8,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from inferline import catalog
+from inferline.areas.audio.reports.service import JOB_KIND as STT_REPORT_KIND
+from inferline.areas.audio.reports.service import SttReportService
+from inferline.areas.audio.speech.service import SpeechService
+from inferline.areas.audio.transcription.service import MAX_FILE_BYTES, TranscriptionService
+from inferline.areas.buckets.crawler import Crawler
+from inferline.areas.buckets.ingest import JOB_KIND as EMBED_BUCKET_KIND
+from inferline.areas.buckets.ingest import IngestService
+from inferline.areas.buckets.objects import BucketService
+from inferline.areas.buckets.search import SimilaritySearch
+from inferline.areas.chat.service import ChatService
+from inferline.areas.conversations.insights import RUN_KIND, InsightService
+from inferline.areas.conversations.service import ConversationService
+from inferline.areas.conversations.webhooks import DELIVER_KIND, WebhookService, WebhookSigner
+from inferline.areas.embeddings.service import EmbeddingsService
+from inferline.areas.fine_tuning.service import FineTuningService
+from inferline.areas.models.service import ModelService
+from inferline.areas.summarize.service import SummarizeService
 from inferline.config import Settings
 from inferline.engines.embeddings import EmbeddingEngine
 from inferline.engines.onnx_embeddings import OnnxEmbeddingEngine
 from inferline.jobs import JobQueue, JobRegistry, Worker
+from inferline.keys import ApiKeyService
 from inferline.net.safe_http import SafeHttpClient
-from inferline.services.buckets import BucketService
-from inferline.services.chat import ChatService
-from inferline.services.conversations import ConversationService
-from inferline.services.crawler import Crawler
-from inferline.services.embeddings import EmbeddingsService
-from inferline.services.fine_tuning import FineTuningService
-from inferline.services.ingest import JOB_KIND as EMBED_BUCKET_KIND
-from inferline.services.ingest import IngestService
-from inferline.services.insights import RUN_KIND, InsightService
-from inferline.services.keys import ApiKeyService
-from inferline.services.models import ModelService
-from inferline.services.search import SimilaritySearch
-from inferline.services.speech import SpeechService
-from inferline.services.stt_reports import JOB_KIND as STT_REPORT_KIND
-from inferline.services.stt_reports import SttReportService
-from inferline.services.summarize import SummarizeService
-from inferline.services.transcription import MAX_FILE_BYTES, TranscriptionService
-from inferline.services.webhooks import DELIVER_KIND, WebhookService, WebhookSigner
 from inferline.stores.db import Database
 from inferline.stores.objects import LocalObjectStore, ObjectStore, ObservedObjectStore, S3ObjectStore
 from inferline.stores.vectors import ExactVectorIndex, PgVectorIndex, VectorIndex, has_pgvector
@@ -229,8 +229,8 @@ def build_fine_tuning(
     late: dict[str, Container],
 ) -> FineTuningService:
     """LoRA training on torch/transformers/peft (the `train` extra, imported by the first job)."""
+    from inferline.areas.fine_tuning.service import JOB_KIND
     from inferline.engines.lora_trainer import SUPPORTED_ARCHS, PeftLoraTrainer, training_available
-    from inferline.services.fine_tuning import JOB_KIND
 
     def wake() -> None:
         if "container" in late:

@@ -1,1 +1,0 @@
-"""`POST /ai/chat/completions` and `POST /ai/openai/chat/completions`."""

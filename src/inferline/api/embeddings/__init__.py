@@ -1,1 +1,0 @@
-"""`/ai/embeddings*`: bucket embedding tasks, embedded buckets, similarity search and URL crawl."""

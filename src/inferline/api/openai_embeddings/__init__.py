@@ -1,1 +1,0 @@
-"""`/ai/openai/embeddings`: OpenAI-compatible text embeddings."""

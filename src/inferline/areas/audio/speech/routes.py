@@ -1,0 +1,53 @@
+"""TTS routes: Telnyx `/text-to-speech/speech` and `/text-to-speech/voices`, OpenAI `/audio/speech`."""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response, StreamingResponse
+
+from inferline.areas.audio.speech.protocol import (
+    Base64Audio,
+    GenerateSpeechRequest,
+    OpenAISpeechRequest,
+    Provider,
+    VoiceOut,
+    VoicesResponse,
+)
+from inferline.areas.audio.speech.service import SpeechStream
+from inferline.web.deps import ContainerDep
+
+router = APIRouter(tags=["text-to-speech"])
+
+
+def _audio(stream: SpeechStream) -> Response:
+    """Raw audio, streamed (chunked) as it is synthesised."""
+    return StreamingResponse(
+        stream.chunks, media_type=stream.content_type, headers={"x-inferline-voice": stream.voice_id}
+    )
+
+
+@router.post("/text-to-speech/speech", response_model=None)
+def generate_speech(body: GenerateSpeechRequest, container: ContainerDep) -> Response | Base64Audio:
+    stream = container.speech.speak(body.to_request())
+    if body.output_type == "base64_output":
+        return Base64Audio(base64_audio=base64.b64encode(stream.read_all()).decode())
+    return _audio(stream)
+
+
+@router.post("/audio/speech")
+@router.post("/ai/openai/audio/speech")  # an OpenAI client with base URL /v2/ai/openai
+def openai_speech(body: OpenAISpeechRequest, container: ContainerDep) -> Response:
+    return _audio(container.speech.speak(body.to_request()))
+
+
+@router.get("/text-to-speech/voices")
+def list_voices(
+    container: ContainerDep,
+    provider: Annotated[Provider | None, Query()] = None,
+    api_key: Annotated[str | None, Query()] = None,  # no configured provider needs one
+) -> VoicesResponse:
+    del api_key
+    return VoicesResponse(voices=[VoiceOut.of(v) for v in container.speech.list_voices(provider)])

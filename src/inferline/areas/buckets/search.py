@@ -1,0 +1,53 @@
+"""Similarity search over an embedded bucket: the spec's `document_chunk`, `distance`, `metadata` items.
+
+`distance` is the cosine distance `1 - cos` clipped to [0, 1] (lower is closer) and `certainty` is
+`(1 + cos) / 2` (higher is closer), the pair the Telnyx example shows (0.186 / 0.907).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from inferline.areas.buckets.ingest import IngestService
+from inferline.areas.embeddings.service import EmbeddingsService
+from inferline.errors import ValidationFailed
+from inferline.stores.vectors import VectorIndex
+
+MAX_DOCS = 100
+
+
+class SimilaritySearch:
+    """`similarity_search(tenant_id, bucket_name, query, num_docs)`, also used by chat's `retrieval` tool."""
+
+    def __init__(self, ingest: IngestService, index: VectorIndex, embeddings: EmbeddingsService) -> None:
+        self.ingest = ingest
+        self.index = index
+        self.embeddings = embeddings
+
+    def similarity_search(
+        self, tenant_id: str, bucket_name: str, query: str, num_docs: int = 3
+    ) -> list[dict[str, Any]]:
+        """The `num_docs` chunks of the bucket closest to `query`, best first. 404 if it has no embeddings."""
+        if not query.strip():
+            raise ValidationFailed("query: must not be empty", pointer="/query")
+        if not 1 <= num_docs <= MAX_DOCS:
+            raise ValidationFailed(f"num_of_docs: must be between 1 and {MAX_DOCS}", pointer="/num_of_docs")
+        model = self.ingest.bucket_model(tenant_id, bucket_name)
+        engine = self.embeddings.resolve(model)
+        vector = engine.embed([query])[0]
+        hits = self.index.search(tenant_id, bucket_name, vector, num_docs)
+        return [
+            {
+                "document_chunk": hit.chunk.text,
+                "distance": min(1.0, max(0.0, 1.0 - hit.similarity)),
+                "metadata": {
+                    "source": hit.chunk.source,
+                    "checksum": hit.chunk.checksum,
+                    "embedding": hit.chunk.model,
+                    "filename": hit.chunk.filename,
+                    "certainty": min(1.0, max(0.0, (1.0 + hit.similarity) / 2)),
+                    "loader_metadata": hit.chunk.loader_metadata,
+                },
+            }
+            for hit in hits
+        ]

@@ -1,0 +1,224 @@
+"""`/ai/conversations…`: conversations, messages, insight templates and groups, insight runs.
+
+Envelopes follow the SDKs: `POST /ai/conversations` is bare, other single objects are `{data}`, the paged
+lists carry `meta`, deletes/assign/message answer an empty 200. The static paths are declared before
+`/ai/conversations/{conversation_id}` so they are not taken for an id.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Request, Response
+
+from inferline.areas.conversations import postgrest
+from inferline.areas.conversations.protocol import (
+    ConversationCreate,
+    ConversationUpdate,
+    InsightCreate,
+    InsightGroupCreate,
+    InsightGroupUpdate,
+    InsightRunCreate,
+    InsightUpdate,
+    MessageCreate,
+)
+from inferline.web.deps import ContainerDep, PageDep, TenantDep
+
+router = APIRouter(tags=["conversations"])
+BASE = "/ai/conversations"
+Json = dict[str, Any]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
+
+
+def _empty() -> Response:
+    return Response(status_code=200)
+
+
+# ---- webhook key ------------------------------------------------------------------------------------------
+@router.get(f"{BASE}/webhook-public-key")
+def webhook_public_key(container: ContainerDep) -> Json:
+    """The Ed25519 public key (base64) that verifies `telnyx-signature-ed25519` on inferline's webhooks."""
+    return {
+        "data": {
+            "public_key": container.webhooks.signer.public_key(),
+            "algorithm": "ed25519",
+            "signed_payload": "{telnyx-timestamp}|{raw body}",
+        }
+    }
+
+
+@router.get(f"{BASE}/conversation-insights/aggregates")
+def aggregate_conversation_insights(request: Request, container: ContainerDep, principal: TenantDep) -> Json:
+    """Counts of completed insight results grouped by result fields and `metadata.<key>`."""
+    params = postgrest.bounded(request.query_params.multi_items())
+    return {"data": container.insights.aggregate(principal.tenant_id, params)}
+
+
+# ---- insight templates ------------------------------------------------------------------------------------
+@router.get(f"{BASE}/insights")
+def list_insights(container: ContainerDep, principal: TenantDep, page: PageDep) -> Json:
+    items, total = container.insights.list_templates(principal.tenant_id, page.offset, page.size)
+    return page.envelope(items, total)
+
+
+@router.post(f"{BASE}/insights")
+def create_insight(
+    body: InsightCreate, container: ContainerDep, principal: TenantDep, key: IdempotencyKey = None
+) -> Json:
+    fields = body.model_dump()
+    return {"data": container.insights.create_template(principal.tenant_id, **fields, idempotency_key=key)}
+
+
+@router.get(f"{BASE}/insights/{{insight_id}}")
+def get_insight(insight_id: str, container: ContainerDep, principal: TenantDep) -> Json:
+    return {"data": container.insights.get_template(principal.tenant_id, insight_id)}
+
+
+@router.put(f"{BASE}/insights/{{insight_id}}")
+def update_insight(
+    insight_id: str, container: ContainerDep, principal: TenantDep, body: InsightUpdate | None = None
+) -> Json:
+    changes = body.changes(nullable=("json_schema",)) if body else {}
+    return {"data": container.insights.update_template(principal.tenant_id, insight_id, changes)}
+
+
+@router.delete(f"{BASE}/insights/{{insight_id}}")
+def delete_insight(insight_id: str, container: ContainerDep, principal: TenantDep) -> Response:
+    container.insights.delete_template(principal.tenant_id, insight_id)
+    return _empty()
+
+
+# ---- insight groups ---------------------------------------------------------------------------------------
+@router.get(f"{BASE}/insight-groups")
+def list_insight_groups(container: ContainerDep, principal: TenantDep, page: PageDep) -> Json:
+    items, total = container.insights.list_groups(principal.tenant_id, page.offset, page.size)
+    return page.envelope(items, total)
+
+
+@router.post(f"{BASE}/insight-groups")
+def create_insight_group(
+    body: InsightGroupCreate, container: ContainerDep, principal: TenantDep, key: IdempotencyKey = None
+) -> Json:
+    fields = body.model_dump()
+    return {"data": container.insights.create_group(principal.tenant_id, **fields, idempotency_key=key)}
+
+
+@router.get(f"{BASE}/insight-groups/{{group_id}}")
+def get_insight_group(group_id: str, container: ContainerDep, principal: TenantDep) -> Json:
+    return {"data": container.insights.get_group(principal.tenant_id, group_id)}
+
+
+@router.put(f"{BASE}/insight-groups/{{group_id}}")
+def update_insight_group(
+    group_id: str, container: ContainerDep, principal: TenantDep, body: InsightGroupUpdate | None = None
+) -> Json:
+    changes = body.changes(nullable=("description",)) if body else {}
+    return {"data": container.insights.update_group(principal.tenant_id, group_id, changes)}
+
+
+@router.delete(f"{BASE}/insight-groups/{{group_id}}")
+def delete_insight_group(group_id: str, container: ContainerDep, principal: TenantDep) -> Response:
+    container.insights.delete_group(principal.tenant_id, group_id)
+    return _empty()
+
+
+@router.post(f"{BASE}/insight-groups/{{group_id}}/insights/{{insight_id}}/assign")
+def assign_insight(group_id: str, insight_id: str, container: ContainerDep, principal: TenantDep) -> Response:
+    container.insights.assign(principal.tenant_id, group_id, insight_id)
+    return _empty()
+
+
+@router.delete(f"{BASE}/insight-groups/{{group_id}}/insights/{{insight_id}}/unassign")
+def unassign_insight(
+    group_id: str, insight_id: str, container: ContainerDep, principal: TenantDep
+) -> Response:
+    container.insights.unassign(principal.tenant_id, group_id, insight_id)
+    return _empty()
+
+
+# ---- conversations ----------------------------------------------------------------------------------------
+@router.get(BASE)
+def list_conversations(request: Request, container: ContainerDep, principal: TenantDep) -> Json:
+    """PostgREST-style filters, `order`, `limit`, `offset` (see `services/postgrest.py`)."""
+    params = list(request.query_params.multi_items())
+    return {"data": container.conversations.list(principal.tenant_id, params)}
+
+
+@router.post(BASE)
+def create_conversation(
+    body: ConversationCreate, container: ContainerDep, principal: TenantDep, key: IdempotencyKey = None
+) -> Json:
+    return container.conversations.create(
+        principal.tenant_id, name=body.name, metadata=body.metadata, idempotency_key=key
+    )
+
+
+@router.get(f"{BASE}/{{conversation_id}}")
+def get_conversation(conversation_id: str, container: ContainerDep, principal: TenantDep) -> Json:
+    return {"data": container.conversations.get(principal.tenant_id, conversation_id)}
+
+
+@router.put(f"{BASE}/{{conversation_id}}")
+def update_conversation(
+    conversation_id: str,
+    container: ContainerDep,
+    principal: TenantDep,
+    body: ConversationUpdate | None = None,
+) -> Json:
+    metadata = body.metadata if body else None
+    return {"data": container.conversations.update(principal.tenant_id, conversation_id, metadata)}
+
+
+@router.delete(f"{BASE}/{{conversation_id}}")
+def delete_conversation(conversation_id: str, container: ContainerDep, principal: TenantDep) -> Response:
+    container.conversations.delete(principal.tenant_id, conversation_id)
+    return _empty()
+
+
+@router.post(f"{BASE}/{{conversation_id}}/message")
+def add_message(
+    conversation_id: str,
+    body: MessageCreate,
+    container: ContainerDep,
+    principal: TenantDep,
+    key: IdempotencyKey = None,
+) -> Response:
+    fields = body.model_dump(exclude={"tool_calls"})
+    tool_calls = [c.model_dump() for c in body.tool_calls] if body.tool_calls is not None else None
+    container.conversations.add_message(
+        principal.tenant_id, conversation_id, **fields, tool_calls=tool_calls, idempotency_key=key
+    )
+    return _empty()
+
+
+@router.get(f"{BASE}/{{conversation_id}}/messages")
+def list_messages(conversation_id: str, container: ContainerDep, principal: TenantDep, page: PageDep) -> Json:
+    items, total = container.conversations.list_messages(
+        principal.tenant_id, conversation_id, page.offset, page.size
+    )
+    return page.envelope(items, total)
+
+
+@router.get(f"{BASE}/{{conversation_id}}/conversations-insights")
+def list_conversation_insights(
+    conversation_id: str, container: ContainerDep, principal: TenantDep, page: PageDep
+) -> Json:
+    items, total = container.insights.list_runs(principal.tenant_id, conversation_id, page.offset, page.size)
+    return page.envelope(items, total)
+
+
+@router.post(f"{BASE}/{{conversation_id}}/conversations-insights")
+def run_conversation_insights(
+    conversation_id: str, container: ContainerDep, principal: TenantDep, body: InsightRunCreate | None = None
+) -> Json:
+    """inferline extension: mark the conversation ready and run its insight group now (answers `pending`)."""
+    group_id = body.insight_group_id if body else None
+    return {"data": container.insights.trigger_run(principal.tenant_id, conversation_id, group_id)}
+
+
+@router.get(f"{BASE}/{{conversation_id}}/conversations-insights/{{run_id}}/deliveries")
+def list_insight_deliveries(
+    conversation_id: str, run_id: str, container: ContainerDep, principal: TenantDep
+) -> Json:
+    """inferline extension: the run's webhook deliveries and every attempt."""
+    return {"data": container.insights.deliveries(principal.tenant_id, conversation_id, run_id)}

@@ -1,0 +1,127 @@
+"""OpenAI-compatible text embeddings: model resolution, batching, dimension truncation, float/base64 encoding.
+
+Model rule: the installed embedding model ids are accepted, and so are the names listed in
+`INFERLINE_EMBEDDING_ALIASES` (by default Telnyx's `thenlper/gte-large` and `intfloat/multilingual-e5-large`,
+whose weights are not packaged), which the default model serves. Responses name the model actually used.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import numpy as np
+
+from inferline.areas.models.service import ModelService
+from inferline.engines.embeddings import EmbeddingEngine
+from inferline.engines.onnx_embeddings import normalise
+from inferline.errors import NotFound, UnsupportedParameter, ValidationFailed
+
+MAX_INPUTS = 2048
+EncodingFormat = Literal["float", "base64"]
+
+
+@dataclass(frozen=True)
+class EmbeddingResult:
+    model: str
+    vectors: np.ndarray
+    prompt_tokens: int
+
+
+class EmbeddingsService:
+    """Embeds texts with the engine serving the requested model name."""
+
+    def __init__(
+        self,
+        engine: EmbeddingEngine,
+        models: ModelService,
+        aliases: list[str],
+        remote: dict[str, EmbeddingEngine] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.models = models
+        self.remote = dict(remote or {})  # model id -> engine on an OpenAI-compatible server
+        self.aliases = [a for a in aliases if a and a != engine.model_id and a not in self.remote]
+
+    def accepted_names(self) -> list[str]:
+        return [self.engine.model_id, *self.aliases, *self.remote]
+
+    def resolve(self, model: str | None, pointer: str = "/model") -> EmbeddingEngine:
+        """The engine for `model` (None: the default); 404 naming the accepted models otherwise."""
+        if model is not None and model in self.remote:
+            return self.remote[model]
+        if model is None or model in self.accepted_names():
+            return self.engine
+        names = ", ".join(self.accepted_names())
+        raise NotFound(f"Embedding model {model!r} is not available. Available: {names}.", pointer=pointer)
+
+    def embed(
+        self, texts: list[str], model: str | None = None, dimensions: int | None = None
+    ) -> EmbeddingResult:
+        """Embed `texts` (each within the model's token limit), optionally truncated to `dimensions`."""
+        engine = self.resolve(model)
+        if not texts:
+            raise ValidationFailed("input: must not be empty", pointer="/input")
+        if len(texts) > MAX_INPUTS:
+            raise ValidationFailed(f"input: at most {MAX_INPUTS} items per request", pointer="/input")
+        for i, text in enumerate(texts):
+            if not text:
+                raise ValidationFailed("input: strings must not be empty", pointer=f"/input/{i}")
+        if dimensions is not None and not 1 <= dimensions <= engine.dimensions:
+            raise UnsupportedParameter(
+                f"dimensions must be between 1 and {engine.dimensions} for {engine.model_id}.",
+                pointer="/dimensions",
+            )
+        counts = engine.count_tokens(texts)
+        for i, count in enumerate(counts):
+            if count > engine.max_tokens:
+                raise UnsupportedParameter(
+                    f"input[{i}] has {count} tokens; {engine.model_id} takes at most {engine.max_tokens}.",
+                    pointer=f"/input/{i}" if len(texts) > 1 else "/input",
+                )
+        vectors = engine.embed(texts)
+        if dimensions is not None and dimensions < engine.dimensions:
+            vectors = normalise(vectors[:, :dimensions])
+        return EmbeddingResult(engine.model_id, vectors, sum(counts))
+
+    def create(
+        self,
+        inputs: str | list[str],
+        model: str,
+        *,
+        dimensions: int | None = None,
+        encoding_format: EncodingFormat = "float",
+    ) -> dict[str, Any]:
+        """The OpenAI `CreateEmbeddingResponse` body."""
+        texts = [inputs] if isinstance(inputs, str) else list(inputs)
+        result = self.embed(texts, model, dimensions)
+        data = [
+            {"object": "embedding", "index": i, "embedding": encode(vector, encoding_format)}
+            for i, vector in enumerate(result.vectors)
+        ]
+        usage = {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens}
+        return {"object": "list", "data": data, "model": result.model, "usage": usage}
+
+    def list_models(self) -> list[dict[str, Any]]:
+        """Installed embedding models, OpenAI `Model` objects (`created` in unix seconds)."""
+        return [
+            {
+                "id": entry.id,
+                "object": "model",
+                "created": int(datetime.fromisoformat(entry.created.replace("Z", "+00:00")).timestamp()),
+                "owned_by": entry.organization,
+            }
+            for entry in self.models.installed("embeddings")
+        ] + [
+            {"id": name, "object": "model", "created": 0, "owned_by": name.partition("/")[0] or "remote"}
+            for name in self.remote
+        ]
+
+
+def encode(vector: np.ndarray, encoding_format: EncodingFormat) -> list[float] | str:
+    """A float list, or base64 of the little-endian float32 bytes (what the OpenAI SDKs decode)."""
+    if encoding_format == "base64":
+        return base64.b64encode(vector.astype("<f4").tobytes()).decode()
+    return vector.astype(np.float32).tolist()  # type: ignore[no-any-return]

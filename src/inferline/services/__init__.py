@@ -1,1 +1,0 @@
-"""Domain logic, one service per API area. Services never import FastAPI."""
