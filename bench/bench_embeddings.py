@@ -175,7 +175,7 @@ def run() -> list[Row]:
         base_ms = _latency_ms(lambda: direct(texts[:1]))
         rows.append(Row("embeddings single text latency", api_ms, base_ms, "ms", "ONNX direct", False))
 
-        query = container.embedder.embed(["latency of vector search"])[0]
+        query = container.embeddings.engine.embed(["latency of vector search"])[0]
         for n in (10_000, 100_000):
             bucket = f"bench-{n // 1000}k"
             matrix = _fill(container.db, container.vectors, bucket, n)

@@ -119,7 +119,8 @@ def test_least_recently_used_idle_engine_is_unloaded_busy_ones_stay(server: Live
     """Engine bookkeeping only (the engines are built, not loaded): at most `max_models` kept."""
     from inferline.areas.chat.service import ChatService, Target
 
-    chat = ChatService(server.container.models, max_models=2)
+    c = server.container
+    chat = ChatService(c.models, max_models=2, search=c.embeddings_search, tenant_models=c.fine_tuning)
     build = chat.resolve("tenant-a", SMOL).build
     a, b, c = (Target(f"m{i}", ("llamacpp", "same.gguf", (f"adapter{i}.gguf",)), build) for i in range(3))
     first = chat.engine(a)

@@ -92,7 +92,11 @@ def test_long_text_is_map_reduced_over_every_chunk(server: LiveServer, s3: BaseC
     text = "\n\n".join(paragraphs)
     s3.put_object(Bucket=BUCKET, Key="long.txt", Body=text.encode())
     service = SummarizeService(
-        server.container.objects, lambda: Recording(), None, chunk_chars=800, summary_tokens=48
+        server.container.objects,
+        Recording(),
+        server.container.transcription,
+        chunk_chars=800,
+        summary_tokens=48,
     )
     chunks = service.chunks(text)
     squash = "".join  # chunks break at whitespace; compare the non-blank characters

@@ -8,11 +8,12 @@ lease expired belongs to a worker that died: the next claim takes it over (count
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, event, or_, select, update
 from sqlalchemy.orm import Session
 
 from inferline.stores.db import Database
@@ -59,11 +60,35 @@ def _view(row: Job) -> JobView:
 
 
 class JobQueue:
-    """Enqueue, claim, renew, finish and cancel jobs stored in the database."""
+    """Enqueue, claim, renew, finish and cancel jobs stored in the database.
+
+    Workers of this process `subscribe`; every enqueued job wakes them once its transaction commits (workers
+    in other processes find it at their next poll).
+    """
 
     def __init__(self, db: Database, lease_seconds: float = 30.0) -> None:
         self.db = db
         self.lease = timedelta(seconds=lease_seconds)
+        self._listeners: list[Callable[[], None]] = []
+
+    def subscribe(self, listener: Callable[[], None]) -> None:
+        """Call `listener` after each commit that enqueued a job."""
+        self._listeners.append(listener)
+
+    def unsubscribe(self, listener: Callable[[], None]) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def _notify_after_commit(self, session: Session) -> None:
+        if not self._listeners:
+            return
+        listeners = tuple(self._listeners)
+
+        def notify(_: Session) -> None:
+            for listener in listeners:
+                listener()
+
+        event.listen(session, "after_commit", notify, once=True)
 
     def enqueue(
         self,
@@ -89,10 +114,12 @@ class JobQueue:
         if session is not None:
             session.add(row)
             session.flush()
+            self._notify_after_commit(session)
             return row.id
         with self.db.session() as s:
             s.add(row)
             s.flush()
+            self._notify_after_commit(s)
             return row.id
 
     def get(self, job_id: str) -> JobView | None:

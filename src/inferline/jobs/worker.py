@@ -90,16 +90,18 @@ class Worker:
     def start(self) -> None:
         if self._threads:
             return
+        self.queue.subscribe(self.notify)  # enqueues in this process wake us after their commit
         for n in range(self.concurrency):
             thread = threading.Thread(target=self._loop, name=f"inferline-worker-{n}", daemon=True)
             thread.start()
             self._threads.append(thread)
 
     def notify(self) -> None:
-        """Wake idle threads now (called after an enqueue in the same process)."""
+        """Wake idle threads now (the queue calls it after a commit that enqueued a job)."""
         self._wake.set()
 
     def stop(self, timeout: float = 10.0) -> None:
+        self.queue.unsubscribe(self.notify)
         self._stop.set()
         self._wake.set()
         for thread in self._threads:

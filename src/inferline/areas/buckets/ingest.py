@@ -22,9 +22,10 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from inferline.areas.buckets.claim import bucket_claim
-from inferline.areas.buckets.loaders import LoaderError, Transcribe, chunk_document, load
+from inferline.areas.buckets.crawler import Crawler
+from inferline.areas.buckets.loaders import LoaderError, MediaTranscriber, Transcribe, chunk_document, load
 from inferline.areas.embeddings.service import EmbeddingsService
-from inferline.errors import EngineUnavailable, NotFound, UnsupportedParameter, ValidationFailed
+from inferline.errors import EngineUnavailable, NotFound, ValidationFailed
 from inferline.jobs import JobContext, JobFailed, JobQueue, JobView
 from inferline.jobs.worker import JobCancelled
 from inferline.stores.db import Database
@@ -73,8 +74,9 @@ class IngestService:
         embeddings: EmbeddingsService,
         jobs: JobQueue,
         *,
+        crawler: Crawler,
+        transcriber: MediaTranscriber,
         max_file_bytes: int,
-        transcribe: Callable[[str, bytes, str], str] | None = None,
     ) -> None:
         self.db = db
         self.objects = objects
@@ -82,10 +84,8 @@ class IngestService:
         self.embeddings = embeddings
         self.jobs = jobs
         self.max_file_bytes = max_file_bytes
-        self.transcribe = transcribe
-        self.crawl: Crawl | None = None
-        self.check_url: Callable[[str], str] | None = None
-        self.wake: Callable[[], None] = lambda: None
+        self.crawler = crawler
+        self.transcriber = transcriber
 
     # -- creating tasks ----------------------------------------------------------------------------------
     def create_task(
@@ -116,14 +116,11 @@ class IngestService:
             name = "embed_url" if url else "embed_bucket"
             task = self._enqueue(s, tenant_id, bucket, name, url)
             view = task_view(task)
-        self.wake()
         return view
 
     def create_url_task(self, tenant_id: str, bucket: str, url: str) -> dict[str, Any]:
         """Queue a crawl of `url` into the existing `bucket`, then an embedding of the bucket."""
-        if self.check_url is None:
-            raise UnsupportedParameter("URL crawling is not available on this server.", pointer="/url")
-        self.check_url(url)
+        self.crawler.check_url(url)
         with self.db.session() as s:
             config = self._config(s, tenant_id, bucket)
             settings = (
@@ -157,7 +154,6 @@ class IngestService:
             if self._config(s, tenant_id, bucket) is None:
                 return
             self._enqueue(s, tenant_id, bucket, "sync_bucket", None)
-        self.wake()
 
     # -- reading -----------------------------------------------------------------------------------------
     @staticmethod
@@ -267,9 +263,7 @@ class IngestService:
             try:
                 sources: dict[str, str] = {}
                 if url:
-                    if self.crawl is None:
-                        raise JobFailed("URL crawling is not available")
-                    sources = self.crawl(tenant_id, bucket, url, ctx)
+                    sources = self.crawler.crawl(tenant_id, bucket, url, ctx)
                 outcome = self.sync(tenant_id, bucket, settings, ctx, sources)
             except NotFound as exc:
                 outcome = (FAILURE, str(exc))
@@ -428,11 +422,11 @@ class IngestService:
             )
         return reason
 
-    def _transcriber(self, tenant_id: str) -> Transcribe | None:
-        transcribe = self.transcribe
-        if transcribe is None:
-            return None
-        return lambda data, filename: transcribe(tenant_id, data, filename)
+    def _transcriber(self, tenant_id: str) -> Transcribe:
+        def transcribe(data: bytes, filename: str) -> str:
+            return self.transcriber.transcribe_text(tenant_id, data, filename, source="ingest")
+
+        return transcribe
 
     def _file_state(
         self,

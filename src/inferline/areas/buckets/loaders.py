@@ -15,12 +15,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, Protocol
 
 MEDIA_EXTENSIONS = frozenset(
     {"mp3", "mp4", "mpeg", "mpga", "m4a", "wav", "webm", "ogg", "flac", "oga", "opus"}
 )
 Transcribe = Callable[[bytes, str], str]
+
+
+class MediaTranscriber(Protocol):
+    """Speech-to-text for media files met by other areas (the audio area's transcription service)."""
+
+    def transcribe_text(self, tenant_id: str, data: bytes, filename: str, *, source: str) -> str: ...
 
 
 class LoaderError(Exception):

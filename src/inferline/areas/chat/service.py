@@ -14,10 +14,10 @@ import logging
 import math
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from inferline import catalog
 from inferline.areas.chat.beam import beam_search
@@ -55,9 +55,32 @@ from inferline.errors import (
 
 log = logging.getLogger("inferline.chat")
 
+
 # (tenant_id, model_id) -> (base catalog entry, LoRA adapter files) for tenant models such as fine-tunes.
-ModelResolver = Callable[[str, str], "tuple[ModelEntry, Sequence[Path]] | None"]
-Search = Callable[[str, str, str, int], list[dict[str, Any]]]
+class DocumentSearch(Protocol):
+    """Similarity search over a tenant's embedded bucket (the buckets area), for the `retrieval` tool."""
+
+    def similarity_search(
+        self, tenant_id: str, bucket_name: str, query: str, num_docs: int = 3
+    ) -> list[dict[str, Any]]: ...
+
+
+class TenantModel(Protocol):
+    """A tenant's own model (a fine-tune): a catalog base with a LoRA adapter."""
+
+    @property
+    def base(self) -> ModelEntry: ...
+
+    @property
+    def adapter_path(self) -> Path: ...
+
+
+class TenantModels(Protocol):
+    """Where tenant models come from (the fine-tuning area)."""
+
+    def resolve_model(self, tenant_id: str, model_id: str) -> TenantModel | None: ...
+
+
 Emit = Callable[[dict[str, Any]], bool]
 
 
@@ -230,23 +253,20 @@ class ChatService:
         threads: int = 0,
         max_models: int = 3,
         remote: dict[str, RemoteModel] | None = None,
-        search: Callable[[], Search | None] | None = None,
+        search: DocumentSearch,
+        tenant_models: TenantModels,
     ) -> None:
         self.models = models
         self.parallel, self.max_queue, self.context, self.threads = parallel, max_queue, context, threads
         self.max_models = max_models
         self.remote = dict(remote or {})
-        self.search = search or (lambda: None)
-        self.resolvers: list[ModelResolver] = []
+        self.search = search
+        self.tenant_models = tenant_models
         self._engines: dict[tuple[Any, ...], ChatEngine] = {}
         self._gates: dict[tuple[Any, ...], AdmissionGate] = {}
         self._lock = threading.Lock()
 
     # ---- models and engines ----------------------------------------------------------------------------
-    def add_resolver(self, resolver: ModelResolver) -> None:
-        """Serve tenant models (e.g. fine-tunes): `resolver(tenant, id)` gives base entry + LoRA adapters."""
-        self.resolvers.append(resolver)
-
     def resolve(self, tenant_id: str, model_id: str | None) -> Target:
         """The engine target for `model_id` (default: the default chat model); 404 listing the choices."""
         if model_id is not None and model_id in self.remote:
@@ -254,10 +274,9 @@ class ChatService:
         try:
             entry = self.models.resolve(model_id, "chat")
         except NotFound:
-            for resolver in self.resolvers:  # tenant models (fine-tunes)
-                found = resolver(tenant_id, model_id) if model_id is not None else None
-                if found is not None and model_id is not None:
-                    return self._local_target(model_id, found[0], tuple(found[1]))
+            found = self.tenant_models.resolve_model(tenant_id, model_id) if model_id is not None else None
+            if found is not None and model_id is not None:  # a tenant's fine-tune: base + adapter
+                return self._local_target(model_id, found.base, (found.adapter_path,))
             if model_id is None and self.remote:
                 return self._remote_target(next(iter(self.remote)))
             names = [e.id for e in self.models.installed("chat")] + list(self.remote)
@@ -515,9 +534,6 @@ class ChatService:
         base = the_plan.request
         messages = base.messages
         for retrieval in the_plan.retrieval:
-            search = self.search()
-            if search is None:
-                raise BadRequest("The retrieval tool requires buckets, which this server does not have.")
             query = last_user_text(messages)
             if not query:
                 raise BadRequest(
@@ -526,7 +542,7 @@ class ChatService:
             docs = [
                 hit["document_chunk"]
                 for bucket in retrieval.bucket_ids
-                for hit in search(tenant_id, bucket, query, retrieval.max_num_results)
+                for hit in self.search.similarity_search(tenant_id, bucket, query, retrieval.max_num_results)
             ]
             if docs:
                 listed = "\n".join(f"[{i + 1}] {d}" for i, d in enumerate(docs))

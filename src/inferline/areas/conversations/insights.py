@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable
 from typing import Any, Protocol
 
 import jsonschema
@@ -137,16 +136,14 @@ class InsightService:
         db: Database,
         jobs: JobQueue,
         webhooks: WebhookService,
-        chat: Callable[[], ChatCompleter | None],
+        chat: ChatCompleter,
         *,
-        wake: Callable[[], None] = lambda: None,
         max_tokens: int = 128,
     ) -> None:
         self.db = db
         self.jobs = jobs
         self.webhooks = webhooks
         self.chat = chat
-        self.wake = wake
         self.max_tokens = max_tokens
         self.idempotency = Idempotency(db)
 
@@ -321,7 +318,7 @@ class InsightService:
         self, s: Session, tenant_id: str, conversation: Conversation, group_id: str | None
     ) -> InsightRun:
         """Create a pending run of `group_id` (default: the conversation's `metadata.insight_group_id`) and
-        its job in session `s`; call `wake()` after the commit."""
+        its job in session `s`; the queue wakes the workers after the commit."""
         group_id = group_id or (conversation.meta or {}).get("insight_group_id")
         if not group_id:
             raise ValidationFailed(
@@ -372,7 +369,6 @@ class InsightService:
             if conversation is None or conversation.tenant_id != tenant_id:
                 raise NotFound(f"Conversation {conversation_id} not found.")
             view = _run_view(self.trigger(s, tenant_id, conversation, group_id))
-        self.wake()
         return view
 
     def list_runs(
@@ -465,9 +461,7 @@ class InsightService:
             tenant_id, templates = run.tenant_id, list(run.templates)
             done = {r["insight_id"] for r in run.results}
             transcript = self._transcript(s, run.conversation_id)
-        chat = self.chat()
-        if chat is None:
-            raise JobFailed("no chat engine is available on this server")
+        chat = self.chat
         for template in templates:
             if template["insight_id"] in done:
                 continue
@@ -496,7 +490,6 @@ class InsightService:
                     body=self._event(run, conversation.meta if conversation else {}, insight_ids),
                     run_id=run.id,
                 )
-        self.wake()
 
     @staticmethod
     def _targets(run: InsightRun) -> dict[str, set[str]]:

@@ -181,8 +181,7 @@ class ConversationService:
             "tool_call_id": tool_call_id,
             "tool_choice": tool_choice,
         }
-        if self.idempotency.run(tenant_id, "conversations.add_message", idempotency_key, request, create):
-            self.insights.wake()
+        self.idempotency.run(tenant_id, "conversations.add_message", idempotency_key, request, create)
 
     def list_messages(
         self, tenant_id: str, conversation_id: str, offset: int, limit: int

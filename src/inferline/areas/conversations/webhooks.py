@@ -16,7 +16,6 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
@@ -99,7 +98,6 @@ class WebhookService:
         allowed_hosts: AllowList = AllowList(),
         timeout_seconds: float = 10.0,
         max_attempts: int = 5,
-        wake: Callable[[], None] = lambda: None,
     ) -> None:
         self.db = db
         self.jobs = jobs
@@ -112,7 +110,6 @@ class WebhookService:
             max_redirects=0,
         )
         self.max_attempts = max_attempts
-        self.wake = wake
 
     def check_url(self, url: str, pointer: str = "/webhook") -> None:
         """Validate a webhook URL when it is saved (raises `ValidationFailed`).

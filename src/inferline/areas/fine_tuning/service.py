@@ -179,7 +179,6 @@ class FineTuningService:
         trainer: Trainer,
         adapters_dir: Path,
         *,
-        wake: Callable[[], None] = lambda: None,
         available: Callable[[], bool] = lambda: True,
         config: TrainingConfig | None = None,
         architectures: tuple[str, ...] = ("llama",),
@@ -190,7 +189,6 @@ class FineTuningService:
         self.models = models
         self.trainer = trainer
         self.adapters_dir = adapters_dir
-        self.wake = wake
         self.available = available
         self.config = config or TrainingConfig()
         self.architectures = architectures
@@ -241,7 +239,6 @@ class FineTuningService:
             s.add(self._event(row, f"Created fine-tuning job of {base.id} on {training_file}"))
             s.flush()
             out = self._shape(row)
-        self.wake()
         return out
 
     def list(self, tenant_id: str) -> list[dict[str, Any]]:

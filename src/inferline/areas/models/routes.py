@@ -1,4 +1,4 @@
-"""`GET /ai/models` (deprecated) and `GET /ai/openai/models`: the installed models, same payload."""
+"""`GET /ai/models` (deprecated) and `GET /ai/openai/models`: installed models and the caller's fine-tunes."""
 
 from __future__ import annotations
 
@@ -13,4 +13,5 @@ router = APIRouter(tags=["models"])
 @router.get("/ai/models")
 @router.get("/ai/openai/models")
 def list_models(container: ContainerDep, principal: TenantDep) -> ModelsResponse:
-    return ModelsResponse(data=container.models.list_metadata(principal.tenant_id))
+    tenant_models = container.fine_tuning.model_metadata(principal.tenant_id)
+    return ModelsResponse(data=[*container.models.list_metadata(), *tenant_models])

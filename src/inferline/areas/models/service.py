@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,22 +47,13 @@ class ModelService:
         self.models_dir = models_dir
         self.profile = profile
         self.default_chat = default_chat
-        self.tenant_models: list[Callable[[str], list[dict[str, Any]]]] = []
 
     def installed(self, kind: ModelKind | None = None) -> list[ModelEntry]:
         return catalog.installed(self.models_dir, kind)
 
-    def add_tenant_models(self, provider: Callable[[str], list[dict[str, Any]]]) -> None:
-        """Register a source of tenant-private models (e.g. fine-tunes), listed only to that tenant."""
-        self.tenant_models.append(provider)
-
-    def list_metadata(self, tenant_id: str | None = None) -> list[dict[str, Any]]:
-        """The installed models, plus the tenant's own models when `tenant_id` is given."""
-        out = [metadata(e) for e in self.installed()]
-        if tenant_id is not None:
-            for provider in self.tenant_models:
-                out += provider(tenant_id)
-        return out
+    def list_metadata(self) -> list[dict[str, Any]]:
+        """The installed models (a tenant's own fine-tunes are listed by the fine-tuning area)."""
+        return [metadata(e) for e in self.installed()]
 
     def resolve(self, model_id: str | None, kind: ModelKind) -> ModelEntry:
         """The installed model of `kind` named `model_id` (or the default); 404 listing the choices."""

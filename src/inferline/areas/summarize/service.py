@@ -18,8 +18,14 @@ from typing import Any, Protocol
 
 import anyio.to_thread
 
-from inferline.areas.buckets.loaders import LoaderError, TooManyPages, chunk_text, extract_text
-from inferline.errors import BadRequest, EngineUnavailable, InferlineError, NotFound, ValidationFailed
+from inferline.areas.buckets.loaders import (
+    LoaderError,
+    MediaTranscriber,
+    TooManyPages,
+    chunk_text,
+    extract_text,
+)
+from inferline.errors import BadRequest, InferlineError, NotFound, ValidationFailed
 from inferline.stores.objects import ObjectStore
 
 MAX_FILE_BYTES = 100 * 1024 * 1024
@@ -56,18 +62,14 @@ class SummaryCancelled(BadRequest):
     """The client disconnected; the summary was cancelled."""
 
 
-class Transcriber(Protocol):
-    def __call__(self, tenant_id: str, data: bytes, filename: str) -> str: ...
-
-
 class SummarizeService:
     """`summarize(tenant, bucket, filename, system_prompt)` -> the summary text."""
 
     def __init__(
         self,
         objects: ObjectStore,
-        chat: Callable[[], TextCompleter | None],
-        transcribe: Transcriber | None,
+        chat: TextCompleter,
+        transcriber: MediaTranscriber,
         *,
         chunk_chars: int = 6000,
         summary_tokens: int = 256,
@@ -77,7 +79,7 @@ class SummarizeService:
     ) -> None:
         self.objects = objects
         self.chat = chat
-        self.transcribe = transcribe
+        self.transcriber = transcriber
         self.chunk_chars = chunk_chars
         self.summary_tokens = summary_tokens
         self.max_file_bytes = max_file_bytes
@@ -116,9 +118,7 @@ class SummarizeService:
     ) -> str:
         """The summary of the file; setting `cancelled` stops it at the next token (`SummaryCancelled`)."""
         text = self.text_of(tenant_id, bucket, filename)
-        chat = self.chat()
-        if chat is None:
-            raise EngineUnavailable("No chat engine is available on this server to write the summary.")
+        chat = self.chat
         stop = cancelled or threading.Event()
         try:
             return self._summarize(chat, tenant_id, text, system_prompt or DEFAULT_SYSTEM_PROMPT, stop)
@@ -145,12 +145,15 @@ class SummarizeService:
                 pointer="/filename",
             )
         data = self.objects.get_bytes(tenant_id, bucket, filename)
-        transcribe = self.transcribe
+
+        def transcribe(media: bytes, name: str) -> str:
+            return self.transcriber.transcribe_text(tenant_id, media, name, source="summarize")
+
         try:
             text = extract_text(
                 filename,
                 data,
-                transcribe=(lambda d, n: transcribe(tenant_id, d, n)) if transcribe else None,
+                transcribe=transcribe,
                 max_pdf_pages=self.max_pdf_pages,
             )
         except TooManyPages as exc:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import calendar
 import csv
 import io
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -76,10 +75,9 @@ def _check_range(start: datetime, end: datetime, *, max_month: bool) -> None:
 class SttReportService:
     """Creates, lists, fetches and deletes STT batch reports; answers the synchronous usage report."""
 
-    def __init__(self, db: Database, jobs: JobQueue, wake: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, db: Database, jobs: JobQueue) -> None:
         self.db = db
         self.jobs = jobs
-        self.wake = wake
 
     @staticmethod
     def _view(row: SttReport, now: datetime) -> ReportView:
@@ -107,7 +105,6 @@ class SttReportService:
             s.flush()
             row.job_id = self.jobs.enqueue(JOB_KIND, {"report_id": row.id}, tenant_id, session=s)
             view = self._view(row, utcnow())
-        self.wake()
         return view
 
     def list(self, tenant_id: str) -> list[ReportView]:

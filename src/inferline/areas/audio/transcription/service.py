@@ -232,6 +232,10 @@ class TranscriptionService:
         del filename
         return self.transcribe(tenant_id, data, TranscriptionOptions(), source=source)
 
+    def transcribe_text(self, tenant_id: str, data: bytes, filename: str, *, source: str) -> str:
+        """The text of `transcribe_bytes` (the `MediaTranscriber` other areas use)."""
+        return self.transcribe_bytes(tenant_id, data, filename, source=source).text
+
     def _record(
         self,
         tenant_id: str,

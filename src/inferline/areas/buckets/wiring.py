@@ -1,0 +1,64 @@
+"""Builds the buckets area: objects (S3), vector index, ingestion jobs, auto-sync, URL crawl and search."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from inferline.areas.buckets.crawler import Crawler
+from inferline.areas.buckets.ingest import JOB_KIND as EMBED_BUCKET_KIND
+from inferline.areas.buckets.ingest import IngestService
+from inferline.areas.buckets.loaders import MediaTranscriber
+from inferline.areas.buckets.objects import BucketService
+from inferline.areas.buckets.search import SimilaritySearch
+from inferline.areas.embeddings.service import EmbeddingsService
+from inferline.config import Settings
+from inferline.jobs import JobQueue, JobRegistry
+from inferline.net.safe_http import SafeHttpClient
+from inferline.stores.db import Database
+from inferline.stores.objects import ObservedObjectStore
+from inferline.stores.vectors import ExactVectorIndex, PgVectorIndex, VectorIndex, has_pgvector
+
+
+@dataclass(frozen=True)
+class BucketsArea:
+    buckets: BucketService
+    vectors: VectorIndex
+    crawler: Crawler
+    ingest: IngestService
+    search: SimilaritySearch
+
+
+def build_buckets(
+    settings: Settings,
+    db: Database,
+    jobs: JobQueue,
+    registry: JobRegistry,
+    objects: ObservedObjectStore,
+    embeddings: EmbeddingsService,
+    transcriber: MediaTranscriber,
+) -> BucketsArea:
+    """Every bucket service; object writes re-embed AI-enabled buckets (auto-sync) through the ingest jobs."""
+    vectors: VectorIndex = PgVectorIndex(db) if has_pgvector(db) else ExactVectorIndex(db)
+    fetcher = SafeHttpClient(
+        settings.fetch_allow, max_bytes=settings.crawl_max_page_bytes, timeout=settings.crawl_timeout_seconds
+    )
+    crawler = Crawler(objects, fetcher, max_pages=settings.crawl_max_pages)
+    ingest = IngestService(
+        db,
+        objects,
+        vectors,
+        embeddings,
+        jobs,
+        crawler=crawler,
+        transcriber=transcriber,
+        max_file_bytes=settings.ingest_max_file_bytes,
+    )
+    objects.on_change(ingest.bucket_changed)
+    registry.register(EMBED_BUCKET_KIND, ingest.run, on_failure=ingest.fail_task)
+    return BucketsArea(
+        buckets=BucketService(objects, settings.data_dir / "uploads"),
+        vectors=vectors,
+        crawler=crawler,
+        ingest=ingest,
+        search=SimilaritySearch(ingest, vectors, embeddings),
+    )

@@ -1,0 +1,24 @@
+"""Builds the chat area: embedded llama.cpp per model, remote OpenAI-compatible servers, tenant fine-tunes."""
+
+from __future__ import annotations
+
+from inferline.areas.chat.service import ChatService, DocumentSearch, TenantModels
+from inferline.areas.models.service import ModelService
+from inferline.config import Settings
+
+
+def build_chat(
+    settings: Settings, models: ModelService, search: DocumentSearch, tenant_models: TenantModels
+) -> ChatService:
+    """Chat completions; `search` serves the `retrieval` tool, `tenant_models` the tenants' fine-tunes."""
+    return ChatService(
+        models,
+        parallel=settings.chat_parallel,
+        max_queue=settings.chat_max_queue,
+        context=settings.chat_context,
+        threads=settings.chat_threads,
+        max_models=settings.chat_max_models,
+        remote=settings.remote_chat_models,
+        search=search,
+        tenant_models=tenant_models,
+    )

@@ -1,0 +1,30 @@
+"""Builds the conversations area: conversations, insight templates/groups/runs and signed webhooks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from inferline.areas.conversations.insights import RUN_KIND, ChatCompleter, InsightService
+from inferline.areas.conversations.service import ConversationService
+from inferline.areas.conversations.webhooks import DELIVER_KIND, WebhookService, WebhookSigner
+from inferline.config import Settings
+from inferline.jobs import JobQueue, JobRegistry
+from inferline.stores.db import Database
+
+
+@dataclass(frozen=True)
+class ConversationsArea:
+    webhooks: WebhookService
+    insights: InsightService
+    conversations: ConversationService
+
+
+def build_conversations(
+    settings: Settings, db: Database, jobs: JobQueue, registry: JobRegistry, chat: ChatCompleter
+) -> ConversationsArea:
+    """Insight runs and webhook deliveries are jobs registered here; runs ask `chat` for each insight."""
+    webhooks = WebhookService(db, jobs, WebhookSigner(db), allowed_hosts=settings.webhook_allow)
+    insights = InsightService(db, jobs, webhooks, chat)
+    registry.register(DELIVER_KIND, webhooks.deliver, on_failure=webhooks.on_failure)
+    registry.register(RUN_KIND, insights.run_job, on_failure=insights.on_run_failure)
+    return ConversationsArea(webhooks, insights, ConversationService(db, insights))

@@ -1,0 +1,39 @@
+"""Builds the fine-tuning area: LoRA training jobs on their own worker lane, fine-tunes served as models."""
+
+from __future__ import annotations
+
+from inferline.areas.fine_tuning.service import JOB_KIND, FineTuningService
+from inferline.areas.models.service import ModelService
+from inferline.config import Settings
+from inferline.jobs import JobQueue, JobRegistry
+from inferline.stores.db import Database
+from inferline.stores.objects import ObjectStore
+
+
+def build_fine_tuning(
+    settings: Settings,
+    db: Database,
+    jobs: JobQueue,
+    training_registry: JobRegistry,
+    objects: ObjectStore,
+    models: ModelService,
+) -> FineTuningService:
+    """LoRA training on torch/transformers/peft (the `train` extra, imported by the first job).
+
+    Training runs for minutes, so its jobs go to `training_registry`, served by a worker lane of their own.
+    """
+    from inferline.engines.lora_trainer import SUPPORTED_ARCHS, PeftLoraTrainer, training_available
+
+    service = FineTuningService(
+        db,
+        jobs,
+        objects,
+        models,
+        PeftLoraTrainer(),
+        settings.data_dir / "adapters",
+        available=training_available,
+        architectures=SUPPORTED_ARCHS,
+    )
+    training_registry.register(JOB_KIND, service.run, on_failure=service.on_failure)
+    service.reconcile()
+    return service
