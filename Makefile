@@ -28,6 +28,7 @@ models-default: install
 
 models-test: install-dev
 	$(BIN)/inferline models install --profile test
+	$(BIN)/inferline models install openai/whisper-base  # multilingual: the translation tests
 
 tests/js/node_modules/.package-lock.json: tests/js/package.json tests/js/package-lock.json
 	cd tests/js && npm ci --no-audit --no-fund --silent

@@ -28,6 +28,7 @@ from inferline.web import log_redaction
 from inferline.web.deps import authenticate
 from inferline.web.errors import install_error_handlers
 from inferline.web.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from inferline.web.openai_v1 import OpenAIV1Paths
 from inferline.web.unbuilt import unbuilt_router
 
 PREFIX = "/v2"
@@ -90,5 +91,6 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=settings.max_request_bytes, s3_max_bytes=settings.s3_max_body_bytes
     )
+    app.add_middleware(OpenAIV1Paths)  # `/v1/…` for OpenAI-compatible tools, onto the `/v2` routes
     app.add_middleware(RequestIdMiddleware)
     return app

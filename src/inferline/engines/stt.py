@@ -63,8 +63,9 @@ class SpeechToText(Protocol):
         temperature: float = 0.0,
         word_timestamps: bool = False,
         skip_silence: bool = False,
+        translate: bool = False,
     ) -> Transcript:
-        """Recognise speech in mono float32 samples at `SAMPLE_RATE`.
+        """Recognise speech in mono float32 samples at `SAMPLE_RATE` (into English text when `translate`).
 
         `skip_silence` runs voice-activity detection first (long silences, e.g. one side of a call),
         which keeps timestamps exact and stops the model inventing words in silence.

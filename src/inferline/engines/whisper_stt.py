@@ -63,6 +63,7 @@ class WhisperEngine:
         temperature: float = 0.0,
         word_timestamps: bool = False,
         skip_silence: bool = False,
+        translate: bool = False,
     ) -> Transcript:
         with self._lock:
             model = self._load()
@@ -75,6 +76,7 @@ class WhisperEngine:
                 word_timestamps=word_timestamps,
                 condition_on_previous_text=False,
                 vad_filter=skip_silence,
+                task="translate" if translate else "transcribe",
             )
             out = [_segment(n, s) for n, s in enumerate(segments)]
         return Transcript(language=info.language, duration=float(info.duration), segments=out)

@@ -8,6 +8,7 @@ import uuid
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inferline.errors import PayloadTooLarge
+from inferline.web.dialects import with_dialect
 
 # The S3 endpoint (`/s3`) has its own body limit (`s3_max_bytes`), not `max_request_bytes`: S3 clients send
 # multipart parts of 5 MiB and more, and large single puts. Over it, S3's own `EntityTooLarge` XML error.
@@ -54,7 +55,7 @@ class BodyLimitMiddleware:
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-            await self._reject(send, max_bytes, s3=s3)
+            await self._reject(send, max_bytes, s3=s3, path=path)
             return
         seen = 0
 
@@ -69,7 +70,7 @@ class BodyLimitMiddleware:
 
         await self.app(scope, counting_receive, send)
 
-    async def _reject(self, send: Send, max_bytes: int, *, s3: bool) -> None:
+    async def _reject(self, send: Send, max_bytes: int, *, s3: bool, path: str) -> None:
         err = PayloadTooLarge(f"The request body exceeds {max_bytes} bytes.")
         if s3:  # S3 clients read S3's XML error (EntityTooLarge is a 400 there)
             status, media = 400, b"application/xml"
@@ -78,7 +79,8 @@ class BodyLimitMiddleware:
                 f"<Message>{err}</Message></Error>"
             ).encode()
         else:
-            status, media, body = err.status, b"application/json", json.dumps(err.envelope()).encode()
+            envelope = with_dialect(path, err.envelope(), err.status)
+            status, media, body = err.status, b"application/json", json.dumps(envelope).encode()
         await send(
             {
                 "type": "http.response.start",

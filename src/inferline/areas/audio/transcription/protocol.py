@@ -122,13 +122,15 @@ def _word(w: Any) -> dict[str, Any]:
     }
 
 
-def transcription_body(result: TranscriptionResult, form: TranscriptionForm) -> dict[str, Any]:
+def transcription_body(
+    result: TranscriptionResult, form: TranscriptionForm, *, translate: bool = False
+) -> dict[str, Any]:
     """`json`: `{text}`; `verbose_json`: OpenAI's verbose shape plus `model` and per-segment `channel`."""
     if form.response_format == "json":
         return {"text": result.text}
     words = "word" in form.timestamp_granularities
     body: dict[str, Any] = {
-        "task": "transcribe",
+        "task": "translate" if translate else "transcribe",
         "language": result.language,
         "duration": result.duration,
         "text": result.text,

@@ -1,4 +1,5 @@
-"""`POST /ai/audio/transcriptions`: Whisper speech-to-text (Telnyx and OpenAI SDK compatible)."""
+"""`POST /ai/audio/transcriptions`, and OpenAI's `/audio/transcriptions` and `/audio/translations` (into
+English): Whisper speech-to-text for the Telnyx and OpenAI SDKs (base `/v2`, `/v2/ai/openai` or `/v1`)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,21 @@ TEXT_FORMATS = {"text": "text/plain", "srt": "text/plain", "vtt": "text/vtt"}
 
 @router.post("/ai/audio/transcriptions")
 @router.post("/ai/openai/audio/transcriptions")  # an OpenAI client with base URL /v2/ai/openai
+@router.post("/audio/transcriptions")  # an OpenAI client with base URL /v2 (or /v1)
 async def transcribe(request: Request, container: ContainerDep, principal: TenantDep) -> Response:
+    return await _speech_to_text(request, container, principal, translate=False)
+
+
+@router.post("/ai/openai/audio/translations")
+@router.post("/audio/translations")
+async def translate(request: Request, container: ContainerDep, principal: TenantDep) -> Response:
+    """Whisper's translation task: speech in any language it knows, as English text."""
+    return await _speech_to_text(request, container, principal, translate=True)
+
+
+async def _speech_to_text(
+    request: Request, container: ContainerDep, principal: TenantDep, *, translate: bool
+) -> Response:
     form, upload = parse_form(await read_form(request))
     options = TranscriptionOptions(
         model=form.model,
@@ -26,6 +41,7 @@ async def transcribe(request: Request, container: ContainerDep, principal: Tenan
         temperature=form.temperature,
         word_timestamps="word" in form.timestamp_granularities,
         model_config=form.engine_config,
+        translate=translate,
     )
     service = container.transcription
     if upload is not None:
@@ -40,4 +56,4 @@ async def transcribe(request: Request, container: ContainerDep, principal: Tenan
         return PlainTextResponse(
             render(result), media_type=TEXT_FORMATS[form.response_format], headers=headers
         )
-    return JSONResponse(transcription_body(result, form), headers=headers)
+    return JSONResponse(transcription_body(result, form, translate=translate), headers=headers)

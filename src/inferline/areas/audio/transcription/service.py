@@ -43,6 +43,7 @@ class TranscriptionOptions:
     temperature: float = 0.0
     word_timestamps: bool = False
     model_config: dict[str, object] = field(default_factory=dict)
+    translate: bool = False  # into English (`/audio/translations`); needs a multilingual model
 
 
 @dataclass(frozen=True)
@@ -177,6 +178,12 @@ class TranscriptionService:
             engine, options.language or _str_or_none(options.model_config.get("language"))
         )
         multichannel = self._multichannel(options.model_config)
+        if options.translate and engine.languages == frozenset({"en"}):
+            raise UnsupportedParameter(
+                f"{engine.model_id} is English-only; translation needs a multilingual Whisper model "
+                "(e.g. openai/whisper-base).",
+                pointer="/model",
+            )
         started = time.monotonic()
         segments: list[ChannelSegment] = []
         detected = language or "en"
@@ -190,6 +197,7 @@ class TranscriptionService:
                     temperature=options.temperature,
                     word_timestamps=options.word_timestamps,
                     skip_silence=len(audio.channels) > 1,
+                    translate=options.translate,
                 )
                 detected = transcript.language or detected
                 channel = index if len(audio.channels) > 1 else None
