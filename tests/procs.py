@@ -21,6 +21,7 @@ def base_env(data_dir: Path, database_url: str, **extra: str) -> dict[str, str]:
     """The environment of a test process: test profile, loopback, quiet logs, the given database."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("INFERLINE_")}
     env.update(
+        INFERLINE_CONFIG="",  # no config file: only these settings
         INFERLINE_DATA_DIR=str(data_dir),
         INFERLINE_MODELS_DIR=str(MODELS_DIR),
         INFERLINE_DATABASE_URL=database_url,

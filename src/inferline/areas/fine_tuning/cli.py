@@ -15,19 +15,34 @@ from inferline.config import Settings
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 
+def server_url(settings: Settings) -> str:
+    """The API base of the server these settings run (a wildcard bind address is reached on loopback)."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}.get(settings.host, settings.host)
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}/v2"
+
+
 def _client(settings: Settings, args: argparse.Namespace) -> httpx.Client:
-    key = args.api_key or os.environ.get("INFERLINE_API_KEY") or os.environ.get("TELNYX_API_KEY")
+    key = args.api_key or settings.api_key or os.environ.get("TELNYX_API_KEY")
     if not key:
-        raise SystemExit("an API key is needed: --api-key, INFERLINE_API_KEY or TELNYX_API_KEY")
-    base = args.base_url or f"http://{settings.host}:{settings.port}/v2"
+        raise SystemExit(
+            "inferline: error: an API key is needed: --api-key, INFERLINE_API_KEY or TELNYX_API_KEY"
+        )
+    base = args.base_url or server_url(settings)
     return httpx.Client(base_url=base.rstrip("/"), headers={"Authorization": f"Bearer {key}"}, timeout=30)
 
 
 def _get(client: httpx.Client, path: str, **params: Any) -> dict[str, Any]:
     response = client.get(path, params=params)
     if response.status_code != 200:
-        detail = response.json().get("errors", [{}])[0].get("detail", response.text)
-        raise SystemExit(f"error {response.status_code}: {detail}")
+        try:
+            detail = response.json()["errors"][0]["detail"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            detail = response.text.strip()[:200] or response.reason_phrase
+        raise SystemExit(
+            f"inferline: error: {response.request.url} answered {response.status_code}: {detail}"
+        )
     return response.json()  # type: ignore[no-any-return]
 
 

