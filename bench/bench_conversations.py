@@ -84,7 +84,8 @@ def run() -> list[Row]:
                     f"/ai/conversations/{conv['id']}/conversations-insights",
                     json={"insight_group_id": group["id"]},
                 ).json()["data"]
-                while container.insights.get_run(tenant, run["id"])["status"] not in ("completed", "failed"):
+                runs = container.insight_runs
+                while runs.get_run(tenant, run["id"])["status"] not in ("completed", "failed"):
                     time.sleep(0.01)
 
             return _timed(go)

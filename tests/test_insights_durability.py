@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from inferline.areas.conversations.insights import RUN_KIND
+from inferline.areas.conversations.insight_runs import RUN_KIND
 from inferline.config import Settings
 from inferline.container import Container, build_container
 from inferline.jobs import Worker
@@ -43,7 +43,7 @@ def make_run(container: Container, tenant: str = "t-durable") -> str:
     template = container.insights.create_template(tenant, name="issue", instructions="What is the issue?")
     group = container.insights.create_group(tenant, name="g")
     container.insights.assign(tenant, group["id"], template["id"])
-    run = container.insights.trigger_run(tenant, conv["id"], group["id"])
+    run = container.insight_runs.trigger_run(tenant, conv["id"], group["id"])
     assert run["status"] == "pending"
     return str(run["id"])
 
@@ -59,9 +59,9 @@ def test_run_whose_workers_keep_dying_fails_with_reason(durable: Container) -> N
     run_id = make_run(durable)
     for n in range(3):  # max_attempts of an insight run
         die_mid_run(durable, f"dead-{n}")
-        assert durable.insights.get_run("t-durable", run_id)["status"] in ("pending", "in_progress")
+        assert durable.insight_runs.get_run("t-durable", run_id)["status"] in ("pending", "in_progress")
     Worker(durable.jobs, durable.job_registry, worker_id="survivor").run_once()
-    run = durable.insights.get_run("t-durable", run_id)
+    run = durable.insight_runs.get_run("t-durable", run_id)
     assert run["status"] == "failed"
     assert "lease expired" in run["error"]
     assert run["finished_at"] is not None
@@ -72,8 +72,8 @@ def test_failed_run_is_listed_with_its_reason(durable: Container) -> None:
     for n in range(3):
         die_mid_run(durable, f"dead-{n}")
     Worker(durable.jobs, durable.job_registry).run_once()
-    conv_id = durable.insights.get_run("t-list", run_id)["conversation_id"]
-    runs, total = durable.insights.list_runs("t-list", conv_id, 0, 20)
+    conv_id = durable.insight_runs.get_run("t-list", run_id)["conversation_id"]
+    runs, total = durable.insight_runs.list_runs("t-list", conv_id, 0, 20)
     assert total == 1 and runs[0]["id"] == run_id and runs[0]["status"] == "failed" and runs[0]["error"]
 
 
@@ -115,20 +115,20 @@ def test_killed_worker_process_run_resumes_keeping_finished_templates(
                 tenant, name=question, instructions=question, json_schema=schema
             )
             container.insights.assign(tenant, group["id"], template["id"])
-        run_id = container.insights.trigger_run(tenant, conv["id"], group["id"])["id"]
+        run_id = container.insight_runs.trigger_run(tenant, conv["id"], group["id"])["id"]
 
         doomed = procs.worker("doomed", base_env(tmp_path, url, INFERLINE_JOB_LEASE_SECONDS="1"), timeout=120)
         deadline = time.monotonic() + 240
-        while not (run := container.insights.get_run(tenant, run_id))["conversation_insights"]:
+        while not (run := container.insight_runs.get_run(tenant, run_id))["conversation_insights"]:
             assert time.monotonic() < deadline and doomed.alive(), doomed.output()
             time.sleep(0.02)
         doomed.kill9()
-        kept = container.insights.get_run(tenant, run_id)["conversation_insights"]
+        kept = container.insight_runs.get_run(tenant, run_id)["conversation_insights"]
         assert run["status"] == "in_progress" and 1 <= len(kept) < 3
 
         time.sleep(1.2)  # the dead worker's lease expires
         assert Worker(container.jobs, container.job_registry, worker_id="rescuer").run_once()
-        done = container.insights.get_run(tenant, run_id)
+        done = container.insight_runs.get_run(tenant, run_id)
         assert done["status"] == "completed", done
         assert len(done["conversation_insights"]) == 3
         assert done["conversation_insights"][: len(kept)] == kept

@@ -26,7 +26,8 @@ from inferline.areas.buckets.search import SimilaritySearch
 from inferline.areas.buckets.wiring import build_buckets
 from inferline.areas.chat.service import ChatService
 from inferline.areas.chat.wiring import build_chat
-from inferline.areas.conversations.insights import InsightService
+from inferline.areas.conversations.insight_runs import InsightRunService
+from inferline.areas.conversations.insight_templates import InsightTemplateService
 from inferline.areas.conversations.service import ConversationService
 from inferline.areas.conversations.webhooks import WebhookService
 from inferline.areas.conversations.wiring import build_conversations
@@ -72,7 +73,8 @@ class Container:
     fine_tuning: FineTuningService
     chat: ChatService
     webhooks: WebhookService
-    insights: InsightService
+    insights: InsightTemplateService
+    insight_runs: InsightRunService
     conversations: ConversationService
     summarize: SummarizeService
     worker: Worker | None = None  # started by `start_worker` (embedded in the API, or `inferline worker`)
@@ -139,6 +141,7 @@ def build_container(settings: Settings) -> Container:
         chat=chat,
         webhooks=conversations.webhooks,
         insights=conversations.insights,
+        insight_runs=conversations.insight_runs,
         conversations=conversations.conversations,
         summarize=summarize,
     )

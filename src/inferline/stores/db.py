@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import ColumnElement, Engine, create_engine, event, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
+
+from inferline.errors import NotFound
 
 Row = TypeVar("Row")
 
@@ -99,3 +101,29 @@ def page_rows(
     total = session.scalar(select(func.count()).select_from(model).where(where)) or 0
     rows = session.scalars(select(model).where(where).order_by(*order_by).offset(offset).limit(limit)).all()
     return list(rows), total
+
+
+class TenantOwned(Protocol):
+    """A row that belongs to one tenant."""
+
+    tenant_id: Any
+
+
+Owned = TypeVar("Owned", bound=TenantOwned)
+
+
+def get_owned(
+    session: Session,
+    model: type[Owned],
+    row_id: str,
+    tenant_id: str,
+    detail: str,
+    *,
+    pointer: str | None = None,
+) -> Owned:
+    """The `model` row `row_id` of `tenant_id`; a missing row and another tenant's row are the same
+    `NotFound(detail, pointer=pointer)`, so ids never leak across tenants."""
+    row = session.get(model, row_id)
+    if row is None or row.tenant_id != tenant_id:
+        raise NotFound(detail, pointer=pointer)
+    return row

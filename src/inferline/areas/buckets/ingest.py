@@ -28,7 +28,7 @@ from inferline.areas.embeddings.service import EmbeddingsService
 from inferline.errors import EngineUnavailable, NotFound, ValidationFailed
 from inferline.jobs import JobContext, JobFailed, JobQueue, JobView
 from inferline.jobs.worker import JobCancelled
-from inferline.stores.db import Database
+from inferline.stores.db import Database, get_owned
 from inferline.stores.embeddings_tables import EmbeddedBucket, EmbeddedFile, EmbeddingTask
 from inferline.stores.objects import ObjectInfo, ObjectStore
 from inferline.stores.tables import utcnow
@@ -174,10 +174,8 @@ class IngestService:
 
     def get_task(self, tenant_id: str, task_id: str) -> dict[str, Any]:
         with self.db.session() as s:
-            task = s.get(EmbeddingTask, task_id)
-            if task is None or task.tenant_id != tenant_id:
-                raise NotFound(f"Embedding task {task_id!r} does not exist.", pointer="/task_id")
-            return task_view(task)
+            detail = f"Embedding task {task_id!r} does not exist."
+            return task_view(get_owned(s, EmbeddingTask, task_id, tenant_id, detail, pointer="/task_id"))
 
     def list_tasks(self, tenant_id: str, statuses: list[str] | None) -> list[dict[str, Any]]:
         wanted = statuses or [QUEUED, PROCESSING]

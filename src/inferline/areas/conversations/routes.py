@@ -51,7 +51,7 @@ def webhook_public_key(container: ContainerDep) -> Json:
 def aggregate_conversation_insights(request: Request, container: ContainerDep, principal: TenantDep) -> Json:
     """Counts of completed insight results grouped by result fields and `metadata.<key>`."""
     params = postgrest.bounded(request.query_params.multi_items())
-    return {"data": container.insights.aggregate(principal.tenant_id, params)}
+    return {"data": container.insight_runs.aggregate(principal.tenant_id, params)}
 
 
 # ---- insight templates ------------------------------------------------------------------------------------
@@ -203,7 +203,9 @@ def list_messages(conversation_id: str, container: ContainerDep, principal: Tena
 def list_conversation_insights(
     conversation_id: str, container: ContainerDep, principal: TenantDep, page: PageDep
 ) -> Json:
-    items, total = container.insights.list_runs(principal.tenant_id, conversation_id, page.offset, page.size)
+    items, total = container.insight_runs.list_runs(
+        principal.tenant_id, conversation_id, page.offset, page.size
+    )
     return page.envelope(items, total)
 
 
@@ -213,7 +215,7 @@ def run_conversation_insights(
 ) -> Json:
     """inferline extension: mark the conversation ready and run its insight group now (answers `pending`)."""
     group_id = body.insight_group_id if body else None
-    return {"data": container.insights.trigger_run(principal.tenant_id, conversation_id, group_id)}
+    return {"data": container.insight_runs.trigger_run(principal.tenant_id, conversation_id, group_id)}
 
 
 @router.get(f"{BASE}/{{conversation_id}}/conversations-insights/{{run_id}}/deliveries")
@@ -221,4 +223,4 @@ def list_insight_deliveries(
     conversation_id: str, run_id: str, container: ContainerDep, principal: TenantDep
 ) -> Json:
     """inferline extension: the run's webhook deliveries and every attempt."""
-    return {"data": container.insights.deliveries(principal.tenant_id, conversation_id, run_id)}
+    return {"data": container.insight_runs.deliveries(principal.tenant_id, conversation_id, run_id)}

@@ -17,10 +17,9 @@ from sqlalchemy.orm import Session
 
 from inferline.areas.conversations import postgrest
 from inferline.areas.conversations.idempotency import Idempotency
-from inferline.areas.conversations.insights import InsightService
-from inferline.errors import NotFound
+from inferline.areas.conversations.insight_runs import InsightRunService
 from inferline.stores.conversations_tables import Conversation, ConversationMessage
-from inferline.stores.db import Database, page_rows
+from inferline.stores.db import Database, get_owned, page_rows
 from inferline.stores.tables import utcnow
 
 END_MARKER = "end_of_conversation"
@@ -62,9 +61,9 @@ def _is_marker(value: Any) -> bool:
 class ConversationService:
     """CRUD of conversations, PostgREST listing, messages, and the end-of-conversation marker."""
 
-    def __init__(self, db: Database, insights: InsightService) -> None:
+    def __init__(self, db: Database, insight_runs: InsightRunService) -> None:
         self.db = db
-        self.insights = insights
+        self.insight_runs = insight_runs
         self.idempotency = Idempotency(db)
         self._dialect = db.engine.dialect.name
         self._schema = postgrest.Schema(
@@ -166,7 +165,7 @@ class ConversationService:
             s.flush()
             if metadata and _is_marker(metadata.get(END_MARKER)):
                 group_id = metadata.get("insight_group_id")
-                self.insights.trigger(s, tenant_id, conversation, str(group_id) if group_id else None)
+                self.insight_runs.trigger(s, tenant_id, conversation, str(group_id) if group_id else None)
                 return True
             return False
 
@@ -203,7 +202,6 @@ class ConversationService:
 
     @staticmethod
     def _get(s: Session, tenant_id: str, conversation_id: str) -> Conversation:
-        row = s.get(Conversation, conversation_id)
-        if row is None or row.tenant_id != tenant_id:
-            raise NotFound(f"Conversation {conversation_id} not found.")
-        return row
+        return get_owned(
+            s, Conversation, conversation_id, tenant_id, f"Conversation {conversation_id} not found."
+        )

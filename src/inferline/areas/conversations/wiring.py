@@ -1,10 +1,11 @@
-"""Builds the conversations area: conversations, insight templates/groups/runs and signed webhooks."""
+"""Builds the conversations area: conversations, insight templates/groups, insight runs, signed webhooks."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from inferline.areas.conversations.insights import RUN_KIND, ChatCompleter, InsightService
+from inferline.areas.conversations.insight_runs import RUN_KIND, ChatCompleter, InsightRunService
+from inferline.areas.conversations.insight_templates import InsightTemplateService
 from inferline.areas.conversations.service import ConversationService
 from inferline.areas.conversations.webhooks import DELIVER_KIND, WebhookService, WebhookSigner
 from inferline.config import Settings
@@ -15,7 +16,8 @@ from inferline.stores.db import Database
 @dataclass(frozen=True)
 class ConversationsArea:
     webhooks: WebhookService
-    insights: InsightService
+    insights: InsightTemplateService
+    insight_runs: InsightRunService
     conversations: ConversationService
 
 
@@ -24,7 +26,12 @@ def build_conversations(
 ) -> ConversationsArea:
     """Insight runs and webhook deliveries are jobs registered here; runs ask `chat` for each insight."""
     webhooks = WebhookService(db, jobs, WebhookSigner(db), allowed_hosts=settings.webhook_allow)
-    insights = InsightService(db, jobs, webhooks, chat)
+    runs = InsightRunService(db, jobs, webhooks, chat)
     registry.register(DELIVER_KIND, webhooks.deliver, on_failure=webhooks.on_failure)
-    registry.register(RUN_KIND, insights.run_job, on_failure=insights.on_run_failure)
-    return ConversationsArea(webhooks, insights, ConversationService(db, insights))
+    registry.register(RUN_KIND, runs.run_job, on_failure=runs.on_run_failure)
+    return ConversationsArea(
+        webhooks=webhooks,
+        insights=InsightTemplateService(db, webhooks),
+        insight_runs=runs,
+        conversations=ConversationService(db, runs),
+    )

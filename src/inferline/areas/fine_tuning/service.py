@@ -37,7 +37,7 @@ from inferline.engines.training import (
 from inferline.errors import BadRequest, EngineUnavailable, NotFound, ValidationFailed
 from inferline.jobs import JobContext, JobFailed, JobQueue, JobView
 from inferline.jobs.worker import JobCancelled
-from inferline.stores.db import Database
+from inferline.stores.db import Database, get_owned
 from inferline.stores.fine_tuning_tables import FineTuningEvent, FineTuningJob
 from inferline.stores.objects import ObjectStore
 from inferline.stores.tables import utcnow
@@ -467,10 +467,8 @@ class FineTuningService:
 
     @staticmethod
     def _row(s: Any, tenant_id: str, job_id: str) -> FineTuningJob:
-        row = s.get(FineTuningJob, job_id)
-        if row is None or row.tenant_id != tenant_id:
-            raise NotFound(f"Fine-tuning job {job_id!r} does not exist.", pointer="/job_id")
-        return row
+        detail = f"Fine-tuning job {job_id!r} does not exist."
+        return get_owned(s, FineTuningJob, job_id, tenant_id, detail, pointer="/job_id")
 
     @staticmethod
     def _shape(row: FineTuningJob) -> dict[str, Any]:
