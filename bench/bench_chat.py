@@ -109,7 +109,7 @@ def run() -> list[Row]:
             for model in (m for m in MODELS if m in installed):
                 entry = catalog.find(model)
                 gguf = str(catalog.model_dir(container.models.models_dir, entry) / entry.main_file)
-                engine = container.chat.engine(container.chat.resolve("bench", model))
+                engine = container.chat.pool.engine(container.chat.pool.resolve("bench", model))
                 direct = _direct_server(gguf, engine.parallel, engine.context, engine.threads)
                 _api_round(http, model, -1)  # load + warm up both
                 _direct_round(direct, -1)

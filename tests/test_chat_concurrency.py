@@ -117,10 +117,10 @@ def test_non_streamed_disconnect_cancels(tight: LiveServer) -> None:
 
 def test_least_recently_used_idle_engine_is_unloaded_busy_ones_stay(server: LiveServer) -> None:
     """Engine bookkeeping only (the engines are built, not loaded): at most `max_models` kept."""
-    from inferline.areas.chat.service import ChatService, Target
+    from inferline.areas.chat.engine_pool import EnginePool, Target
 
     c = server.container
-    chat = ChatService(c.models, max_models=2, search=c.embeddings_search, tenant_models=c.fine_tuning)
+    chat = EnginePool(c.models, max_models=2, tenant_models=c.fine_tuning)
     build = chat.resolve("tenant-a", SMOL).build
     a, b, c = (Target(f"m{i}", ("llamacpp", "same.gguf", (f"adapter{i}.gguf",)), build) for i in range(3))
     first = chat.engine(a)

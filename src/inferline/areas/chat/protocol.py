@@ -1,21 +1,28 @@
-"""Wire models of the chat completion request (`ChatCompletionRequest` of the spec, plus what the OpenAI
-SDK sends: `tool_calls`/`tool_call_id` on messages, `stream_options`, `max_completion_tokens`, object
-`tool_choice`). The response is an OpenAI `chat.completion` (free-form in the spec), built by the service.
+"""Wire models of chat completions.
+
+The request is the spec's `ChatCompletionRequest` plus what the OpenAI SDK sends: `name`, `tool_calls` and
+`tool_call_id` on messages, `strict` on function tools and `response_format.json_schema`, `stream_options`,
+`max_completion_tokens`, object `tool_choice`. Each field's range is checked here (a 422 naming it);
+checks that span fields live in `planning`. The response (free-form in the spec) is an OpenAI
+`chat.completion`, or `chat.completion.chunk`s when streamed; those models allow extra keys, so what an
+engine adds (e.g. a remote server's `stop_reason`) is passed on, as before.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from inferline.areas.chat.planning import MAX_N
+MAX_N = 8  # choices (`n`) and candidates (`best_of`, beam width) per request
+MAX_STOP = 4
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+# ---- request -----------------------------------------------------------------------------------------------
 class ContentPart(_Strict):
     type: Literal["text", "image_url"]
     text: str | None = None
@@ -115,7 +122,7 @@ class ChatCompletionRequest(_Strict):
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
-    n: float | None = Field(default=None, ge=1, le=MAX_N)
+    n: int | None = Field(default=None, ge=1, le=MAX_N)  # a number in the spec; whole numbers only
     top_p: float | None = Field(default=None, gt=0, le=1)
     min_p: float | None = Field(default=None, ge=0, le=1)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
@@ -140,3 +147,102 @@ class ChatCompletionRequest(_Strict):
     region: Literal["USA", "EU", "AUS", "UAE"] | None = None
     mode: Literal["preferred", "strict"] | None = None
     service_tier: str | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _few_stops(cls, stop: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(stop, list) and len(stop) > MAX_STOP:
+            raise ValueError(f"at most {MAX_STOP} sequences")
+        return stop
+
+    @field_validator("guided_choice")
+    @classmethod
+    def _choices(cls, choices: list[str] | None) -> list[str] | None:
+        if choices is not None and (not choices or not all(choices)):
+            raise ValueError("must be a non-empty list of non-empty strings")
+        return choices
+
+    @property
+    def include_usage(self) -> bool:
+        """Whether a stream ends with the usage chunk (`stream_options.include_usage`, default true)."""
+        return self.stream_options is None or self.stream_options.include_usage is not False
+
+
+# ---- response ----------------------------------------------------------------------------------------------
+class _Open(BaseModel):
+    """A response part: the keys we know are typed, any others an engine sent are kept."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class Usage(_Open):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class FunctionCall(_Open):
+    name: str
+    arguments: str
+
+
+class AssistantToolCall(_Open):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class AssistantMessage(_Open):
+    role: Literal["assistant"] = "assistant"
+    content: str | None = None
+    reasoning_content: str | None = None
+    tool_calls: list[AssistantToolCall] | None = None
+
+
+class ChoiceLogprobs(_Open):
+    content: list[dict[str, Any]] | None = None  # OpenAI token entries: token, logprob, bytes, top_logprobs
+
+
+class Choice(_Open):
+    index: int
+    message: AssistantMessage
+    logprobs: ChoiceLogprobs | None = None
+    finish_reason: str
+
+
+class ChatCompletion(_Open):
+    """A `chat.completion`. Dump it with `exclude_unset=True`: keys that were never set are not sent."""
+
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    system_fingerprint: str | None = None
+    choices: list[Choice]
+    usage: Usage
+
+
+class Delta(_Open):
+    role: str | None = None
+    content: str | None = None
+    reasoning_content: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None  # whole calls with their `index`
+
+
+class ChunkChoice(_Open):
+    index: int = 0
+    delta: Delta | None = Field(default_factory=Delta)
+    logprobs: ChoiceLogprobs | None = None
+    finish_reason: str | None = None
+
+
+class ChatCompletionChunk(_Open):
+    """A `chat.completion.chunk`; the usage-only last one has no choices (and carries `telemetry`)."""
+
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    system_fingerprint: str | None = None
+    choices: list[ChunkChoice] = Field(default_factory=list)
+    usage: Usage | None = None

@@ -6,10 +6,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from inferline.areas.chat.output import sse
 from inferline.areas.chat.protocol import ChatCompletionRequest
+from inferline.areas.chat.service import ChatStream
+from inferline.errors import InferlineError
 from inferline.web.deps import ContainerDep, TenantDep
 
 router = APIRouter(tags=["chat"])
@@ -20,10 +25,21 @@ router = APIRouter(tags=["chat"])
 async def create_chat_completion(
     body: ChatCompletionRequest, request: Request, container: ContainerDep, principal: TenantDep
 ) -> Response:
-    params = body.model_dump(exclude_unset=True, by_alias=True)
     if body.stream:
-        started = await container.chat.stream(principal.tenant_id, params)
+        started = await container.chat.stream(principal.tenant_id, body)
         headers = {**started.telemetry.headers(), "cache-control": "no-cache"}
-        return StreamingResponse(started.events, media_type="text/event-stream", headers=headers)
-    result, telemetry = await container.chat.complete(principal.tenant_id, params, request.is_disconnected)
-    return JSONResponse(result, headers=telemetry.headers())
+        return StreamingResponse(_events(started), media_type="text/event-stream", headers=headers)
+    result, telemetry = await container.chat.complete(principal.tenant_id, body, request.is_disconnected)
+    return JSONResponse(result.model_dump(exclude_unset=True), headers=telemetry.headers())
+
+
+async def _events(stream: ChatStream) -> AsyncIterator[str]:
+    """SSE lines; a failure midway is an `error` event, and the stream always ends with `[DONE]`."""
+    try:
+        async for chunk in stream.chunks:
+            yield sse(chunk.model_dump(exclude_unset=True))
+    except InferlineError as exc:
+        yield sse({"error": {"message": exc.detail, "type": exc.title, "code": exc.code}})
+    finally:
+        stream.cancel()
+    yield sse("[DONE]")

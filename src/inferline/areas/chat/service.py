@@ -1,9 +1,9 @@
-"""Chat completions: model resolution, admission (bounded queue, 429), generation threads, telemetry.
+"""The chat service: a typed `ChatCompletionRequest` in, a typed `ChatCompletion` (or a stream of
+`ChatCompletionChunk`s) out.
 
-Every generation runs in its own thread against a `ChatEngine` and emits OpenAI chunks. Streamed requests
-forward them as SSE; the others are assembled into a `chat.completion`. Tools, beam search and sampling
-`best_of` are computed whole and then emitted as chunks, so they stream too. A consumer that goes away sets
-the job's cancel flag and the engine stops at the next token.
+A request is planned (`planning`), its model resolved and admitted by the `EnginePool` (bounded queue, 429),
+and generated in its own thread (`generation`), whose chunks reach the caller through an asyncio queue.
+A consumer that goes away sets the generation's cancel flag and the engine stops at the next token.
 """
 
 from __future__ import annotations
@@ -11,25 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from inferline import catalog
-from inferline.areas.chat.beam import beam_search
-from inferline.areas.chat.output import (
-    Assembler,
-    chunks_of,
-    completion,
-    completion_id,
-    satisfies,
-    sse,
-    tool_message,
-)
+from inferline.areas.chat.engine_pool import EnginePool, Target
+from inferline.areas.chat.generation import Emit, Run, Telemetry, generate
+from inferline.areas.chat.output import Assembler, completion, satisfies
 from inferline.areas.chat.planning import (
     Plan,
     last_user_text,
@@ -38,15 +28,17 @@ from inferline.areas.chat.planning import (
     tool_prompt,
     with_system,
 )
-from inferline.areas.models.service import ModelService
-from inferline.catalog import ModelEntry
-from inferline.config import RemoteModel
-from inferline.engines.chat import ChatEngine, ChatEngineError, EngineRequest
+from inferline.areas.chat.protocol import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatMessage,
+)
+from inferline.engines.chat import ChatEngineError, EngineRequest
 from inferline.errors import (
     BadRequest,
     EngineUnavailable,
     InferlineError,
-    NotFound,
     RateLimited,
     UnsupportedParameter,
     UpstreamError,
@@ -56,134 +48,12 @@ from inferline.errors import (
 log = logging.getLogger("inferline.chat")
 
 
-# (tenant_id, model_id) -> (base catalog entry, LoRA adapter files) for tenant models such as fine-tunes.
 class DocumentSearch(Protocol):
     """Similarity search over a tenant's embedded bucket (the buckets area), for the `retrieval` tool."""
 
     def similarity_search(
         self, tenant_id: str, bucket_name: str, query: str, num_docs: int = 3
     ) -> list[dict[str, Any]]: ...
-
-
-class TenantModel(Protocol):
-    """A tenant's own model (a fine-tune): a catalog base with a LoRA adapter."""
-
-    @property
-    def base(self) -> ModelEntry: ...
-
-    @property
-    def adapter_path(self) -> Path: ...
-
-
-class TenantModels(Protocol):
-    """Where tenant models come from (the fine-tuning area)."""
-
-    def resolve_model(self, tenant_id: str, model_id: str) -> TenantModel | None: ...
-
-
-Emit = Callable[[dict[str, Any]], bool]
-
-
-@dataclass
-class Telemetry:
-    """Timing of one request: queueing, time to first token, decode speed (sent as `x-*` headers)."""
-
-    admitted: float = field(default_factory=time.perf_counter)
-    started: float | None = None
-    first_token: float | None = None
-    last_token: float | None = None
-    completion_tokens: int = 0
-
-    def token(self) -> None:
-        now = time.perf_counter()
-        if self.first_token is None:
-            self.first_token = now
-        self.last_token = now
-
-    @property
-    def queue_ms(self) -> float:
-        return ((self.started or time.perf_counter()) - self.admitted) * 1000
-
-    @property
-    def ttft_ms(self) -> float | None:
-        return None if self.first_token is None else (self.first_token - self.admitted) * 1000
-
-    @property
-    def tokens_per_second(self) -> float | None:
-        if self.first_token is None or self.last_token is None or self.completion_tokens < 2:
-            return None
-        span = self.last_token - self.first_token
-        return (self.completion_tokens - 1) / span if span > 0 else None
-
-    def as_dict(self) -> dict[str, float | None]:
-        tps = self.tokens_per_second
-        ttft = self.ttft_ms
-        return {
-            "queue_ms": round(self.queue_ms, 1),
-            "time_to_first_token_ms": None if ttft is None else round(ttft, 1),
-            "tokens_per_second": None if tps is None else round(tps, 2),
-        }
-
-    def headers(self) -> dict[str, str]:
-        values = self.as_dict()
-        names = {
-            "queue_ms": "x-queue-time-ms",
-            "time_to_first_token_ms": "x-time-to-first-token-ms",
-            "tokens_per_second": "x-tokens-per-second",
-        }
-        return {names[k]: str(v) for k, v in values.items() if v is not None}
-
-
-class AdmissionGate:
-    """At most `running` generations at once and `waiting` more queued; beyond that, 429 + Retry-After."""
-
-    def __init__(self, running: int, waiting: int) -> None:
-        self.capacity, self.waiting = running, waiting
-        self.tickets = 0
-        self.active = 0
-        self.avg_seconds = 2.0
-        self._cond = threading.Condition()
-
-    def admit(self, *, force: bool = False) -> None:
-        with self._cond:
-            if not force and self.tickets >= self.capacity + self.waiting:
-                retry = max(
-                    1, math.ceil(self.avg_seconds * (self.tickets - self.capacity + 1) / self.capacity)
-                )
-                raise RateLimited(
-                    f"{self.tickets} chat requests are running or queued for this model; retry in {retry} s.",
-                    headers={"Retry-After": str(retry)},
-                )
-            self.tickets += 1
-
-    def acquire(self) -> None:
-        with self._cond:
-            self._cond.wait_for(lambda: self.active < self.capacity)
-            self.active += 1
-
-    def release(self, seconds: float | None) -> None:
-        with self._cond:
-            self.active -= 1
-            self.tickets -= 1
-            if seconds is not None:
-                self.avg_seconds = 0.8 * self.avg_seconds + 0.2 * seconds
-            self._cond.notify_all()
-
-    def abandon(self) -> None:
-        """Give back a ticket whose generation never started."""
-        with self._cond:
-            self.tickets -= 1
-            self._cond.notify_all()
-
-
-@dataclass(frozen=True)
-class Target:
-    """A resolved model: the id answered with and how to build its engine (cached under `key`)."""
-
-    model_id: str
-    key: tuple[Any, ...]
-    build: Callable[[], ChatEngine]
-    enforces_constraints: bool = True
 
 
 class _Job:
@@ -234,136 +104,33 @@ class _Job:
 
 @dataclass
 class ChatStream:
-    """A started streamed completion: SSE lines to send, and the telemetry known at its first token."""
+    """A started streamed completion. `chunks` raises an `InferlineError` if the generation fails midway;
+    call `cancel()` when the consumer stops (it ends the generation at the next token)."""
 
-    events: AsyncIterator[str]
-    telemetry: Telemetry
+    chunks: AsyncIterator[ChatCompletionChunk]
+    telemetry: Telemetry  # complete up to the first token when the stream is returned
+    cancel: Callable[[], None]
 
 
 class ChatService:
-    """Serves chat completions on embedded llama.cpp models and remote OpenAI-compatible servers."""
+    """Serves chat completions on the pool's engines; `search` serves the `retrieval` tool."""
 
-    def __init__(
-        self,
-        models: ModelService,
-        *,
-        parallel: int = 2,
-        max_queue: int = 16,
-        context: int = 4096,
-        threads: int = 0,
-        max_models: int = 3,
-        remote: dict[str, RemoteModel] | None = None,
-        search: DocumentSearch,
-        tenant_models: TenantModels,
-    ) -> None:
-        self.models = models
-        self.parallel, self.max_queue, self.context, self.threads = parallel, max_queue, context, threads
-        self.max_models = max_models
-        self.remote = dict(remote or {})
+    def __init__(self, pool: EnginePool, search: DocumentSearch) -> None:
+        self.pool = pool
         self.search = search
-        self.tenant_models = tenant_models
-        self._engines: dict[tuple[Any, ...], ChatEngine] = {}
-        self._gates: dict[tuple[Any, ...], AdmissionGate] = {}
-        self._lock = threading.Lock()
-
-    # ---- models and engines ----------------------------------------------------------------------------
-    def resolve(self, tenant_id: str, model_id: str | None) -> Target:
-        """The engine target for `model_id` (default: the default chat model); 404 listing the choices."""
-        if model_id is not None and model_id in self.remote:
-            return self._remote_target(model_id)
-        try:
-            entry = self.models.resolve(model_id, "chat")
-        except NotFound:
-            found = self.tenant_models.resolve_model(tenant_id, model_id) if model_id is not None else None
-            if found is not None and model_id is not None:  # a tenant's fine-tune: base + adapter
-                return self._local_target(model_id, found.base, (found.adapter_path,))
-            if model_id is None and self.remote:
-                return self._remote_target(next(iter(self.remote)))
-            names = [e.id for e in self.models.installed("chat")] + list(self.remote)
-            if not names:
-                raise NotFound(
-                    "No chat model is installed. Run `inferline models install`.", pointer="/model"
-                ) from None
-            raise NotFound(
-                f"Model {model_id!r} is not available; available chat models: {', '.join(names)}.",
-                pointer="/model",
-            ) from None
-        return self._local_target(entry.id, entry, ())
-
-    def _local_target(self, model_id: str, entry: ModelEntry, adapters: tuple[Path, ...]) -> Target:
-        gguf = catalog.model_dir(self.models.models_dir, entry) / entry.main_file
-
-        def build() -> ChatEngine:
-            from inferline.engines.llamacpp_chat import LlamaCppChatEngine
-
-            return LlamaCppChatEngine(
-                entry.id,
-                gguf,
-                adapters,
-                parallel=self.parallel,
-                context=min(self.context, entry.context_length),
-                threads=self.threads,
-            )
-
-        return Target(model_id, ("llamacpp", str(gguf), tuple(str(a) for a in adapters)), build)
-
-    def _remote_target(self, model_id: str) -> Target:
-        cfg = self.remote[model_id]
-
-        def build() -> ChatEngine:
-            from inferline.engines.openai_compat_chat import OpenAICompatChatEngine
-
-            return OpenAICompatChatEngine(
-                model_id, cfg.url, cfg.model or model_id, api_key=cfg.api_key, timeout=cfg.timeout_seconds
-            )
-
-        return Target(model_id, ("remote", cfg.url, model_id), build, enforces_constraints=False)
-
-    def engine(self, target: Target) -> ChatEngine:
-        """The target's engine; beyond `max_models` the least recently used idle engines are unloaded."""
-        evicted = []
-        with self._lock:
-            engine = self._engines.pop(target.key, None) or target.build()
-            self._engines[target.key] = engine  # most recently used last
-            for key in list(self._engines)[:-1]:
-                if len(self._engines) <= self.max_models:
-                    break
-                gate = self._gates.get(key)
-                if gate is None or gate.tickets == 0:  # never unload an engine a request holds
-                    evicted.append(self._engines.pop(key))
-        for old in evicted:
-            old.close()
-        return engine
-
-    def gate(self, target: Target) -> AdmissionGate:
-        with self._lock:
-            gate = self._gates.get(target.key)
-            if gate is None:
-                running = self.parallel if target.key[0] == "llamacpp" else self.parallel * 4
-                gate = self._gates[target.key] = AdmissionGate(running, self.max_queue)
-            return gate
-
-    def loaded(self) -> list[tuple[Any, ...]]:
-        """Engine keys currently held, least recently used first."""
-        with self._lock:
-            return list(self._engines)
 
     def in_flight(self) -> int:
         """Chat requests admitted and not finished (running or queued), over all models."""
-        with self._lock:
-            return sum(g.tickets for g in self._gates.values())
+        return self.pool.in_flight()
 
     def close(self) -> None:
-        with self._lock:
-            engines, self._engines = list(self._engines.values()), {}
-        for engine in engines:
-            engine.close()
+        self.pool.close()
 
     # ---- the interface for other areas -----------------------------------------------------------------
     def complete_text(
         self,
         tenant_id: str,
-        messages: list[dict[str, Any]],
+        messages: Sequence[dict[str, Any]],
         *,
         model: str | None = None,
         json_schema: dict[str, Any] | None = None,
@@ -376,14 +143,16 @@ class ChatService:
         Blocking (call it from a job or a worker thread). Internal callers wait for a slot instead of 429.
         Setting `cancelled` stops the generation at the next token and raises `BadRequest`.
         """
-        params: dict[str, Any] = {"messages": messages, "max_tokens": max_tokens, "temperature": temperature}
-        if model is not None:
-            params["model"] = model
-        if json_schema is not None:
-            params["guided_json"] = json_schema
-        the_plan = plan(params)
-        target = self.resolve(tenant_id, the_plan.model)
-        self.gate(target).admit(force=True)
+        request = ChatCompletionRequest(
+            messages=[ChatMessage.model_validate(m) for m in messages],
+            model=model,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            guided_json=json_schema,
+        )
+        the_plan = plan(self.pool.models.with_sampling_defaults(request))  # the model's own defaults
+        target = self.pool.resolve(tenant_id, the_plan.model)
+        self.pool.gate(target).admit(force=True)
         assembler = Assembler()
 
         def collect(chunk: dict[str, Any]) -> bool:
@@ -404,15 +173,15 @@ class ChatService:
             raise UpstreamError("The chat engine's output does not satisfy the JSON schema.")
         return text
 
-    # ---- HTTP entry points ------------------------------------------------------------------------------
+    # ---- completions ------------------------------------------------------------------------------------
     async def complete(
         self,
         tenant_id: str,
-        params: dict[str, Any],
+        request: ChatCompletionRequest,
         disconnected: Callable[[], Awaitable[bool]] | None = None,
-    ) -> tuple[dict[str, Any], Telemetry]:
-        """A non-streamed `chat.completion`; a client that disconnects cancels it."""
-        the_plan, target, job = self._start(tenant_id, params)
+    ) -> tuple[ChatCompletion, Telemetry]:
+        """A whole completion (whatever `request.stream` says); a client that disconnects cancels it."""
+        the_plan, target, job = self._start(tenant_id, request)
         assembler = Assembler()
         try:
             async for chunk in job.chunks(disconnected):
@@ -420,12 +189,15 @@ class ChatService:
         finally:
             job.cancel()
         choices = [assembler.choice(i, logprobs=the_plan.user_logprobs) for i, _, _ in assembler.outputs()]
-        return completion(target.model_id, choices, assembler.usage), job.telemetry
+        done = completion(target.model_id, choices, assembler.usage)
+        return ChatCompletion.model_validate(done), job.telemetry
 
-    async def stream(self, tenant_id: str, params: dict[str, Any]) -> ChatStream:
-        """A started streamed completion: errors before the first token raise here, not in the stream."""
-        _, _, job = self._start(tenant_id, params)
-        usage = (params.get("stream_options") or {}).get("include_usage") is not False
+    async def stream(self, tenant_id: str, request: ChatCompletionRequest) -> ChatStream:
+        """A started streamed completion: errors before the first token raise here, not in the stream.
+
+        The usage-only last chunk is left out when `stream_options.include_usage` is false.
+        """
+        the_plan, _, job = self._start(tenant_id, request)
         chunks = job.chunks()
         head: list[dict[str, Any]] = []
         try:
@@ -438,35 +210,27 @@ class ChatService:
         except BaseException:
             job.cancel()
             raise
-        return ChatStream(self._sse(job, head, chunks, usage), job.telemetry)
 
-    async def _sse(
-        self, job: _Job, head: list[dict[str, Any]], rest: AsyncIterator[dict], usage: bool
-    ) -> AsyncIterator[str]:
-        """SSE lines; the usage-only last chunk is left out when `stream_options.include_usage` is false."""
-        try:
+        async def typed() -> AsyncIterator[ChatCompletionChunk]:
             for chunk in head:
-                if usage or chunk.get("choices"):
-                    yield sse(chunk)
-            async for chunk in rest:
-                if usage or chunk.get("choices"):
-                    yield sse(chunk)
-        except InferlineError as exc:
-            yield sse({"error": {"message": exc.detail, "type": exc.title, "code": exc.code}})
-        finally:
-            job.cancel()
-        yield sse("[DONE]")
+                if the_plan.include_usage or chunk.get("choices"):
+                    yield ChatCompletionChunk.model_validate(chunk)
+            async for chunk in chunks:
+                if the_plan.include_usage or chunk.get("choices"):
+                    yield ChatCompletionChunk.model_validate(chunk)
 
-    def _start(self, tenant_id: str, params: dict[str, Any]) -> tuple[Plan, Target, _Job]:
-        """Validate, resolve the model, take a queue ticket (or 429) and start the generation thread."""
-        the_plan = plan(params)
-        target = self.resolve(tenant_id, the_plan.model)
+        return ChatStream(typed(), job.telemetry, job.cancel)
+
+    def _start(self, tenant_id: str, request: ChatCompletionRequest) -> tuple[Plan, Target, _Job]:
+        """Plan, resolve the model, take a queue ticket (or 429) and start the generation thread."""
+        the_plan = plan(self.pool.models.with_sampling_defaults(request))  # the model's own defaults
+        target = self.pool.resolve(tenant_id, the_plan.model)
         if the_plan.beam is not None and not target.enforces_constraints:
             raise UnsupportedParameter(
                 "Beam search runs on embedded models; this model is served remotely.",
                 pointer="/use_beam_search",
             )
-        gate = self.gate(target)
+        gate = self.pool.gate(target)
         gate.admit()
         job = _Job(asyncio.get_running_loop(), Telemetry())
 
@@ -491,7 +255,8 @@ class ChatService:
         telemetry: Telemetry,
         cancelled: threading.Event,
     ) -> None:
-        gate = self.gate(target)
+        """Wait for a slot of the target's gate (the ticket is already taken), then generate."""
+        gate = self.pool.gate(target)
         try:
             gate.acquire()
         except BaseException:
@@ -501,14 +266,10 @@ class ChatService:
         try:
             if cancelled.is_set():
                 return
-            engine = self.engine(target)
+            engine = self.pool.engine(target)
             request = self._engine_request(tenant_id, the_plan)
-            if the_plan.beam is not None:
-                self._run_beam(engine, target, the_plan, request, emit, telemetry, cancelled)
-            elif the_plan.buffered or (request.constraint is not None and not target.enforces_constraints):
-                self._run_buffered(engine, target, the_plan, request, emit, telemetry, cancelled)
-            else:
-                self._run_plain(engine, target, request, emit, telemetry, cancelled)
+            run = Run(engine, target.model_id, emit, telemetry, cancelled)
+            generate(run, the_plan, request, enforced=target.enforces_constraints)
         except ChatEngineError as exc:
             raise self._mapped(exc, the_plan) from exc
         finally:
@@ -553,148 +314,3 @@ class ChatService:
             messages = with_system(messages, tool_prompt(the_plan.tools, choice))
             constraint = tool_constraint(the_plan.tools, choice)
         return EngineRequest(messages, dict(base.params), constraint, base.enable_thinking)
-
-    def _run_plain(
-        self,
-        engine: ChatEngine,
-        target: Target,
-        request: EngineRequest,
-        emit: Emit,
-        telemetry: Telemetry,
-        cancelled: threading.Event,
-    ) -> None:
-        ident, created = completion_id(), int(time.time())
-        assembler = Assembler() if request.constraint is not None else None
-
-        def on_chunk(chunk: dict[str, Any]) -> bool:
-            if any((c.get("delta") or {}).get("content") for c in chunk.get("choices") or []):
-                telemetry.token()
-            if assembler is not None:
-                assembler.add(chunk)
-            chunk.update(id=ident, created=created, model=target.model_id, system_fingerprint="inferline")
-            chunk.pop("timings", None)
-            if chunk.get("usage"):
-                telemetry.completion_tokens = int(chunk["usage"].get("completion_tokens", 0))
-                chunk["telemetry"] = telemetry.as_dict()
-            return emit(chunk) or cancelled.is_set()
-
-        engine.stream(request, on_chunk)
-        if assembler is not None and request.constraint is not None and not cancelled.is_set():
-            for _, text, finish in assembler.outputs():  # grammar-enforced; checked as a safety net
-                if finish != "length" and not satisfies(request.constraint, text):
-                    raise UpstreamError("The chat engine's output does not satisfy the requested constraint.")
-
-    def _run_buffered(
-        self,
-        engine: ChatEngine,
-        target: Target,
-        the_plan: Plan,
-        request: EngineRequest,
-        emit: Emit,
-        telemetry: Telemetry,
-        cancelled: threading.Event,
-    ) -> None:
-        """Generate whole, then post-process (tool calls, best_of, constraint check) and emit as chunks."""
-        assembler = Assembler()
-
-        def on_chunk(chunk: dict[str, Any]) -> bool:
-            if any((c.get("delta") or {}).get("content") for c in chunk.get("choices") or []):
-                telemetry.token()
-            assembler.add(chunk)
-            return cancelled.is_set()
-
-        engine.stream(request, on_chunk)
-        if cancelled.is_set():
-            return
-        indexes = [i for i, _, _ in assembler.outputs()]
-        if the_plan.best_of is not None:
-            indexes = sorted(indexes, key=assembler.logprob_sum, reverse=True)[: the_plan.n]
-        choices = []
-        for position, index in enumerate(indexes):
-            choice = assembler.choice(index, logprobs=the_plan.user_logprobs)
-            choice["index"] = position
-            text, finish = choice["message"]["content"], choice["finish_reason"]
-            if (
-                request.constraint is not None
-                and finish != "length"
-                and not satisfies(request.constraint, text)
-            ):
-                raise UpstreamError(
-                    f"The chat engine ({target.model_id}) did not honour the output constraint."
-                )
-            if the_plan.calls_tools and finish != "length":
-                choice["message"], choice["finish_reason"] = tool_message(text)
-            choices.append(choice)
-        usage = assembler.usage
-        if usage:
-            telemetry.completion_tokens = int(usage.get("completion_tokens", 0))
-        done = completion(target.model_id, choices, usage)
-        for chunk in chunks_of(done):
-            if chunk.get("usage"):
-                chunk["telemetry"] = telemetry.as_dict()
-            if emit(chunk):
-                return
-
-    def _run_beam(
-        self,
-        engine: ChatEngine,
-        target: Target,
-        the_plan: Plan,
-        request: EngineRequest,
-        emit: Emit,
-        telemetry: Telemetry,
-        cancelled: threading.Event,
-    ) -> None:
-        spec = the_plan.beam
-        assert spec is not None
-        prompt_tokens: list[int] = []
-
-        def step(prefix: str) -> list[tuple[str, float]]:
-            messages = request.messages + ([{"role": "assistant", "content": prefix}] if prefix else [])
-            params = {"max_tokens": 1, "temperature": 0, "logprobs": True, "top_logprobs": spec.width}
-            if request.params.get("stop") is not None:
-                params["stop"] = request.params["stop"]
-            assembler = Assembler()
-
-            def on_chunk(chunk: dict[str, Any]) -> bool:
-                assembler.add(chunk)
-                return cancelled.is_set()
-
-            engine.stream(EngineRequest(messages, params, None, request.enable_thinking), on_chunk)
-            telemetry.token()
-            if assembler.usage and not prompt_tokens:
-                prompt_tokens.append(int(assembler.usage.get("prompt_tokens", 0)))
-            slot = assembler.choices.get(0)
-            if not slot or not slot["logprobs"]:
-                return [("", 0.0)]  # the engine ended the turn (e.g. a stop sequence)
-            return [(t["token"], float(t["logprob"])) for t in slot["logprobs"][0].get("top_logprobs") or []]
-
-        beams = beam_search(
-            step,
-            width=spec.width,
-            max_tokens=spec.max_tokens,
-            length_penalty=spec.length_penalty,
-            early_stopping=spec.early_stopping,
-            cancelled=cancelled.is_set,
-        )
-        if cancelled.is_set():
-            return
-        chosen = beams[: spec.n]
-        choices = [
-            {
-                "index": i,
-                "message": {"role": "assistant", "content": b.text},
-                "logprobs": None,
-                "finish_reason": b.finish_reason,
-            }
-            for i, b in enumerate(chosen)
-        ]
-        generated = sum(b.tokens for b in chosen)
-        telemetry.completion_tokens = generated
-        prompt = prompt_tokens[0] if prompt_tokens else 0
-        usage = {"prompt_tokens": prompt, "completion_tokens": generated, "total_tokens": prompt + generated}
-        for chunk in chunks_of(completion(target.model_id, choices, usage)):
-            if chunk.get("usage"):
-                chunk["telemetry"] = telemetry.as_dict()
-            if emit(chunk):
-                return

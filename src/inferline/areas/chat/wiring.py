@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from inferline.areas.chat.service import ChatService, DocumentSearch, TenantModels
+from inferline.areas.chat.engine_pool import EnginePool, TenantModels
+from inferline.areas.chat.service import ChatService, DocumentSearch
 from inferline.areas.models.service import ModelService
 from inferline.config import Settings
 
@@ -11,14 +12,14 @@ def build_chat(
     settings: Settings, models: ModelService, search: DocumentSearch, tenant_models: TenantModels
 ) -> ChatService:
     """Chat completions; `search` serves the `retrieval` tool, `tenant_models` the tenants' fine-tunes."""
-    return ChatService(
+    pool = EnginePool(
         models,
         parallel=settings.chat_parallel,
         max_queue=settings.chat_max_queue,
         context=settings.chat_context,
         threads=settings.chat_threads,
         max_models=settings.chat_max_models,
-        remote=settings.remote_chat_models,
-        search=search,
+        remote=models.remote("chat"),  # INFERLINE_REMOTE_CHAT_MODELS and the models file
         tenant_models=tenant_models,
     )
+    return ChatService(pool, search)
