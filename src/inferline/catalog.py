@@ -93,6 +93,7 @@ CATALOG: tuple[ModelEntry, ...] = (
         context_length=32768,
         description="Qwen2.5-Coder 1.5B Instruct, Q4_K_M GGUF on llama.cpp (CPU). The default chat model.",
         languages=("en", "zh"),
+        fine_tunable=True,
         options={"quantization": "Q4_K_M"},
     ),
     ModelEntry(

@@ -3,8 +3,10 @@
 The base model is loaded from its GGUF file (dequantised to float32 by transformers; the tokenizer and chat
 template come from the same file, nothing from a model hub). Loss is taken on assistant turns only. The
 adapter is written in llama.cpp's format (`general.type=adapter`, `adapter.type=lora`, `adapter.lora.alpha`,
-`blk.N.<tensor>.weight.lora_a|lora_b`), with the rows of the Q/K `lora_b` permuted the way llama.cpp's
-converter permutes the base Q/K weights of llama-architecture models.
+`blk.N.<tensor>.weight.lora_a|lora_b`). For llama-architecture models the rows of the Q/K `lora_b` are
+permuted the way llama.cpp's converter permutes their base Q/K weights (which transformers un-permutes when it
+reads the GGUF); qwen2 models (the default Qwen2.5) are stored unpermuted, with Q/K/V biases that LoRA leaves
+alone, and usually with tied embeddings (no `output.weight`; transformers ties `lm_head` then).
 
 Heavy imports (torch, transformers, peft, gguf) happen on first use. Requires the `train` extra.
 """
@@ -40,7 +42,11 @@ GGUF_NAMES = {
     "up_proj": "ffn_up",
     "down_proj": "ffn_down",
 }
-SUPPORTED_ARCHS = ("llama",)
+SUPPORTED_ARCHS = ("llama", "qwen2")
+"""Architectures the trainer reads and writes adapters for (GGUF `general.architecture` = transformers
+`model_type`); qwen2 is the default Qwen2.5 model's."""
+PERMUTED_QK_ARCHS = frozenset({"llama"})
+"""Architectures whose Q/K rows llama.cpp's converter permutes (`LlamaModel`); its `Qwen2Model` does not."""
 _LAYER = re.compile(r"\.layers\.(\d+)\.(?:self_attn|mlp)\.(\w+)$")
 
 
@@ -231,10 +237,9 @@ def write_gguf_adapter(peft_model: Any, model_config: Any, alpha: float, out_pat
         layer, proj = int(match.group(1)), match.group(2)
         a = module.lora_A["default"].weight.detach().float().cpu().numpy()  # (r, in)
         b = module.lora_B["default"].weight.detach().float().cpu().numpy()  # (out, r)
-        if proj == "q_proj":
-            b = _permute(b, model_config.num_attention_heads)
-        elif proj == "k_proj":
-            b = _permute(b, model_config.num_key_value_heads)
+        if model_config.model_type in PERMUTED_QK_ARCHS and proj in ("q_proj", "k_proj"):
+            heads = model_config.num_attention_heads if proj == "q_proj" else model_config.num_key_value_heads
+            b = _permute(b, heads)
         base = f"blk.{layer}.{GGUF_NAMES[proj]}.weight"
         tensors += [(base + ".lora_a", np.ascontiguousarray(a)), (base + ".lora_b", np.ascontiguousarray(b))]
     if not tensors:

@@ -27,6 +27,7 @@ from sqlalchemy import select, update
 
 from inferline.areas.models.service import ModelService, metadata
 from inferline.catalog import ModelEntry
+from inferline.engines.lora_trainer import SUPPORTED_ARCHS
 from inferline.engines.training import (
     Conversation,
     Trainer,
@@ -181,7 +182,7 @@ class FineTuningService:
         *,
         available: Callable[[], bool] = lambda: True,
         config: TrainingConfig | None = None,
-        architectures: tuple[str, ...] = ("llama",),
+        architectures: tuple[str, ...] = SUPPORTED_ARCHS,
     ) -> None:
         self.db = db
         self.queue = queue
