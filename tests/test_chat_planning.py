@@ -4,6 +4,7 @@ retrieval."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -11,13 +12,16 @@ from pydantic import ValidationError
 
 from inferline.areas.chat.planning import (
     DEFAULT_TEMPERATURE,
+    MAX_SCHEMA_DEPTH,
     BeamSpec,
     Function,
     Retrieval,
     ascii_classes,
     check_regex,
+    check_schema,
     constraint_of,
     engine_messages,
+    json_depth,
     plan,
     tool_constraint,
 )
@@ -53,6 +57,14 @@ def messages(*items: dict[str, Any]) -> list[ChatMessage]:
     return [ChatMessage.model_validate(m) for m in items]
 
 
+def nested_schema(depth: int) -> dict[str, Any]:
+    """An object schema `depth` objects deep: 2 * depth + 1 JSON levels."""
+    schema: dict[str, Any] = {"type": "string"}
+    for _ in range(depth):
+        schema = {"type": "object", "properties": {"a": schema}}
+    return schema
+
+
 # ---- the wire model's own checks ---------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("fields", "field"),
@@ -64,6 +76,9 @@ def messages(*items: dict[str, Any]) -> list[ChatMessage]:
         ({"guided_choice": []}, "guided_choice"),
         ({"guided_choice": ["a", ""]}, "guided_choice"),
         ({"response_format": {"type": "json_schema"}}, "response_format"),
+        ({"response_format": {"type": "json_object", "json_schema": {"name": "x"}}}, "response_format"),
+        ({"messages": [{"role": "user", "content": "x", "name": "two words"}]}, "messages"),
+        ({"messages": [{"role": "tool", "content": "x", "tool_call_id": ""}]}, "messages"),
     ],
 )
 def test_field_ranges_are_checked_by_the_wire_model(fields: dict[str, Any], field: str) -> None:
@@ -171,7 +186,24 @@ def test_bad_constraints(fields: dict[str, Any], error: type, pointer: str) -> N
 
 def test_regex_checks() -> None:
     assert check_regex(r"^\d{3}-[a-z]+$", "/p") == r"^\d{3}-[a-z]+$"  # anchors are fine
+    with pytest.raises(BadRequest, match="nests too deeply"):  # was a RecursionError
+        check_regex("(" * 2000 + "a" + ")" * 2000, "/p")
     assert ascii_classes(r"[\w.]+@\S") == r"[A-Za-z0-9_.]+@[^\x09-\x0d\x20]"
+
+
+def test_schema_depth_is_bounded_before_the_validator_recurses() -> None:
+    assert json_depth({}) == 1 and json_depth([1, {"a": [2]}]) == 3 and json_depth("x") == 0
+    assert json_depth(nested_schema(2000)) == 4001  # measured iteratively
+    deepest = nested_schema((MAX_SCHEMA_DEPTH - 1) // 2)
+    assert json_depth(deepest) <= MAX_SCHEMA_DEPTH
+    assert check_schema(deepest, "/guided_json") is deepest
+    too_deep = nested_schema(500)  # jsonschema itself would raise RecursionError
+    refused(BadRequest, "/guided_json", guided_json=too_deep)
+    fmt = {"type": "json_schema", "json_schema": {"name": "d", "schema": too_deep}}
+    error = refused(BadRequest, "/response_format/json_schema/schema", response_format=fmt)
+    assert f"more than {MAX_SCHEMA_DEPTH} levels" in error.detail
+    tool = {"type": "function", "function": {"name": "f", "parameters": too_deep}}
+    refused(BadRequest, "/tools/0/function/parameters", tools=[tool])
 
 
 # ---- beam search and best_of -------------------------------------------------------------------------------
@@ -300,6 +332,13 @@ def test_retrieval_plans() -> None:
 
 
 # ---- messages ----------------------------------------------------------------------------------------------
+CALL = {
+    "id": "call_1",
+    "type": "function",
+    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+}
+
+
 def test_engine_messages_roles_and_parts() -> None:
     out = engine_messages(
         messages(
@@ -313,3 +352,65 @@ def test_engine_messages_roles_and_parts() -> None:
             messages({"role": "user", "content": [{"type": "image_url", "image_url": "http://x"}]})
         )
     assert info.value.pointer == "/messages/0/content/0"
+
+
+def test_names_prefix_the_text() -> None:
+    out = engine_messages(
+        messages(
+            {"role": "system", "content": "Rules.", "name": "admin"},
+            {"role": "user", "content": "Hi", "name": "alice"},
+            {"role": "assistant", "content": "Hello", "name": "bot"},
+        )
+    )
+    assert [m["content"] for m in out] == ["admin: Rules.", "alice: Hi", "bot: Hello"]
+
+
+def test_tool_calls_and_results_are_tied_by_id() -> None:
+    out = engine_messages(
+        messages(
+            {"role": "user", "content": "Weather?"},
+            {"role": "assistant", "content": "Checking.", "tool_calls": [CALL]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "Sunny"},
+            {"role": "tool", "content": "untied result"},
+        )
+    )
+    (call_text,) = out[1]["content"].splitlines()[1:]
+    assert out[1]["content"].startswith("Checking.\n")
+    assert json.loads(call_text) == {"id": "call_1", "name": "get_weather", "arguments": {"city": "Paris"}}
+    assert out[2] == {
+        "role": "tool",
+        "content": json.dumps({"tool_call_id": "call_1", "name": "get_weather", "content": "Sunny"}),
+    }
+    assert out[3] == {"role": "tool", "content": "untied result"}
+    only_calls = engine_messages(messages({"role": "assistant", "content": None, "tool_calls": [CALL]}))
+    assert json.loads(only_calls[0]["content"])["id"] == "call_1"
+    named = engine_messages(messages({"role": "tool", "name": "lookup", "content": "42"}))
+    assert json.loads(named[0]["content"]) == {"name": "lookup", "content": "42"}
+
+
+@pytest.mark.parametrize(
+    ("items", "pointer"),
+    [
+        ([{"role": "tool", "tool_call_id": "call_9", "content": "x"}], "/messages/0/tool_call_id"),
+        (
+            [
+                {"role": "assistant", "content": None, "tool_calls": [CALL]},
+                {"role": "tool", "tool_call_id": "call_2", "content": "x"},
+            ],
+            "/messages/1/tool_call_id",
+        ),
+        (
+            [
+                {"role": "assistant", "content": None, "tool_calls": [CALL]},
+                {"role": "tool", "tool_call_id": "call_1", "name": "other", "content": "x"},
+            ],
+            "/messages/1/name",
+        ),
+        ([{"role": "user", "tool_call_id": "call_1", "content": "x"}], "/messages/0/tool_call_id"),
+        ([{"role": "user", "tool_calls": [CALL], "content": "x"}], "/messages/0/tool_calls"),
+    ],
+)
+def test_message_fields_that_cannot_be_honoured_are_refused(
+    items: list[dict[str, Any]], pointer: str
+) -> None:
+    refused(BadRequest, pointer, messages=items)

@@ -20,6 +20,7 @@ from inferline.errors import BadRequest, UnsupportedParameter, ValidationFailed
 DEFAULT_TEMPERATURE = 0.1  # the spec's default
 DEFAULT_BEAM_TOKENS = 64
 DEFAULT_RETRIEVAL_RESULTS = 3
+MAX_SCHEMA_DEPTH = 64  # JSON levels (objects and arrays) in a schema; deeper is a 400 naming the field
 SAMPLING = ("max_tokens", "temperature", "top_p", "min_p", "seed", "stop")
 SAMPLING += ("presence_penalty", "frequency_penalty", "logprobs", "top_logprobs")
 
@@ -97,24 +98,62 @@ def text_of(content: str | Sequence[ContentPart] | None, pointer: str) -> str:
 
 
 def engine_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
-    """Messages as role + string content; assistant tool calls become their JSON, as the model wrote them."""
+    """Messages as role + string content for any chat template.
+
+    `developer` is `system`. A `name` prefixes the text (`name: content`). An assistant's tool calls follow
+    its content as one JSON object per line, `{"id", "name", "arguments"}` (the reply format the tool grammar
+    enforces, with the call's id). A tool message that gives `tool_call_id` or `name` becomes
+    `{"tool_call_id", "name", "content"}`, tied to the earlier call with that id (a 400 when there is none).
+    """
+    calls: dict[str, str] = {}  # id -> function name of the tool calls made so far
     out = []
     for i, m in enumerate(messages):
-        role = "system" if m.role == "developer" else m.role
-        content = text_of(m.content, f"/messages/{i}/content")
-        if role == "assistant" and m.tool_calls:
-            content = "\n".join(
-                json.dumps({"name": c.function.name, "arguments": _arguments(c)}) for c in m.tool_calls
-            )
-        out.append({"role": role, "content": content})
+        at = f"/messages/{i}"
+        content = text_of(m.content, f"{at}/content")
+        if m.tool_calls and m.role != "assistant":
+            raise BadRequest("Only assistant messages carry tool_calls.", pointer=f"{at}/tool_calls")
+        if m.tool_call_id is not None and m.role != "tool":
+            raise BadRequest("Only tool messages carry tool_call_id.", pointer=f"{at}/tool_call_id")
+        if m.role == "tool":
+            content = _tool_result(m, content, calls, at)
+        elif m.name is not None and content:
+            content = f"{m.name}: {content}"
+        for call in m.tool_calls or []:
+            calls[call.id] = call.function.name
+        if m.tool_calls:
+            lines = [_call_text(call) for call in m.tool_calls]
+            content = "\n".join([content, *lines] if content else lines)
+        out.append({"role": "system" if m.role == "developer" else m.role, "content": content})
     return out
 
 
-def _arguments(call: ToolCall) -> Any:
+def _tool_result(message: ChatMessage, content: str, calls: dict[str, str], at: str) -> str:
+    name = message.name
+    if message.tool_call_id is not None:
+        called = calls.get(message.tool_call_id)
+        if called is None:
+            raise BadRequest(
+                f"tool_call_id {message.tool_call_id!r} names no tool call of an earlier assistant message.",
+                pointer=f"{at}/tool_call_id",
+            )
+        if name is not None and name != called:
+            raise BadRequest(
+                f"name {name!r} is not the function of tool call {message.tool_call_id!r} ({called!r}).",
+                pointer=f"{at}/name",
+            )
+        name = called
+    if message.tool_call_id is None and name is None:
+        return content
+    result = {"tool_call_id": message.tool_call_id, "name": name, "content": content}
+    return json.dumps({k: v for k, v in result.items() if v is not None}, ensure_ascii=False)
+
+
+def _call_text(call: ToolCall) -> str:
     try:
-        return json.loads(call.function.arguments or "{}")
+        arguments: Any = json.loads(call.function.arguments or "{}")
     except json.JSONDecodeError:
-        return call.function.arguments
+        arguments = call.function.arguments
+    return json.dumps({"id": call.id, "name": call.function.name, "arguments": arguments})
 
 
 # ---- constraints -------------------------------------------------------------------------------------------
@@ -148,6 +187,8 @@ def check_regex(pattern: str, pointer: str) -> str:
         walk(_parser.parse(pattern))
     except re.error as exc:
         raise BadRequest(f"Not a valid regex: {exc}", pointer=pointer) from exc
+    except RecursionError:
+        raise BadRequest("The regex nests too deeply.", pointer=pointer) from None
     return pattern
 
 
@@ -199,6 +240,19 @@ def ascii_classes(pattern: str) -> str:
     return "".join(out)
 
 
+def json_depth(value: Any) -> int:
+    """How many objects and arrays deep `value` nests (iteratively: any depth is safe to measure)."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            pending.extend(
+                (child, depth + 1) for child in (item.values() if isinstance(item, dict) else item)
+            )
+    return deepest
+
+
 def _schema_patterns(schema: Any, pointer: str) -> None:
     """Every `pattern` inside a JSON schema must be enforceable too."""
     if isinstance(schema, dict):
@@ -213,10 +267,13 @@ def _schema_patterns(schema: Any, pointer: str) -> None:
 
 
 def check_schema(schema: dict[str, Any], pointer: str) -> dict[str, Any]:
-    """`schema` if it is a valid JSON schema with enforceable patterns; otherwise a 400 naming `pointer`."""
+    """`schema` if it is a valid JSON schema, at most `MAX_SCHEMA_DEPTH` levels deep, with enforceable
+    patterns; otherwise a 400 naming `pointer`."""
     from jsonschema import SchemaError
     from jsonschema.validators import validator_for
 
+    if json_depth(schema) > MAX_SCHEMA_DEPTH:
+        raise BadRequest(f"The JSON schema nests more than {MAX_SCHEMA_DEPTH} levels deep.", pointer=pointer)
     try:
         validator_for(schema).check_schema(schema)
     except SchemaError as exc:

@@ -6,6 +6,11 @@ The request is the spec's `ChatCompletionRequest` plus what the OpenAI SDK sends
 checks that span fields live in `planning`. The response (free-form in the spec) is an OpenAI
 `chat.completion`, or `chat.completion.chunk`s when streamed; those models allow extra keys, so what an
 engine adds (e.g. a remote server's `stop_reason`) is passed on, as before.
+
+OpenAI options that have no separate effect here:
+- `strict` on a function tool or a `json_schema` response format, true or false: the output (the call's
+  `arguments`) is always constrained by the schema while decoding, and checked after decoding for remote
+  models; that is what `strict: true` asks for and is within what `strict: false` allows.
 """
 
 from __future__ import annotations
@@ -41,10 +46,13 @@ class ToolCall(_Strict):
 
 
 class ChatMessage(_Strict):
+    """One message. `name` tells participants of one role apart (the prompt shows `name: content`); on a
+    tool message it is the function's name. `tool_call_id` ties a tool message to an earlier tool call."""
+
     role: Literal["system", "user", "assistant", "tool", "developer"]
     content: str | list[ContentPart] | None = None
-    name: str | None = None
-    tool_call_id: str | None = None
+    name: str | None = Field(default=None, pattern=r"^[^\s<|\\/>]{1,64}$")
+    tool_call_id: str | None = Field(default=None, min_length=1)
     tool_calls: list[ToolCall] | None = None
 
     @model_validator(mode="after")
@@ -58,7 +66,7 @@ class FunctionDefinition(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
     description: str | None = None
     parameters: dict[str, Any] | None = None
-    strict: bool | None = None
+    strict: bool | None = None  # the arguments always follow `parameters` (see the module docstring)
 
 
 class FunctionTool(_Strict):
@@ -83,7 +91,7 @@ class JsonSchemaFormat(_Strict):
     name: str
     description: str | None = None
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")
-    strict: bool | None = None
+    strict: bool | None = None  # the output always follows `schema` (see the module docstring)
 
 
 class ResponseFormat(_Strict):
@@ -94,6 +102,8 @@ class ResponseFormat(_Strict):
     def _schema_given(self) -> ResponseFormat:
         if self.type == "json_schema" and self.json_schema is None:
             raise ValueError("json_schema is required when type is json_schema")
+        if self.type != "json_schema" and self.json_schema is not None:
+            raise ValueError("json_schema applies only when type is json_schema")
         return self
 
 
