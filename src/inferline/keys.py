@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,6 +19,10 @@ from inferline.stores.tables import ApiKey, utcnow
 
 KEY_PREFIX = "KEY"
 S3_ACCESS_KEY_PREFIX = "IL"
+# How long an accepted key is trusted without asking the database again: a key revoked by another replica
+# stops working here within this many seconds (at once on the replica that revoked it).
+AUTH_CACHE_SECONDS = 1.0
+AUTH_CACHE_MAX = 10_000  # entries; past it the cache starts over (a bound, not an eviction policy)
 
 
 @dataclass(frozen=True)
@@ -72,8 +77,11 @@ class ApiKeyService:
     endpoint, for the key's tenant, and stops working when the key is revoked.
     """
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, cache_seconds: float = AUTH_CACHE_SECONDS) -> None:
         self.db = db
+        self.cache_seconds = cache_seconds
+        # sha256 of an accepted secret -> (monotonic time read, principal); unknown keys are never kept
+        self._accepted: dict[str, tuple[float, Principal]] = {}
 
     def create(self, tenant_id: str, name: str = "", secret: str | None = None) -> tuple[KeyInfo, str]:
         secret = secret or f"{KEY_PREFIX}{secrets.token_urlsafe(32)}"
@@ -123,16 +131,32 @@ class ApiKeyService:
                 raise NotFound(f"API key {key_id} does not exist.")
             if row.revoked_at is None:
                 row.revoked_at = utcnow()
+            self._accepted.pop(row.key_hash, None)
             return _info(row)
 
+    def cached(self, secret: str) -> Principal | None:
+        """The principal of `secret` if it was accepted less than `cache_seconds` ago (no database read)."""
+        hit = self._accepted.get(_hash(secret))
+        return hit[1] if hit is not None and time.monotonic() - hit[0] < self.cache_seconds else None
+
     def authenticate(self, secret: str | None) -> Principal:
+        """The principal of an active key; an accepted key is cached for `cache_seconds` (see above)."""
         if not secret:
             raise AuthenticationFailed("Missing API key. Send `Authorization: Bearer <key>`.")
+        cached = self.cached(secret)
+        if cached is not None:
+            return cached
+        digest, now = _hash(secret), time.monotonic()
         with self.db.session() as s:
-            row = s.scalar(select(ApiKey).where(ApiKey.key_hash == _hash(secret)))
+            row = s.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
             if row is None or row.revoked_at is not None:
+                self._accepted.pop(digest, None)
                 raise AuthenticationFailed("The API key is unknown or revoked.")
-            return Principal(tenant_id=row.tenant_id, key_id=row.id)
+            principal = Principal(tenant_id=row.tenant_id, key_id=row.id)
+        if len(self._accepted) >= AUTH_CACHE_MAX:
+            self._accepted.clear()
+        self._accepted[digest] = (now, principal)
+        return principal
 
     def authenticate_s3(self, access_key_id: str) -> tuple[Principal, str]:
         """The principal and S3 secret of an S3 access key id; `AuthenticationFailed` if unknown/revoked."""

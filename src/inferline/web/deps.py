@@ -7,20 +7,24 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
+from starlette.concurrency import run_in_threadpool
 
 from inferline.container import Container
 from inferline.keys import Principal
 
 
-def get_container(request: Request) -> Container:
+async def get_container(request: Request) -> Container:
+    """The app's container (async: FastAPI runs it on the event loop, not in a worker thread)."""
     return request.app.state.container  # type: ignore[no-any-return]
 
 
-def authenticate(request: Request) -> Principal:
+async def authenticate(request: Request) -> Principal:
+    """The caller's principal: from the key cache on the event loop, else from the database in a thread."""
     header = request.headers.get("authorization", "")
     scheme, _, secret = header.partition(" ")
     token = secret.strip() if scheme.lower() == "bearer" else ""
-    principal = get_container(request).keys.authenticate(token)
+    keys = request.app.state.container.keys
+    principal = (keys.cached(token) if token else None) or await run_in_threadpool(keys.authenticate, token)
     request.state.principal = principal
     return principal
 
