@@ -5,17 +5,24 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from inferline import catalog
-from tests.conftest import free_port
+from inferline.config import display_url
+from tests.conftest import LiveServer, free_port
+from tests.databases import DatabaseFactory
+from tests.procs import Proc, Processes, base_env
 
 INFERLINE = [sys.executable, "-m", "inferline"]
 SMALLEST = catalog.find("sentence-transformers/all-MiniLM-L6-v2")  # ~24 MB, two wheels
@@ -205,3 +212,122 @@ def test_ctrl_c_during_install_is_one_line(held_lock: tuple[Path, int], home: Pa
     _, err = waiting.communicate(timeout=60)
     assert waiting.returncode == 130 and err.strip() == "inferline: error: interrupted"
     assert not (models / SMALLEST.slug).exists()
+
+
+# -- a server with no models and no key: its log, /ready, the "not installed" error ------------------------
+
+
+@pytest.fixture(scope="module")
+def bare(tmp_path_factory: pytest.TempPathFactory, databases: DatabaseFactory) -> Iterator[tuple[Proc, dict]]:
+    """`inferline serve` on an empty models folder, no API key, info logging; its environment."""
+    procs = Processes(tmp_path_factory.mktemp("bare-logs"))
+    data = tmp_path_factory.mktemp("bare-data")
+    env = base_env(
+        data,
+        databases.new("bare"),
+        INFERLINE_MODELS_DIR=str(tmp_path_factory.mktemp("no-models")),
+        INFERLINE_LOG_LEVEL="info",
+    )
+    try:
+        yield procs.serve("bare", env), env
+    finally:
+        procs.stop_all()
+
+
+def test_the_start_up_log_says_where_what_and_how(bare: tuple[Proc, dict]) -> None:
+    proc, env = bare
+    log = proc.output()
+    assert f"data directory: {env['INFERLINE_DATA_DIR']}" in log
+    assert f"database: {display_url(env['INFERLINE_DATABASE_URL'])}" in log
+    assert f"models directory: {env['INFERLINE_MODELS_DIR']}" in log
+    assert "chat models: none" in log and "tts models: none" in log
+    assert "no chat/embeddings/stt/tts model is installed: run `inferline models install`" in log
+    assert "no API key exists: create one with `inferline keys create`" in log
+    assert f"API: {proc.url}/v2" in log and f"docs: {proc.url}/docs" in log
+    assert "Traceback" not in log
+
+
+@pytest.fixture(scope="module")
+def bare_http(bare: tuple[Proc, dict]) -> Iterator[httpx.Client]:
+    """A key made by the CLI in the server's data (the server picks it up), as httpx."""
+    proc, env = bare
+    created = subprocess.run(
+        [*INFERLINE, "keys", "create"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert created.returncode == 0, created.stderr
+    key = next(line.split()[1] for line in created.stdout.splitlines() if line.startswith("key:"))
+    with httpx.Client(base_url=f"{proc.url}/v2", headers={"Authorization": f"Bearer {key}"}, timeout=60) as c:
+        yield c
+
+
+def test_access_lines_carry_the_request_id(bare: tuple[Proc, dict], bare_http: httpx.Client) -> None:
+    proc, _ = bare
+    assert bare_http.get("/ai/models", headers={"x-request-id": "first-hour-1"}).status_code == 200
+    deadline = time.monotonic() + 10
+    while '"GET /v2/ai/models HTTP/1.1" 200 OK request_id=first-hour-1' not in proc.output():
+        assert time.monotonic() < deadline, proc.output()[-2000:]
+        time.sleep(0.1)
+
+
+def test_ready_names_the_kinds_without_a_model(bare: tuple[Proc, dict]) -> None:
+    proc, _ = bare
+    ready = httpx.get(f"{proc.url}/ready", timeout=30)
+    assert ready.status_code == 200  # the database works: the areas that need no model serve
+    body = ready.json()
+    assert body["missing_models"] == ["chat", "embeddings", "stt", "tts"]
+    assert body["install"] == "inferline models install"
+
+
+@pytest.mark.parametrize(
+    ("kind", "method", "path", "kwargs"),
+    [
+        ("chat", "POST", "/ai/chat/completions", {"json": {"messages": [{"role": "user", "content": "hi"}]}}),
+        ("embedding", "POST", "/ai/openai/embeddings", {"json": {"input": "hi", "model": SMALLEST.id}}),
+        ("speech-to-text", "POST", "/ai/audio/transcriptions", {"files": {"file": ("a.wav", b"RIFF")}}),
+        ("text-to-speech", "POST", "/text-to-speech/speech", {"json": {"text": "hi"}}),
+    ],
+)
+def test_a_missing_model_is_one_404_naming_the_install_command(
+    bare_http: httpx.Client, kind: str, method: str, path: str, kwargs: dict
+) -> None:
+    response = bare_http.request(method, path, **kwargs)
+    assert response.status_code == 404, response.text
+    (error,) = response.json()["errors"]
+    assert error["code"] == "10005"
+    assert f"{kind} model" in error["detail"] and "`inferline models install" in error["detail"]
+
+
+# -- docs without a network ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_the_docs_load_only_local_assets(server: LiveServer, page: str) -> None:
+    html = httpx.get(server.url + page, timeout=30)
+    assert html.status_code == 200
+    urls = re.findall(r"""(?:src|href)=["']([^"']+)["']|url: ?["']([^"']+)["']""", html.text)
+    urls = [a or b for a, b in urls]
+    assert urls and all(u.startswith("/") and not u.startswith("//") for u in urls), urls
+    assert "http://" not in html.text and "https://" not in html.text
+    for url in urls:
+        asset = httpx.get(server.url + url, timeout=30)
+        assert asset.status_code == 200, url
+        kind = asset.headers["content-type"]
+        expected = {".js": "javascript", ".css": "text/css", ".png": "image/png", ".json": "application/json"}
+        assert expected[Path(url).suffix] in kind, (url, kind)
+
+
+def test_openapi_declares_bearer_auth_and_the_error_envelope(server: LiveServer) -> None:
+    doc = httpx.get(server.url + "/openapi.json", timeout=30).json()
+    assert doc["components"]["securitySchemes"]["bearerAuth"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key: `inferline keys create` prints one (or set INFERLINE_API_KEY).",
+    }
+    assert doc["security"] == [{"bearerAuth": []}]
+    assert "HTTPValidationError" not in json.dumps(doc)
+    envelope = {"$ref": "#/components/schemas/ErrorEnvelope"}
+    for item in doc["paths"].values():
+        for operation in item.values():
+            assert operation["responses"]["4XX"]["content"]["application/json"]["schema"] == envelope
+    schema = doc["components"]["schemas"]["ErrorEnvelope"]
+    assert schema["properties"]["errors"]["items"]["required"] == ["code", "title", "detail"]

@@ -24,8 +24,10 @@ from inferline.areas.summarize.routes import router as summarize_router
 from inferline.config import Settings
 from inferline.container import Container, build_container
 from inferline.health import readiness
+from inferline.logs import startup_summary
 from inferline.web import log_redaction
 from inferline.web.deps import authenticate
+from inferline.web.docs import install_docs
 from inferline.web.errors import install_error_handlers
 from inferline.web.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from inferline.web.openai_v1 import OpenAIV1Paths
@@ -60,13 +62,22 @@ def create_app(settings: Settings | None = None, container: Container | None = N
             app.state.container = build_container(settings)
         if settings.embedded_worker:
             app.state.container.start_worker()
+        startup_summary(settings, app.state.container)
         try:
             yield
         finally:
             if owned:
                 app.state.container.close()
 
-    app = FastAPI(title="inferline", version=__version__, lifespan=lifespan, openapi_url="/openapi.json")
+    app = FastAPI(
+        title="inferline",
+        version=__version__,
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+        docs_url=None,  # /docs and /redoc come from install_docs, with local assets
+        redoc_url=None,
+    )
+    install_docs(app)
     app.state.container = container
     install_error_handlers(app)
 

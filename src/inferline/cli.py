@@ -13,7 +13,7 @@ import httpx
 import pydantic
 import sqlalchemy.exc
 
-from inferline import catalog
+from inferline import catalog, logs
 from inferline.areas.fine_tuning.cli import add_commands as add_fine_tuning_commands
 from inferline.config import Settings, config_file, display_url
 from inferline.errors import InferlineError
@@ -59,13 +59,16 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     if args.install_models:
         install_models(settings, catalog.for_profile(settings.profile))
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+    config = logs.configure(settings.log_level)
+    app = create_app(settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, log_config=config)
     return 0
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from inferline.container import build_container
 
+    logs.configure(settings.log_level)
     container = build_container(settings)
     worker = container.start_worker()
     kinds = container.job_registry.kinds + container.training_registry.kinds

@@ -228,6 +228,12 @@ class Settings(BaseSettings):
         return AllowList.parse(self.fetch_allow_hosts)
 
     @property
+    def base_url(self) -> str:
+        """Where this server is reached from this machine (a wildcard bind address on loopback)."""
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.host, self.host)
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+
+    @property
     def models_dir(self) -> Path:
         return self.models_dir_override or self.data_dir / "models"
 

@@ -100,6 +100,25 @@ class NotFound(InferlineError):
     title = "Resource not found"
 
 
+class ModelNotInstalled(NotFound):
+    """The model is not installed on this server. Run `inferline models install`."""
+
+
+KIND_NAMES = {"chat": "chat", "embeddings": "embedding", "stt": "speech-to-text", "tts": "text-to-speech"}
+
+
+def model_not_installed(kind: str, model_id: str | None = None, pointer: str = "/model") -> ModelNotInstalled:
+    """The one "model not installed" error of every area (404, code 10005), naming the install command."""
+    if model_id is None:
+        detail = f"No {KIND_NAMES.get(kind, kind)} model is installed. Run `inferline models install`."
+    else:
+        detail = (
+            f"The {KIND_NAMES.get(kind, kind)} model {model_id!r} is not installed. "
+            f"Run `inferline models install {model_id}`."
+        )
+    return ModelNotInstalled(detail, pointer=pointer)
+
+
 class RouteNotFound(NotFound):
     """No such route."""
 

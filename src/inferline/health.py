@@ -2,6 +2,10 @@
 
 `GET /ready` (no auth, like `/health`) answers 200 when all checks pass and 503 otherwise, naming each check;
 load balancers and orchestrators use it to keep traffic off a replica whose dependencies are down.
+
+`missing_models` lists the model kinds (chat, embeddings, stt, tts) with no installed or remote model, with
+the command that installs them. A missing kind does not make the server unready (200): its other areas
+serve, and requests needing the kind answer 404 "not installed" naming the same command.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import text
 
+from inferline.catalog import ModelKind
 from inferline.container import Container
 from inferline.errors import InferlineError
 
@@ -59,6 +64,15 @@ def _check_engine(engine: HealthChecked) -> dict[str, Any]:
         return {"name": name, "status": "error", "detail": exc.detail}
 
 
+MODEL_KINDS: tuple[ModelKind, ...] = ("chat", "embeddings", "stt", "tts")
+
+
+def missing_models(container: Container) -> list[str]:
+    """The model kinds with neither an installed model nor a remote one."""
+    remote = {"chat": getattr(container.chat, "remote", None), "embeddings": container.embeddings.remote}
+    return [k for k in MODEL_KINDS if not container.models.installed(k) and not remote.get(k)]
+
+
 def readiness(container: Container) -> tuple[bool, dict[str, Any]]:
     """(ready, body): every check, run concurrently so one slow upstream does not serialise the rest."""
     probes = remote_chat_probes(container)
@@ -71,4 +85,8 @@ def readiness(container: Container) -> tuple[bool, dict[str, Any]]:
             probe.close()
     checks = [_check_database(container), *engine_checks]
     ready = all(c["status"] == "ok" for c in checks)
-    return ready, {"status": "ready" if ready else "unavailable", "checks": checks}
+    body: dict[str, Any] = {"status": "ready" if ready else "unavailable", "checks": checks}
+    body["missing_models"] = missing = missing_models(container)
+    if missing:
+        body["install"] = "inferline models install"
+    return ready, body

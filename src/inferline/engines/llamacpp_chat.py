@@ -16,6 +16,7 @@ from typing import Any
 
 from inferline.engines.chat import ChatEngineError, Constraint, EngineRequest, OnChunk
 from inferline.errors import EngineUnavailable
+from inferline.logs import logged_load
 
 # OpenAI request fields llama.cpp's chat endpoint understands as-is.
 PASSTHROUGH = (
@@ -82,6 +83,7 @@ class LlamaCppChatEngine:
         self._lock = threading.Lock()
         self._server: Any = None
 
+    @logged_load("chat", "_server")
     def _load(self) -> Any:
         with self._lock:
             if self._server is not None:

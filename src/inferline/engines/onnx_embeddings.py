@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from inferline.errors import EngineUnavailable
+from inferline.errors import EngineUnavailable, model_not_installed
+from inferline.logs import logged_load
 
 
 class OnnxEmbeddingEngine:
@@ -40,6 +41,7 @@ class OnnxEmbeddingEngine:
         self._counter: Any = None
         self._input_names: set[str] = set()
 
+    @logged_load("embeddings", "_session")
     def _load(self) -> None:
         with self._lock:
             if self._session is not None:
@@ -51,9 +53,7 @@ class OnnxEmbeddingEngine:
                 raise EngineUnavailable(f"onnxruntime/tokenizers are not installed: {exc}") from exc
             model, vocab = self.model_dir / "model.onnx", self.model_dir / "tokenizer.json"
             if not model.is_file() or not vocab.is_file():
-                raise EngineUnavailable(
-                    f"Embedding model {self.model_id} is not installed in {self.model_dir}."
-                )
+                raise model_not_installed("embeddings", self.model_id)
             tokenizer = Tokenizer.from_file(str(vocab))
             tokenizer.enable_truncation(max_length=self.max_tokens)
             tokenizer.no_padding()

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from inferline.engines.tts import LOCAL_SYNTH_LOCK, VoiceInfo
+from inferline.logs import logged_load
 
 
 class PiperEngine:
@@ -34,6 +35,7 @@ class PiperEngine:
             voice_id=f"{lang.replace('-', '_')}-{dataset}-{quality}", name=dataset, language=lang
         )
 
+    @logged_load("tts", "_voice")
     def _load(self) -> Any:
         if self._voice is None:
             from piper import PiperVoice

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from inferline.engines.stt import Segment, Transcript, Word
+from inferline.logs import logged_load
 
 
 class WhisperEngine:
@@ -41,6 +42,7 @@ class WhisperEngine:
 
         return frozenset(_LANGUAGE_CODES)
 
+    @logged_load("stt", "_model")
     def _load(self) -> Any:
         if self._model is None:
             from faster_whisper import WhisperModel

@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -145,19 +146,26 @@ class Worker:
         done = threading.Event()
         renewer = threading.Thread(target=self._renew, args=(job.id, ctx, done), daemon=True)
         renewer.start()
+        started = time.monotonic()
+        log.info("job %s (%s) started, attempt %d of %d", job.id, job.kind, job.attempts, job.max_attempts)
         try:
             registration.handler(ctx)
         except JobCancelled:
+            log.info("job %s (%s) cancelled after %.1f s", job.id, job.kind, time.monotonic() - started)
             self.queue.fail(job.id, "cancelled", retry=False, worker_id=self.worker_id)
         except JobFailed as exc:
+            log.warning(
+                "job %s (%s) failed after %.1f s: %s", job.id, job.kind, time.monotonic() - started, exc
+            )
             if self.queue.fail(job.id, str(exc), retry=False, worker_id=self.worker_id):
                 self._final_failure(registration, job, str(exc))
         except Exception as exc:
-            log.exception("job %s (%s) failed", job.id, job.kind)
+            log.exception("job %s (%s) failed after %.1f s", job.id, job.kind, time.monotonic() - started)
             reason = f"{type(exc).__name__}: {exc}"
             if self.queue.fail(job.id, reason, retry=True, worker_id=self.worker_id):
                 self._final_failure(registration, job, reason)
         else:
+            log.info("job %s (%s) succeeded in %.1f s", job.id, job.kind, time.monotonic() - started)
             self.queue.succeed(job.id, worker_id=self.worker_id)
         finally:
             done.set()

@@ -8,6 +8,7 @@ import uuid
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inferline.errors import PayloadTooLarge
+from inferline.logs import REQUEST_ID
 from inferline.web.dialects import with_dialect
 
 # The S3 endpoint (`/s3`) has its own body limit (`s3_max_bytes`), not `max_request_bytes`: S3 clients send
@@ -28,6 +29,7 @@ class RequestIdMiddleware:
         headers = dict(scope.get("headers") or [])
         request_id = headers.get(b"x-request-id", b"").decode() or uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
+        REQUEST_ID.set(request_id)  # for the access line (logs.RequestIdFilter); each request is its own task
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -15,21 +15,13 @@ from inferline.config import Settings
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 
-def server_url(settings: Settings) -> str:
-    """The API base of the server these settings run (a wildcard bind address is reached on loopback)."""
-    host = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}.get(settings.host, settings.host)
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    return f"http://{host}:{settings.port}/v2"
-
-
 def _client(settings: Settings, args: argparse.Namespace) -> httpx.Client:
     key = args.api_key or settings.api_key or os.environ.get("TELNYX_API_KEY")
     if not key:
         raise SystemExit(
             "inferline: error: an API key is needed: --api-key, INFERLINE_API_KEY or TELNYX_API_KEY"
         )
-    base = args.base_url or server_url(settings)
+    base = args.base_url or settings.base_url + "/v2"
     return httpx.Client(base_url=base.rstrip("/"), headers={"Authorization": f"Bearer {key}"}, timeout=30)
 
 

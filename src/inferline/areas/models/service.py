@@ -7,7 +7,7 @@ from typing import Any
 
 from inferline import catalog
 from inferline.catalog import ModelEntry, ModelKind
-from inferline.errors import NotFound
+from inferline.errors import NotFound, model_not_installed
 
 
 def metadata(entry: ModelEntry) -> dict[str, Any]:
@@ -63,7 +63,9 @@ class ModelService:
         for entry in available:
             if entry.id == model_id:
                 return entry
-        names = ", ".join(e.id for e in available) or "none"
+        if not available:
+            raise model_not_installed(kind, model_id)
+        names = ", ".join(e.id for e in available)
         raise NotFound(
             f"Model {model_id!r} is not installed. Installed {kind} models: {names}.", pointer="/model"
         )
@@ -74,5 +76,5 @@ class ModelService:
         preferred = [e for e in available if kind == "chat" and e.id == self.default_chat]
         preferred += [e for e in available if self.profile in e.profiles] + available
         if not preferred:
-            raise NotFound(f"No {kind} model is installed. Run `inferline models install`.", pointer="/model")
+            raise model_not_installed(kind)
         return preferred[0]

@@ -19,7 +19,7 @@ import numpy as np
 
 from inferline.areas.audio.codec import FORMATS, AudioEncoder
 from inferline.engines.tts import TextToSpeech
-from inferline.errors import BadRequest, UnsupportedParameter
+from inferline.errors import BadRequest, UnsupportedParameter, model_not_installed
 
 PROVIDER = "telnyx"
 PROVIDERS = ("aws", "telnyx", "azure", "elevenlabs", "minimax", "rime", "resemble", "xai", "humain", "soniox")
@@ -140,7 +140,7 @@ class SpeechService:
         for v in self.voices:
             if v.voice_id == self.default_voice_id:
                 return v
-        raise BadRequest("No text-to-speech voice is installed (inferline models install).", pointer="/voice")
+        raise model_not_installed("tts", pointer="/voice")
 
     def resolve(self, voice: str | None, provider: str | None = None) -> Voice:
         """`Provider.Model.VoiceId` (or `Provider.VoiceId`) to a local voice; other providers are a 400."""
