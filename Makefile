@@ -1,27 +1,29 @@
 # inferline: `make serve` installs and starts the server; `make test` installs and runs the tests.
-PYTHON ?= python3
+# Python 3.11-3.13: scripts/venv.sh picks the first of python3.11/3.12/3.13/python3 that is one (or PYTHON=...).
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-export INFERLINE_DATA_DIR   ?= ./data
+# The checkout's data/ (absolute, so it does not depend on the folder a command runs in). `make install`
+# records it in $(VENV)/inferline.env, which the venv's `inferline` reads from any folder.
+export INFERLINE_DATA_DIR   ?= $(CURDIR)/data
 export INFERLINE_MODELS_DIR ?= $(INFERLINE_DATA_DIR)/models
 
 .PHONY: install install-dev serve test test-postgres bench lint fmt node-deps models-default models-test clean
 
 # The server's runtime (what `make serve` needs); torch for fine-tuning is the optional `train` extra.
-$(BIN)/inferline: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[engines,audio,postgres,s3]'
+$(BIN)/inferline: pyproject.toml scripts/venv.sh
+	PYTHON='$(PYTHON)' scripts/venv.sh $(VENV) engines,audio,postgres,s3
 	@touch $@
 
 # Everything the tests and benchmarks need on top: the trainer (torch CPU build) and the client SDKs.
 $(VENV)/.dev-installed: $(BIN)/inferline
-	$(BIN)/pip install -q -e '.[engines,audio,postgres,s3,train,dev]'
+	PYTHON='$(PYTHON)' scripts/venv.sh $(VENV) engines,audio,postgres,s3,train,dev
 	@touch $@
 
 install: $(BIN)/inferline
+	@printf 'INFERLINE_DATA_DIR=%s\nINFERLINE_MODELS_DIR=%s\n' '$(INFERLINE_DATA_DIR)' '$(INFERLINE_MODELS_DIR)' \
+	  > $(VENV)/inferline.env
 
-install-dev: $(VENV)/.dev-installed
+install-dev: install $(VENV)/.dev-installed
 
 models-default: install
 	$(BIN)/inferline models install --profile default

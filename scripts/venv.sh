@@ -1,0 +1,69 @@
+#!/bin/sh
+# scripts/venv.sh VENV EXTRAS: create (or update) the virtual environment VENV and `pip install -e .[EXTRAS]`.
+#
+# The interpreter: $PYTHON if set, else the first of python3.11, python3.12, python3.13, python3 that is
+# Python 3.11-3.13 (the versions every pinned dependency has wheels for). An environment made by another
+# Python version is replaced. A new environment whose creation or install fails is deleted, so the next run
+# starts clean instead of reusing a half-built one; an existing one whose update fails is left as it was
+# (pip stops before changing anything when it cannot resolve) and the next run retries.
+set -eu
+venv=$1
+extras=$2
+
+supported() {
+    "$1" -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 13))' 2>/dev/null
+}
+
+python=
+if [ -n "${PYTHON:-}" ]; then
+    if ! supported "$PYTHON"; then
+        echo "inferline: PYTHON=$PYTHON is not Python 3.11, 3.12 or 3.13." >&2
+        exit 1
+    fi
+    python=$PYTHON
+else
+    for candidate in python3.11 python3.12 python3.13 python3; do
+        if command -v "$candidate" >/dev/null 2>&1 && supported "$candidate"; then
+            python=$candidate
+            break
+        fi
+    done
+fi
+if [ -z "$python" ]; then
+    cat >&2 <<'EOF'
+inferline needs Python 3.11, 3.12 or 3.13, and none is on the PATH. Install one, then run make again:
+  Debian/Ubuntu:  sudo apt install python3.11 python3.11-venv   (or python3.12 / python3.13 where packaged)
+  macOS:          brew install python@3.12
+  any system:     pyenv install 3.12 && pyenv local 3.12
+or point make at one: make PYTHON=/path/to/python3.12
+EOF
+    exit 1
+fi
+
+if [ -x "$venv/bin/python" ] && ! supported "$venv/bin/python"; then
+    echo "inferline: $venv was made by $("$venv/bin/python" -V 2>&1); recreating it with $python" >&2
+    rm -rf "$venv"
+fi
+
+fresh=
+if [ ! -x "$venv/bin/python" ]; then
+    fresh=1
+    rm -rf "$venv"
+    echo "inferline: creating $venv with $python ($("$python" -V 2>&1))"
+    if ! "$python" -m venv "$venv"; then
+        rm -rf "$venv"
+        echo "inferline: '$python -m venv' failed; on Debian/Ubuntu install its venv module:" \
+            "sudo apt install $(basename "$python")-venv" >&2
+        exit 1
+    fi
+fi
+
+if ! "$venv/bin/python" -m pip install --upgrade pip || ! "$venv/bin/python" -m pip install -e ".[$extras]"; then
+    if [ -n "$fresh" ]; then
+        rm -rf "$venv"
+        echo "inferline: installing failed (pip's message is above); $venv was removed, run make again" >&2
+    else
+        echo "inferline: updating $venv failed (pip's message is above); run make again to retry" >&2
+    fi
+    exit 1
+fi
