@@ -15,12 +15,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import httpx
 import pytest
 
 from inferline import catalog
 from inferline.config import display_url
-from tests.conftest import LiveServer, free_port
+from tests.conftest import LiveServer, free_port, s3_auth
 from tests.databases import DatabaseFactory
 from tests.procs import Proc, Processes, base_env
 
@@ -331,3 +332,38 @@ def test_openapi_declares_bearer_auth_and_the_error_envelope(server: LiveServer)
             assert operation["responses"]["4XX"]["content"]["application/json"]["schema"] == envelope
     schema = doc["components"]["schemas"]["ErrorEnvelope"]
     assert schema["properties"]["errors"]["items"]["required"] == ["code", "title", "detail"]
+
+
+def _wait_for_log(proc: Proc, pattern: str) -> re.Match[str]:
+    deadline = time.monotonic() + 60
+    while (found := re.search(pattern, proc.output())) is None:
+        assert time.monotonic() < deadline, f"{pattern!r} not in:\n{proc.output()[-3000:]}"
+        time.sleep(0.2)
+    return found
+
+
+def test_jobs_are_logged_from_start_to_end(bare: tuple[Proc, dict], bare_http: httpx.Client) -> None:
+    proc, _ = bare
+    key = bare_http.headers["Authorization"].removeprefix("Bearer ")
+    s3 = boto3.client("s3", endpoint_url=f"{proc.url}/s3", region_name="us-east-1", **s3_auth(key))
+    s3.create_bucket(Bucket="first-hour")
+    s3.put_object(Bucket="first-hour", Key="a.txt", Body=b"hello")
+    task = bare_http.post("/ai/embeddings", json={"bucket_name": "first-hour"})
+    assert task.status_code == 200, task.text
+    started = _wait_for_log(proc, r"job (\S+) \((\w+)\) started, attempt 1 of \d+")
+    job_id, kind = started.groups()
+    _wait_for_log(proc, rf"job {job_id} \({kind}\) (succeeded|failed|cancelled)( in| after) [0-9.]+ s")
+
+
+def test_third_party_noise_stays_out_of_the_log() -> None:
+    """What `serve` and `worker` set up: no FutureWarning, no tqdm bar; other warnings one line."""
+    code = (
+        "from inferline import logs; logs.configure('info')\n"
+        "import warnings; warnings.warn('an old API', FutureWarning); warnings.warn('a real one')\n"
+        "from tqdm import tqdm; list(tqdm(range(3), desc='loading'))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "an old API" not in done.stderr and "loading" not in done.stderr
+    (line,) = [x for x in done.stderr.splitlines() if "a real one" in x]
+    assert line.startswith("WARNING:") and done.stderr.count("\n") == 1, done.stderr

@@ -59,10 +59,16 @@ def configure(level: str) -> dict[str, Any]:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     warnings.filterwarnings("ignore", category=FutureWarning)
-    logging.captureWarnings(True)  # other warnings become one log line, not a stack of source lines
+    warnings.showwarning = _log_warning  # other warnings: one log line each, without their source line
     config = log_config(level)
     logging.config.dictConfig(config)
     return config
+
+
+def _log_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, *args: Any, **kwargs: Any
+) -> None:
+    logging.getLogger("py.warnings").warning("%s: %s (%s:%d)", category.__name__, message, filename, lineno)
 
 
 def rss_bytes() -> int:
