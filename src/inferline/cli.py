@@ -15,6 +15,8 @@ import sqlalchemy.exc
 
 from inferline import catalog, logs
 from inferline.areas.fine_tuning.cli import add_commands as add_fine_tuning_commands
+from inferline.areas.models.cli import add_commands as add_model_commands
+from inferline.areas.models.cli import preflight
 from inferline.config import Settings, config_file, display_url
 from inferline.errors import InferlineError
 from inferline.keys import ApiKeyService, s3_credentials
@@ -59,6 +61,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     if args.install_models:
         install_models(settings, catalog.for_profile(settings.profile))
+    if code := preflight(settings):  # the models file and registry, checked before the server starts
+        return code
     config = logs.configure(settings.log_level)
     app = create_app(settings)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, log_config=config)
@@ -69,6 +73,8 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from inferline.container import build_container
 
     logs.configure(settings.log_level)
+    if code := preflight(settings):
+        return code
     container = build_container(settings)
     worker = container.start_worker()
     kinds = container.job_registry.kinds + container.training_registry.kinds
@@ -118,16 +124,6 @@ def cmd_keys_s3_credentials(settings: Settings, args: argparse.Namespace) -> int
 def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
     info = _keys(settings).revoke(args.key_id)
     print(f"revoked {info.id} (tenant {info.tenant_id})")
-    return 0
-
-
-def cmd_models_list(settings: Settings, args: argparse.Namespace) -> int:
-    print(f"{'MODEL':40}  {'KIND':10}  {'PROFILES':14}  STATUS")
-    for entry in catalog.CATALOG:
-        status = "installed" if catalog.is_installed(settings.models_dir, entry) else "-"
-        if args.installed and status != "installed":
-            continue
-        print(f"{entry.id:40}  {entry.kind:10}  {','.join(sorted(entry.profiles)):14}  {status}")
     return 0
 
 
@@ -209,9 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="the model catalog").add_subparsers(
         dest="models_command", required=True
     )
-    mlist = models.add_parser("list", help="catalog models and whether they are installed")
-    mlist.add_argument("--installed", action="store_true", help="only installed models")
-    mlist.set_defaults(func=cmd_models_list)
+    add_model_commands(models)  # add, remove, list, show (the registry)
     minstall = models.add_parser("install", help="install and verify models (a profile's, or those named)")
     minstall.add_argument("models", nargs="*")
     minstall.add_argument("--profile", default=None)

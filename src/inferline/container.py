@@ -36,6 +36,7 @@ from inferline.areas.embeddings.wiring import build_embeddings
 from inferline.areas.fine_tuning.service import FineTuningService
 from inferline.areas.fine_tuning.wiring import build_fine_tuning
 from inferline.areas.models.service import ModelService
+from inferline.areas.models.wiring import build_models
 from inferline.areas.summarize.service import SummarizeService
 from inferline.areas.summarize.wiring import build_summarize
 from inferline.config import Settings
@@ -106,7 +107,7 @@ def build_container(settings: Settings) -> Container:
     keys = ApiKeyService(db)
     if settings.api_key:
         keys.ensure(settings.api_key)
-    models = ModelService(settings.models_dir, settings.profile, default_chat=settings.chat_model)
+    models = build_models(settings, db)
     jobs = JobQueue(db, lease_seconds=settings.job_lease_seconds)
     registry, training_registry = JobRegistry(), JobRegistry()
     objects = build_object_store(settings)

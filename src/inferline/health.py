@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import text
 
+from inferline.areas.models.state import loaded_models
 from inferline.catalog import ModelKind
 from inferline.container import Container
 from inferline.errors import InferlineError
@@ -39,10 +40,9 @@ def remote_chat_probes(container: Container) -> list[Any]:
     """One `GET {url}/models` probe per remote chat model (the chat service builds its engines lazily)."""
     from inferline.engines.openai_compat_embeddings import OpenAICompatEmbeddingEngine
 
-    chat = getattr(container, "chat", None)
     return [
         OpenAICompatEmbeddingEngine(model_id, cfg.url, upstream_model=cfg.model, api_key=cfg.api_key)
-        for model_id, cfg in (getattr(chat, "remote", None) or {}).items()
+        for model_id, cfg in container.models.remote("chat").items()  # settings and the models file
     ]
 
 
@@ -86,6 +86,7 @@ def readiness(container: Container) -> tuple[bool, dict[str, Any]]:
     checks = [_check_database(container), *engine_checks]
     ready = all(c["status"] == "ok" for c in checks)
     body: dict[str, Any] = {"status": "ready" if ready else "unavailable", "checks": checks}
+    body["loaded"] = loaded_models(container)  # model ids whose weights this replica holds (models list)
     body["missing_models"] = missing = missing_models(container)
     if missing:
         body["install"] = "inferline models install"

@@ -71,8 +71,12 @@ class LlamaCppChatEngine:
         parallel: int = 2,
         context: int = 4096,
         threads: int = 0,
+        chat_template: str | None = None,
+        gpu_layers: int | None = None,
     ) -> None:
         self.name = name
+        self.chat_template = chat_template  # a Jinja template replacing the GGUF's own
+        self.gpu_layers = gpu_layers  # layers offloaded to the GPU (GPU builds); None: llama.cpp's default
         self.model_path = model_path
         self.adapters = tuple(adapters)
         self.parallel = parallel
@@ -101,6 +105,10 @@ class LlamaCppChatEngine:
             params.n_ctx = self.context * self.parallel
             params.cpuparams.n_threads = self.threads
             params.cpuparams_batch.n_threads = self.threads
+            if self.chat_template:
+                params.chat_template = self.chat_template
+            if self.gpu_layers is not None:
+                params.n_gpu_layers = self.gpu_layers
             params.port = 0  # llama.cpp also listens on a free loopback port; we call it in-process
             params.verbosity = 0
             if self.adapters:

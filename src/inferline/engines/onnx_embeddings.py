@@ -1,6 +1,7 @@
 """`OnnxEmbeddingEngine`: a BERT-style sentence encoder (MiniLM int8) on onnxruntime + tokenizers.
 
-The ONNX graph returns token states; mean pooling over the attention mask and L2 normalisation happen here.
+The ONNX graph returns token states; pooling (the mean over the attention mask, or the first token for CLS
+models) and L2 normalisation happen here.
 Inputs are sorted by length and run in batches padded to the longest member, so short texts stay cheap.
 """
 
@@ -28,8 +29,12 @@ class OnnxEmbeddingEngine:
         max_tokens: int = 256,
         batch_size: int = 32,
         threads: int = 0,
+        pooling: str = "mean",
+        device: str = "cpu",
     ) -> None:
         self.model_id = model_id
+        self.pooling = pooling  # "mean" or "cls" (the sentence-transformers 1_Pooling mode)
+        self.device = device  # "cpu", or "cuda" where onnxruntime has the CUDA provider
         self.model_dir = model_dir
         self.dimensions = dimensions
         self.max_tokens = max_tokens
@@ -63,7 +68,10 @@ class OnnxEmbeddingEngine:
             options = ort.SessionOptions()
             if self.threads:
                 options.intra_op_num_threads = self.threads
-            session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+            providers = ["CPUExecutionProvider"]
+            if self.device == "cuda":
+                providers.insert(0, "CUDAExecutionProvider")
+            session = ort.InferenceSession(str(model), options, providers=providers)
             self._input_names = {i.name for i in session.get_inputs()}
             self._tokenizer = tokenizer
             self._counter = counter
@@ -96,7 +104,9 @@ class OnnxEmbeddingEngine:
             mask[row, :n] = enc.attention_mask
             types[row, :n] = enc.type_ids
         feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-        (states,) = self._session.run(None, {k: v for k, v in feeds.items() if k in self._input_names})
+        states = self._session.run(None, {k: v for k, v in feeds.items() if k in self._input_names})[0]
+        if self.pooling == "cls":
+            return normalise(states[:, 0, :].astype(np.float32))
         weights = mask[:, :, None].astype(np.float32)
         pooled = (states * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
         return normalise(pooled.astype(np.float32))

@@ -24,6 +24,7 @@ class WhisperEngine:
         compute_type: str = "int8",
         cpu_threads: int = 0,
         beam_size: int = 1,
+        device: str = "cpu",
     ) -> None:
         self.model_id = model_id
         self.model_dir = model_dir
@@ -31,6 +32,7 @@ class WhisperEngine:
         self.compute_type = compute_type
         self.cpu_threads = cpu_threads
         self.beam_size = beam_size
+        self.device = device  # "cpu", or "cuda" where CTranslate2 sees a CUDA device
         self._model: Any = None
         self._lock = threading.Lock()
 
@@ -49,7 +51,7 @@ class WhisperEngine:
 
             self._model = WhisperModel(
                 str(self.model_dir),
-                device="cpu",
+                device=self.device,
                 compute_type=self.compute_type,
                 cpu_threads=self.cpu_threads,
                 local_files_only=True,

@@ -34,15 +34,18 @@ def build_audio(
 
 
 def build_transcription(settings: Settings, db: Database, models: ModelService) -> TranscriptionService:
-    """Whisper on faster-whisper for every installed speech-to-text model; each loads on first use."""
+    """Whisper on faster-whisper for every installed (packaged or registered) speech-to-text model, with its
+    per-model settings (threads, device); each loads on first use."""
     from inferline.engines.whisper_stt import WhisperEngine
 
     def engine(entry: catalog.ModelEntry) -> WhisperEngine:
+        model_settings = models.settings(entry.id)
         return WhisperEngine(
             entry.id,
-            catalog.model_dir(settings.models_dir, entry),
-            english_only=entry.id.endswith(".en"),
-            cpu_threads=os.cpu_count() or 2,
+            catalog.model_dir(models.models_dir, entry),
+            english_only=entry.languages == ("en",),
+            cpu_threads=model_settings.threads or os.cpu_count() or 2,
+            device=model_settings.device or "cpu",
         )
 
     fetcher = SafeHttpClient(settings.fetch_allow, max_bytes=MAX_FILE_BYTES)  # `file_url` downloads
@@ -50,15 +53,20 @@ def build_transcription(settings: Settings, db: Database, models: ModelService) 
 
 
 def build_speech(models: ModelService) -> SpeechService:
-    """Piper for every installed text-to-speech voice; listed on first use."""
+    """Piper for every installed (packaged or registered) text-to-speech voice; listed on first use."""
     from inferline.engines.piper_tts import PiperEngine
-    from inferline.engines.tts import TextToSpeech
+    from inferline.engines.tts import TextToSpeech, VoiceInfo
 
     def engines() -> list[TextToSpeech]:
         voices: list[TextToSpeech] = []
         for entry in models.installed("tts"):
             voice_file = catalog.model_dir(models.models_dir, entry) / entry.main_file
-            voices.append(PiperEngine(entry.id, voice_file))
+            engine = PiperEngine(entry.id, voice_file)
+            if any(v.voice.voice_id == engine.voice.voice_id for v in voices):
+                # A registered copy of a voice already listed: named after its model id instead.
+                name = entry.id.rsplit("/", 1)[-1]
+                engine = PiperEngine(entry.id, voice_file, VoiceInfo(name, name, engine.voice.language))
+            voices.append(engine)
         return voices
 
     return SpeechService(engines)

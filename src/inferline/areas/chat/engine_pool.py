@@ -156,7 +156,7 @@ class EnginePool:
                 context=min(context, entry.context_length or context),
                 threads=settings.threads or self.threads,
                 chat_template=settings.chat_template,
-                gpu_layers=settings.gpu_layers,
+                gpu_layers=settings.llama_gpu_layers(),
             )
 
         key = ("llamacpp", str(gguf), tuple(str(a) for a in adapters))

@@ -1,13 +1,16 @@
 """OpenAI-compatible text embeddings: model resolution, batching, dimension truncation, float/base64 encoding.
 
-Model rule: the installed embedding model ids are accepted, and so are the names listed in
-`INFERLINE_EMBEDDING_ALIASES` (by default Telnyx's `thenlper/gte-large` and `intfloat/multilingual-e5-large`,
-whose weights are not packaged), which the default model serves. Responses name the model actually used.
+Model rule: the installed embedding model ids (packaged or registered) and their aliases are accepted, each
+served by its own engine, and so are the names listed in `INFERLINE_EMBEDDING_ALIASES` (by default Telnyx's
+`thenlper/gte-large` and `intfloat/multilingual-e5-large`, whose weights are not packaged), which the default
+model serves. Responses name the model actually used.
 """
 
 from __future__ import annotations
 
 import base64
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -15,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 
 from inferline.areas.models.service import ModelService
+from inferline.catalog import ModelEntry
 from inferline.engines.embeddings import EmbeddingEngine
 from inferline.engines.onnx_embeddings import normalise
 from inferline.errors import NotFound, UnsupportedParameter, ValidationFailed
@@ -39,21 +43,34 @@ class EmbeddingsService:
         models: ModelService,
         aliases: list[str],
         remote: dict[str, EmbeddingEngine] | None = None,
+        engine_for: Callable[[ModelEntry], EmbeddingEngine] | None = None,
     ) -> None:
         self.engine = engine
         self.models = models
         self.remote = dict(remote or {})  # model id -> engine on an OpenAI-compatible server
         self.aliases = [a for a in aliases if a and a != engine.model_id and a not in self.remote]
+        self.engine_for = engine_for  # builds the engine of another installed model
+        self._engines: dict[str, EmbeddingEngine] = {}
+        self._lock = threading.Lock()
 
     def accepted_names(self) -> list[str]:
-        return [self.engine.model_id, *self.aliases, *self.remote]
+        others = [e.id for e in self.models.installed("embeddings") if e.id != self.engine.model_id]
+        return [self.engine.model_id, *self.aliases, *others, *self.remote]
 
     def resolve(self, model: str | None, pointer: str = "/model") -> EmbeddingEngine:
         """The engine for `model` (None: the default); 404 naming the accepted models otherwise."""
+        if model is not None:
+            model = self.models.canonical(model, "embeddings")
         if model is not None and model in self.remote:
             return self.remote[model]
-        if model is None or model in self.accepted_names():
+        if model is None or model == self.engine.model_id or model in self.aliases:
             return self.engine
+        entry = next((e for e in self.models.installed("embeddings") if e.id == model), None)
+        if entry is not None and self.engine_for is not None:
+            with self._lock:
+                if entry.id not in self._engines:
+                    self._engines[entry.id] = self.engine_for(entry)
+                return self._engines[entry.id]
         names = ", ".join(self.accepted_names())
         raise NotFound(f"Embedding model {model!r} is not available. Available: {names}.", pointer=pointer)
 

@@ -30,5 +30,6 @@ def retrieve_model(model_id: str, container: ContainerDep, principal: TenantDep)
 
 
 def _visible(container: Container, tenant_id: str) -> list[dict[str, Any]]:
-    """The installed models and the tenant's own fine-tunes."""
-    return [*container.models.list_metadata(), *container.fine_tuning.model_metadata(tenant_id)]
+    """The installed and remote models the tenant may use (the models file may restrict some), and its own
+    fine-tunes."""
+    return [*container.models.list_metadata(tenant_id), *container.fine_tuning.model_metadata(tenant_id)]

@@ -123,8 +123,9 @@ class TranscriptionService:
     def resolve_model(self, name: str | None) -> ModelEntry:
         """Apply the model rule of this module's docstring."""
         installed = self.models.installed("stt")
+        wanted = self.models.canonical(name, "stt") if name else name  # a registered or configured alias
         for entry in installed:
-            if entry.id == name:
+            if entry.id == wanted:
                 return entry
         if not name or name in WHISPER_ALIASES or name.startswith(WHISPER_FAMILIES):
             return self.models.default("stt")
