@@ -2,10 +2,11 @@
 # scripts/venv.sh VENV EXTRAS: create (or update) the virtual environment VENV and `pip install -e .[EXTRAS]`.
 #
 # The interpreter: $PYTHON if set, else the first of python3.11, python3.12, python3.13, python3 that is
-# Python 3.11-3.13 (the versions every pinned dependency has wheels for). An environment made by another
-# Python version is replaced. A new environment whose creation or install fails is deleted, so the next run
-# starts clean instead of reusing a half-built one; an existing one whose update fails is left as it was
-# (pip stops before changing anything when it cannot resolve) and the next run retries.
+# Python 3.11-3.13 (the versions every pinned dependency has wheels for). An environment made by an
+# unsupported Python, or by another version than an explicit $PYTHON, is replaced. A new environment whose
+# creation or install fails is deleted, so the next run starts clean instead of reusing a half-built one; an
+# existing one whose update fails is left as it was (pip stops before changing anything when it cannot
+# resolve) and the next run retries.
 set -eu
 venv=$1
 extras=$2
@@ -40,7 +41,12 @@ EOF
     exit 1
 fi
 
-if [ -x "$venv/bin/python" ] && ! supported "$venv/bin/python"; then
+version() {
+    "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null
+}
+# A venv of an unsupported Python is replaced, and so is one of another version than an explicit $PYTHON.
+if [ -x "$venv/bin/python" ] && { ! supported "$venv/bin/python" ||
+    { [ -n "${PYTHON:-}" ] && [ "$(version "$venv/bin/python")" != "$(version "$python")" ]; }; }; then
     echo "inferline: $venv was made by $("$venv/bin/python" -V 2>&1); recreating it with $python" >&2
     rm -rf "$venv"
 fi
