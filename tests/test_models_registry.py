@@ -213,6 +213,14 @@ def test_models_restricted_to_a_tenant_are_invisible_to_others(setup: Setup) -> 
         model="acme/private-chat", messages=ASK, max_tokens=2
     )
     assert done.model == "acme/private-chat"
+    # Nor can another tenant fine-tune it: the model is not found before anything else is checked.
+    job = {"model": "acme/private-chat", "training_file": "nobucket/x.jsonl"}
+    with pytest.raises(telnyx.NotFoundError) as caught:
+        setup.telnyx().ai.fine_tuning.jobs.create(**job)
+    assert "is not installed" in str(caught.value)
+    with pytest.raises(telnyx.APIStatusError) as other:
+        setup.telnyx(setup.key_b).ai.fine_tuning.jobs.create(**job)
+    assert "is not installed" not in str(other.value)
 
 
 # ---- chat -------------------------------------------------------------------------------------------------

@@ -206,7 +206,7 @@ class FineTuningService:
             )
         if suffix is not None and not SUFFIX.match(suffix):
             raise ValidationFailed("suffix must be 1-40 letters, digits, '.', '_' or '-'.", pointer="/suffix")
-        base = self.models.resolve(model, "chat")
+        base = self.models.resolve(model, "chat", tenant_id)  # a model restricted to other tenants: 404
         arch = gguf_architecture(_model_file(self.models, base))
         if arch not in self.architectures:
             raise ValidationFailed(
