@@ -13,8 +13,11 @@ from tests.conftest import LiveServer
 def assert_envelope(response: httpx.Response, status: int) -> dict:
     assert response.status_code == status, response.text
     body = response.json()
-    assert set(body) == {"errors"}
+    openai_path = "/ai/openai/" in response.request.url.path  # OpenAI's error object rides beside the envelope
+    assert set(body) == ({"errors", "error"} if openai_path else {"errors"})
     (error,) = body["errors"]
+    if openai_path:
+        assert body["error"]["message"] == error["detail"] and body["error"]["code"] == error["code"]
     assert {"code", "title", "detail"} <= set(error)
     assert all(isinstance(error[k], str) and error[k] for k in ("code", "title", "detail"))
     return error
