@@ -74,6 +74,9 @@ def settings(tmp_path_factory: pytest.TempPathFactory, databases: DatabaseFactor
         s3_max_body_bytes=16 * 1024 * 1024,
         webhook_allowed_hosts="127.0.0.1",
         log_level="warning",
+        # One llama.cpp thread: the test client, the server and other test processes share the cores, and
+        # llama.cpp's spinning threads slow down sharply when the cores are oversubscribed.
+        chat_threads=1,
     )
 
 

@@ -169,7 +169,9 @@ class Settings(BaseSettings):
         ge=1,
         description="Chat models kept loaded; beyond, the least recently used idle one unloads.",
     )
-    chat_threads: int = Field(default=0, ge=0, description="CPU threads per chat model; 0 = half the cores.")
+    chat_threads: int = Field(
+        default=0, ge=0, description="CPU threads per chat model; 0 = the physical cores the process may use."
+    )
     remote_chat_models: dict[str, RemoteModel] = Field(
         default_factory=dict,
         description="JSON object routing chat model ids to OpenAI-compatible servers (vLLM, llama.cpp), e.g. "
