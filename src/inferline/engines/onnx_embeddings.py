@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from inferline.engines.micro_batch import MicroBatcher
 from inferline.errors import EngineUnavailable, model_not_installed
 from inferline.logs import logged_load
 
@@ -45,6 +46,7 @@ class OnnxEmbeddingEngine:
         self._tokenizer: Any = None
         self._counter: Any = None
         self._input_names: set[str] = set()
+        self._batcher = MicroBatcher(self._embed_now, max_texts=batch_size)
 
     @logged_load("embeddings", "_session")
     def _load(self) -> None:
@@ -82,6 +84,12 @@ class OnnxEmbeddingEngine:
         return [len(e.ids) for e in self._counter.encode_batch(texts)]
 
     def embed(self, texts: list[str]) -> np.ndarray:
+        """Calls of fewer than `batch_size` texts made at the same time share one run (`MicroBatcher`)."""
+        if 0 < len(texts) < self.batch_size:
+            return self._batcher(texts)
+        return self._embed_now(texts)
+
+    def _embed_now(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimensions), dtype=np.float32)
         self._load()
