@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from inferline.stores.tables import Base, UTCDateTime, new_id, utcnow
+from inferline.stores.tables import Base, KeyLiteralJSON, UTCDateTime, new_id, utcnow
 
 
 class Conversation(Base):
@@ -20,7 +20,8 @@ class Conversation(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     tenant_id: Mapped[str] = mapped_column(String(64), index=True)
     name: Mapped[str | None] = mapped_column(String(500), nullable=True)
-    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    # Key lookups render the key as a literal, so the per-key indexes of conversations_0003 match the filters.
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", KeyLiteralJSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_message_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 

@@ -38,6 +38,25 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value
 
 
+class KeyLiteralJSON(JSON):
+    """JSON whose key lookups (`column["key"]`, `column[("a", "b")]`) put the key in the SQL text as a literal
+    instead of a bound parameter, so that an expression index on that key (e.g. `metadata ->> 'assistant_id'`)
+    matches the query: SQLite never matches a bound parameter against an indexed expression.
+
+    Keys are quoted by the dialect's literal rendering; callers still accept only plain key names.
+    """
+
+    cache_ok = True
+
+    class Comparator(JSON.Comparator[Any]):
+        def _setup_getitem(self, index: Any) -> Any:
+            operator, bound, result_type = super()._setup_getitem(index)
+            bound.literal_execute = True
+            return operator, bound, result_type
+
+    comparator_factory = Comparator
+
+
 class Base(DeclarativeBase):
     """Declarative base of every inferline table. Use `UTCDateTime` for every timestamp column."""
 
