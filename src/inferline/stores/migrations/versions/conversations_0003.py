@@ -1,11 +1,12 @@
 """Indexes for the conversation filters users run: `order=last_message_at.*` and the documented metadata keys.
 
 `order=created_at.*` already has (tenant_id, created_at) from conversations_0001. `last_message_at` is
-`coalesce(last_message_at, created_at)` in queries, so its index is on that expression. Each documented metadata
-filter key (`metadata->assistant_id`, `…->call_control_id`, `…->telnyx_agent_target`, `…->telnyx_end_user_target`,
-`…->telnyx_conversation_channel`) gets (tenant_id, <the key's text, exactly as queries render it>, created_at):
-an equality filter then reads its rows already in the default order. Queries render the key as a literal
-(`stores.tables.KeyLiteralJSON`), which is what lets these expression indexes match on SQLite and PostgreSQL.
+`coalesce(last_message_at, created_at)` in queries, so its index is on that expression. Each documented
+metadata filter key (`metadata->assistant_id`, `call_control_id`, `telnyx_agent_target`,
+`telnyx_end_user_target`, `telnyx_conversation_channel`) gets (tenant_id, <the key's text, exactly as queries
+render it>, created_at): an equality filter then reads its rows already in the default order. Queries render
+the key as a literal (`stores.tables.KeyLiteralJSON`), which lets these expression indexes match on SQLite and
+PostgreSQL.
 
 Revision ID: conversations_0003
 Revises: conversations_0002
