@@ -22,6 +22,7 @@ from inferline.areas.chat.planning import (
     constraint_of,
     engine_messages,
     json_depth,
+    native_messages,
     plan,
     tool_constraint,
 )
@@ -79,6 +80,12 @@ def nested_schema(depth: int) -> dict[str, Any]:
         ({"response_format": {"type": "json_object", "json_schema": {"name": "x"}}}, "response_format"),
         ({"messages": [{"role": "user", "content": "x", "name": "two words"}]}, "messages"),
         ({"messages": [{"role": "tool", "content": "x", "tool_call_id": ""}]}, "messages"),
+        ({"top_k": -2}, "top_k"),
+        ({"repetition_penalty": 0}, "repetition_penalty"),
+        ({"logit_bias": {"abc": 1}}, "logit_bias"),
+        ({"logit_bias": {"5": 101}}, "logit_bias"),
+        ({"metadata": {f"k{i}": "v" for i in range(17)}}, "metadata"),
+        ({"metadata": {"k": "v" * 513}}, "metadata"),
     ],
 )
 def test_field_ranges_are_checked_by_the_wire_model(fields: dict[str, Any], field: str) -> None:
@@ -89,8 +96,8 @@ def test_field_ranges_are_checked_by_the_wire_model(fields: dict[str, Any], fiel
 
 def test_whole_float_n_and_include_usage() -> None:
     assert plan(request(n=2.0)).n == 2
-    assert request().include_usage and request(stream_options={}).include_usage
-    assert not plan(request(stream_options={"include_usage": False})).include_usage
+    assert request().include_usage and request(stream=True, stream_options={}).include_usage
+    assert not plan(request(stream=True, stream_options={"include_usage": False})).include_usage
 
 
 # ---- sampling and refusals ---------------------------------------------------------------------------------
@@ -99,8 +106,17 @@ def test_sampling_params_and_defaults() -> None:
     assert params == {"temperature": DEFAULT_TEMPERATURE, "n": 1}
     params = plan(request(max_completion_tokens=5, top_p=0.5, stop="x", seed=3)).request.params
     assert params == {"max_tokens": 5, "top_p": 0.5, "stop": "x", "seed": 3, "temperature": 0.1, "n": 1}
-    assert plan(request(max_tokens=4, max_completion_tokens=9)).request.params["max_tokens"] == 4
+    assert plan(request(max_tokens=4, max_completion_tokens=4)).request.params["max_tokens"] == 4
     assert plan(request(enable_thinking=False)).request.enable_thinking is False
+    params = plan(request(top_k=1, repetition_penalty=1.3, logit_bias={"17": -100})).request.params
+    assert (params["top_k"], params["repetition_penalty"], params["logit_bias"]) == (1, 1.3, {"17": -100})
+
+
+def test_recorded_and_neutral_openai_fields_are_accepted() -> None:
+    the_plan = plan(request(user="u-1", metadata={"team": "a"}, store=False, prompt_cache_key="k"))
+    assert (the_plan.user, the_plan.metadata) == ("u-1", {"team": "a"})
+    assert plan(request(safety_identifier="s-1")).user == "s-1"
+    plan(request(modalities=["text"], verbosity="medium"))
 
 
 @pytest.mark.parametrize(
@@ -112,6 +128,17 @@ def test_sampling_params_and_defaults() -> None:
         ({"mode": "preferred"}, ValidationFailed, "/mode"),
         ({"region": "EU", "mode": "strict"}, ValidationFailed, "/region"),
         ({"top_logprobs": 2}, BadRequest, "/top_logprobs"),
+        ({"stream_options": {"include_usage": True}}, BadRequest, "/stream_options"),
+        ({"max_tokens": 4, "max_completion_tokens": 9}, BadRequest, "/max_completion_tokens"),
+        ({"store": True}, UnsupportedParameter, "/store"),
+        ({"parallel_tool_calls": False}, BadRequest, "/parallel_tool_calls"),
+        ({"functions": [{"name": "f"}]}, UnsupportedParameter, "/functions"),
+        ({"function_call": "auto"}, UnsupportedParameter, "/function_call"),
+        ({"audio": {"voice": "alloy", "format": "mp3"}}, UnsupportedParameter, "/audio"),
+        ({"prediction": {"type": "content", "content": "x"}}, UnsupportedParameter, "/prediction"),
+        ({"web_search_options": {}}, UnsupportedParameter, "/web_search_options"),
+        ({"modalities": ["text", "audio"]}, UnsupportedParameter, "/modalities"),
+        ({"verbosity": "low"}, UnsupportedParameter, "/verbosity"),
     ],
 )
 def test_unsupported_and_cross_field_refusals(fields: dict[str, Any], error: type, pointer: str) -> None:
@@ -177,6 +204,9 @@ def test_no_constraint() -> None:
         ({"guided_regex": "(unclosed"}, BadRequest, "/guided_regex"),
         ({"guided_regex": r"a\b"}, UnsupportedParameter, "/guided_regex"),
         ({"guided_regex": "(?i:a)b"}, UnsupportedParameter, "/guided_regex"),
+        ({"guided_regex": "(?m)^a$"}, UnsupportedParameter, "/guided_regex"),
+        ({"guided_regex": "(?a)a"}, UnsupportedParameter, "/guided_regex"),
+        ({"guided_regex": "(?i)(?u)a"}, UnsupportedParameter, "/guided_regex"),
         ({"guided_regex": r"(a)\1"}, UnsupportedParameter, "/guided_regex"),
     ],
 )
@@ -189,6 +219,8 @@ def test_regex_checks() -> None:
     with pytest.raises(BadRequest, match="nests too deeply"):  # was a RecursionError
         check_regex("(" * 2000 + "a" + ")" * 2000, "/p")
     assert ascii_classes(r"[\w.]+@\S") == r"[A-Za-z0-9_.]+@[^\x09-\x0d\x20]"
+    for pattern in ("(?i)yes", "(?s)a.b", "(?x) a b ", "(?is)a.b"):  # flags llguidance honours as Python does
+        assert check_regex(pattern, "/p") == pattern
 
 
 def test_schema_depth_is_bounded_before_the_validator_recurses() -> None:
@@ -235,6 +267,9 @@ def test_beam_plans() -> None:
         ({"presence_penalty": 1}, UnsupportedParameter, "/presence_penalty"),
         ({"seed": 1}, UnsupportedParameter, "/seed"),
         ({"logprobs": True}, UnsupportedParameter, "/logprobs"),
+        ({"top_k": 5}, UnsupportedParameter, "/top_k"),
+        ({"repetition_penalty": 1.2}, UnsupportedParameter, "/repetition_penalty"),
+        ({"logit_bias": {"5": 10}}, UnsupportedParameter, "/logit_bias"),
         ({"guided_choice": ["a"]}, UnsupportedParameter, "/use_beam_search"),
         ({"tools": [WEATHER]}, UnsupportedParameter, "/use_beam_search"),
     ],
@@ -386,6 +421,23 @@ def test_tool_calls_and_results_are_tied_by_id() -> None:
     assert json.loads(only_calls[0]["content"])["id"] == "call_1"
     named = engine_messages(messages({"role": "tool", "name": "lookup", "content": "42"}))
     assert json.loads(named[0]["content"]) == {"name": "lookup", "content": "42"}
+
+
+def test_native_messages_keep_calls_and_results_structured() -> None:
+    out = native_messages(
+        messages(
+            {"role": "developer", "content": "Be brief."},
+            {"role": "user", "content": "Weather?", "name": "alice"},
+            {"role": "assistant", "content": None, "tool_calls": [CALL]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "Sunny"},
+        )
+    )
+    assert out == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "alice: Weather?"},
+        {"role": "assistant", "content": None, "tool_calls": [CALL]},
+        {"role": "tool", "tool_call_id": "call_1", "name": "get_weather", "content": "Sunny"},
+    ]
 
 
 @pytest.mark.parametrize(

@@ -56,8 +56,9 @@ def _vocabulary_cut(key: str, value: Any, kept: set[str]) -> Any:
     return value
 
 
-def build_tiny_qwen2(path: Path, seed: int = 0) -> Path:
-    """Write the tiny qwen2 GGUF to `path` (deterministic for a seed) and return it."""
+def build_tiny_qwen2(path: Path, seed: int = 0, chat_template: str | None = None) -> Path:
+    """Write the tiny qwen2 GGUF to `path` (deterministic for a seed) and return it; `chat_template`
+    replaces the ChatML one taken from SmolLM2."""
     import gguf
 
     T = gguf.GGMLQuantizationType
@@ -78,7 +79,9 @@ def build_tiny_qwen2(path: Path, seed: int = 0) -> Path:
     writer.add_file_type(gguf.LlamaFileType.MOSTLY_Q4_K_M)
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
     for key, field in source.fields.items():
-        if key.startswith("tokenizer."):
+        if key == "tokenizer.chat_template" and chat_template is not None:
+            writer.add_chat_template(chat_template)
+        elif key.startswith("tokenizer."):
             sub_type = field.types[1] if len(field.types) > 1 else None
             writer.add_key_value(
                 key, _vocabulary_cut(key, field.contents(), tokens), field.types[0], sub_type

@@ -3,11 +3,18 @@
 llama.cpp runs `parallel` slots with continuous batching, so concurrent requests decode together without
 sharing state. Constraints become grammars: JSON schemas through llama.cpp's schema converter, regexes
 through llguidance, choices as a GBNF alternation. The model loads on first use.
+
+Tools: when the model's chat template has a tool-call format llama.cpp parses (Hermes / Qwen2.5
+`<tool_call>`, Mistral `[TOOL_CALLS]`, Llama 3.x JSON; see `TOOL_CALL_OPENERS`), `tools` go to llama.cpp as
+they are: the template offers them, llama.cpp constrains a call's arguments to the function's schema and
+streams the parsed calls as OpenAI `tool_calls` deltas. `tool_choice: required` starts the reply with the
+format's call opener (an assistant prefill), so the reply is calls from its first token.
 """
 
 from __future__ import annotations
 
 import json
+import struct
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,7 +38,72 @@ PASSTHROUGH = (
     "frequency_penalty",
     "logprobs",
     "top_logprobs",
+    "top_k",
+    "logit_bias",
+    "repetition_penalty",  # llama.cpp's `repeat_penalty` (renamed in `body`); vLLM's own name
 )
+
+# Chat templates that declare tools, by a marker of their tool-call format, and how a call starts (the
+# assistant prefill of `tool_choice: required`). Templates without one get tools as constrained JSON.
+TOOL_CALL_OPENERS = (
+    ("<tool_call>", "<tool_call>\n"),  # Hermes 2 Pro, Qwen2.5, Qwen3
+    ("[TOOL_CALLS]", "[TOOL_CALLS]"),  # Mistral (Nemo, Small)
+    ('"parameters": dictionary of argument name', '{"name": "'),  # Llama 3.1 to 3.3
+)
+
+
+def tool_call_opener(template: str | None) -> str | None:
+    """How a call starts in `template`'s tool-call format, if it declares tools in one llama.cpp parses."""
+    if not template or "tools" not in template:
+        return None
+    return next((opener for marker, opener in TOOL_CALL_OPENERS if marker in template), None)
+
+
+# GGUF value types: fixed-size scalars (struct formats), strings and arrays.
+_SCALARS = dict(enumerate(("<B", "<b", "<H", "<h", "<I", "<i", "<f", "<?"))) | {10: "<Q", 11: "<q", 12: "<d"}
+_STRING, _ARRAY = 8, 9
+
+
+def gguf_chat_metadata(path: Path) -> tuple[str | None, int | None]:
+    """A GGUF file's chat template and vocabulary size, read from its header (arrays are skipped, not
+    loaded); (None, None) when the file cannot be read."""
+    template: str | None = None
+    vocab: int | None = None
+    with path.open("rb") as fh:
+
+        def number(fmt: str) -> Any:
+            return struct.unpack(fmt, fh.read(struct.calcsize(fmt)))[0]
+
+        def skip(kind: int, count: int = 1) -> None:
+            if kind in _SCALARS:
+                fh.seek(struct.calcsize(_SCALARS[kind]) * count, 1)
+            elif kind == _STRING:
+                for _ in range(count):
+                    fh.seek(number("<Q"), 1)
+            elif kind == _ARRAY:
+                for _ in range(count):
+                    inner = number("<I")
+                    skip(inner, number("<Q"))
+            else:
+                raise ValueError(f"unknown GGUF value type {kind}")
+
+        try:
+            if fh.read(4) != b"GGUF" or number("<I") < 2:
+                return None, None
+            number("<Q")  # tensors
+            for _ in range(number("<Q")):
+                key = fh.read(number("<Q"))
+                kind = number("<I")
+                if key == b"tokenizer.chat_template" and kind == _STRING:
+                    template = fh.read(number("<Q")).decode("utf-8", "replace")
+                elif key == b"tokenizer.ggml.tokens" and kind == _ARRAY:
+                    inner, vocab = number("<I"), number("<Q")
+                    skip(inner, vocab)
+                else:
+                    skip(kind)
+        except (struct.error, ValueError):
+            return None, None
+    return template, vocab
 
 
 def regex_grammar(pattern: str) -> str:
@@ -87,6 +159,26 @@ class LlamaCppChatEngine:
         self.threads = threads or physical_cores()
         self._lock = threading.Lock()
         self._server: Any = None
+        self._metadata: tuple[str | None, int | None] | None = None
+
+    def _chat_metadata(self) -> tuple[str | None, int | None]:
+        """(the chat template llama.cpp uses, the vocabulary size), read once from the GGUF header."""
+        if self._metadata is None:
+            try:
+                template, vocab = gguf_chat_metadata(self.model_path)
+            except OSError:
+                template, vocab = None, None
+            self._metadata = (self.chat_template or template, vocab)
+        return self._metadata
+
+    @property
+    def tool_call_opener(self) -> str | None:
+        return tool_call_opener(self._chat_metadata()[0])
+
+    @property
+    def native_tools(self) -> bool:
+        """Whether the model's template declares tools in a format llama.cpp parses (`TOOL_CALL_OPENERS`)."""
+        return self.tool_call_opener is not None
 
     @logged_load("chat", "_server")
     def _load(self) -> Any:
@@ -123,8 +215,19 @@ class LlamaCppChatEngine:
     def body(self, request: EngineRequest) -> dict[str, Any]:
         """The llama.cpp chat request for `request`, always streamed with usage in the last chunk."""
         body: dict[str, Any] = {k: v for k, v in request.params.items() if k in PASSTHROUGH}
+        if "repetition_penalty" in body:
+            body["repeat_penalty"] = body.pop("repetition_penalty")
         body.update(messages=request.messages, stream=True, stream_options={"include_usage": True})
         body.update(constraint_fields(request.constraint))
+        if request.tools:
+            body.update(
+                tools=request.tools,
+                tool_choice=request.tool_choice,
+                parallel_tool_calls=request.parallel_tool_calls,
+            )
+            opener = self.tool_call_opener
+            if request.tool_choice == "required" and opener:  # the reply starts inside a call
+                body["messages"] = [*request.messages, {"role": "assistant", "content": opener}]
         if request.enable_thinking is not None:
             # Templates with a thinking phase read this; the others ignore it (see README, chat).
             body["chat_template_kwargs"] = {"enable_thinking": request.enable_thinking}
@@ -133,6 +236,7 @@ class LlamaCppChatEngine:
 
     def stream(self, request: EngineRequest, on_chunk: OnChunk) -> None:
         """Stream; `n` beyond the slot count runs in rounds of at most `parallel` choices (seed + offset)."""
+        self._check_logit_bias(request.params.get("logit_bias"))
         n = int(request.params.get("n") or 1)
         if n <= self.parallel:
             self._stream(self.body(request), on_chunk)
@@ -165,6 +269,18 @@ class LlamaCppChatEngine:
                 return
         usage["total_tokens"] = usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)
         on_chunk({"object": "chat.completion.chunk", "choices": [], "usage": usage})
+
+    def _check_logit_bias(self, bias: dict[str, float] | None) -> None:
+        """Token ids beyond the vocabulary are refused (llama.cpp would ignore them)."""
+        vocab = self._chat_metadata()[1]
+        if bias and vocab is not None:
+            outside = [token for token in bias if int(token) >= vocab]
+            if outside:
+                raise ChatEngineError(
+                    400,
+                    f"logit_bias names token {outside[0]}; {self.name} has token ids 0 to {vocab - 1}.",
+                    pointer="/logit_bias",
+                )
 
     def _stream(self, body: dict[str, Any], on_chunk: OnChunk) -> None:
         server = self._load()

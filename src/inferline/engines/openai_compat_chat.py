@@ -37,6 +37,7 @@ class OpenAICompatChatEngine:
     """One model on one upstream server; `url` is its OpenAI base (e.g. `http://vllm:8000/v1`)."""
 
     enforces_constraints = False
+    native_tools = False  # a server may not parse tool calls: tools go as constrained JSON
 
     def __init__(
         self, name: str, url: str, upstream_model: str, *, api_key: str | None = None, timeout: float = 60.0

@@ -1,8 +1,9 @@
 """The three ways a plan is generated (in a worker thread), each emitting OpenAI chunks:
 
-- plain: the engine's chunks are forwarded as they come (a grammar-enforced constraint is re-checked after);
-- buffered: generated whole, then post-processed (tool calls, sampling `best_of`, the check of a constraint a
-  remote engine only requested) and emitted as the chunks of the finished completion;
+- plain: the engine's chunks are forwarded as they come (a grammar-enforced constraint, and the arguments of
+  tool calls an engine with `native_tools` parsed, are re-checked after);
+- buffered: generated whole, then post-processed (tool calls from constrained JSON, sampling `best_of`, the
+  check of a constraint a remote engine only requested) and emitted as the chunks of the finished completion;
 - beam: beam search over one-token steps, emitted the same way.
 """
 
@@ -24,7 +25,7 @@ from inferline.areas.chat.output import (
     tool_message,
 )
 from inferline.areas.chat.planning import Plan
-from inferline.engines.chat import ChatEngine, EngineRequest
+from inferline.engines.chat import ChatEngine, Constraint, EngineRequest
 from inferline.errors import UpstreamError
 
 # Called per chunk; returning True means the consumer is gone (stop generating).
@@ -92,7 +93,8 @@ class Run:
     cancelled: threading.Event
 
     def content_token(self, chunk: dict[str, Any]) -> None:
-        if any((c.get("delta") or {}).get("content") for c in chunk.get("choices") or []):
+        deltas = [c.get("delta") or {} for c in chunk.get("choices") or []]
+        if any(d.get("content") or d.get("tool_calls") for d in deltas):
             self.telemetry.token()
 
     def emit_completion(self, done: dict[str, Any]) -> None:
@@ -107,9 +109,10 @@ class Run:
 def generate(run: Run, plan: Plan, request: EngineRequest, *, enforced: bool) -> None:
     """Generate `request` (the plan's, with retrieval and tool instructions added) the way `plan` needs;
     `enforced` says whether the engine enforces constraints while decoding (else they are checked after)."""
+    json_tools = plan.calls_tools and request.tools is None  # tools as constrained JSON, not native
     if plan.beam is not None:
         generate_beam(run, plan, request)
-    elif plan.buffered or (request.constraint is not None and not enforced):
+    elif json_tools or plan.best_of is not None or (request.constraint is not None and not enforced):
         generate_buffered(run, plan, request)
     else:
         generate_plain(run, request)
@@ -118,7 +121,7 @@ def generate(run: Run, plan: Plan, request: EngineRequest, *, enforced: bool) ->
 def generate_plain(run: Run, request: EngineRequest) -> None:
     """Forward the engine's chunks under one completion id; a constrained output is re-checked at the end."""
     ident, created = completion_id(), int(time.time())
-    assembler = Assembler() if request.constraint is not None else None
+    assembler = Assembler() if request.constraint is not None or request.tools else None
 
     def on_chunk(chunk: dict[str, Any]) -> bool:
         run.content_token(chunk)
@@ -132,10 +135,26 @@ def generate_plain(run: Run, request: EngineRequest) -> None:
         return run.emit(chunk) or run.cancelled.is_set()
 
     run.engine.stream(request, on_chunk)
-    if assembler is not None and request.constraint is not None and not run.cancelled.is_set():
-        for _, text, finish in assembler.outputs():  # grammar-enforced; checked as a safety net
-            if finish != "length" and not satisfies(request.constraint, text):
-                raise UpstreamError("The chat engine's output does not satisfy the requested constraint.")
+    if assembler is None or run.cancelled.is_set():
+        return
+    for index, text, finish in assembler.outputs():  # grammar-enforced; checked as a safety net
+        if finish == "length":
+            continue
+        if request.constraint is not None and not satisfies(request.constraint, text):
+            raise UpstreamError("The chat engine's output does not satisfy the requested constraint.")
+        if request.tools:
+            check_tool_calls(request.tools, assembler.tool_calls(index))
+
+
+def check_tool_calls(tools: list[dict[str, Any]], calls: list[dict[str, Any]]) -> None:
+    """Each parsed call names an offered function and its arguments follow that function's parameters."""
+    schemas = {t["function"]["name"]: t["function"].get("parameters") or {} for t in tools}
+    for call in calls:
+        name, arguments = call["function"]["name"], call["function"]["arguments"]
+        if name not in schemas or not satisfies(Constraint("json_schema", schemas[name]), arguments):
+            raise UpstreamError(
+                f"The chat engine's call of {name!r} does not follow the function's parameters."
+            )
 
 
 def generate_buffered(run: Run, plan: Plan, request: EngineRequest) -> None:
@@ -160,8 +179,10 @@ def generate_buffered(run: Run, plan: Plan, request: EngineRequest) -> None:
         text, finish = choice["message"]["content"], choice["finish_reason"]
         if request.constraint is not None and finish != "length" and not satisfies(request.constraint, text):
             raise UpstreamError(f"The chat engine ({run.model_id}) did not honour the output constraint.")
-        if plan.calls_tools and finish != "length":
+        if plan.calls_tools and request.tools is None and finish != "length":
             choice["message"], choice["finish_reason"] = tool_message(text)
+        elif request.tools and finish != "length":
+            check_tool_calls(request.tools, choice["message"].get("tool_calls") or [])
         choices.append(choice)
     usage = assembler.usage
     if usage:

@@ -33,14 +33,17 @@ class Assembler:
                 slot["content"].append(delta["content"])
             if delta.get("reasoning_content"):
                 slot["reasoning"].append(delta["reasoning_content"])
-            for call in delta.get("tool_calls") or []:  # whole calls (we never split their arguments)
-                slot["tool_calls"].append({k: v for k, v in call.items() if k != "index"})
+            for call in delta.get("tool_calls") or []:
+                _add_call(slot["tool_calls"], call)
             if c.get("logprobs") and c["logprobs"].get("content") is not None:
                 slot["logprobs"] = (slot["logprobs"] or []) + c["logprobs"]["content"]
             if c.get("finish_reason"):
                 slot["finish_reason"] = c["finish_reason"]
         if chunk.get("usage"):
             self.usage = chunk["usage"]
+
+    def tool_calls(self, index: int) -> list[dict[str, Any]]:
+        return self.choices[index]["tool_calls"] if index in self.choices else []
 
     def outputs(self) -> list[tuple[int, str, str | None]]:
         """(index, text, finish_reason) per choice."""
@@ -62,6 +65,23 @@ class Assembler:
 
     def logprob_sum(self, index: int) -> float:
         return sum(t.get("logprob", 0.0) for t in self.choices[index]["logprobs"] or [])
+
+
+def _add_call(calls: list[dict[str, Any]], delta: dict[str, Any]) -> None:
+    """Merge one streamed `tool_calls` delta: a new `index` starts a call (id, type, name), the same index
+    continues its `arguments`."""
+    function = delta.get("function") or {}
+    index = delta.get("index", len(calls))
+    if index < len(calls):
+        calls[index]["function"]["arguments"] += function.get("arguments") or ""
+        return
+    calls.append(
+        {
+            "id": delta.get("id") or "call_" + secrets.token_hex(12),
+            "type": delta.get("type") or "function",
+            "function": {"name": function.get("name", ""), "arguments": function.get("arguments") or ""},
+        }
+    )
 
 
 def completion(model: str, choices: list[dict[str, Any]], usage: dict[str, Any] | None) -> dict[str, Any]:

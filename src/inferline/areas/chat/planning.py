@@ -23,6 +23,8 @@ DEFAULT_RETRIEVAL_RESULTS = 3
 MAX_SCHEMA_DEPTH = 64  # JSON levels (objects and arrays) in a schema; deeper is a 400 naming the field
 SAMPLING = ("max_tokens", "temperature", "top_p", "min_p", "seed", "stop")
 SAMPLING += ("presence_penalty", "frequency_penalty", "logprobs", "top_logprobs")
+SAMPLING += ("top_k", "repetition_penalty", "logit_bias")
+REGEX_FLAGS = "isx"  # leading global flags llguidance honours as Python does (case, dot-all, verbose)
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,10 @@ class Plan:
 
     model: str | None
     request: EngineRequest
+    native_messages: list[dict[str, Any]] = field(default_factory=list)  # for `native_tools` engines
     tools: list[Function] = field(default_factory=list)
     tool_choice: str | None = None  # none | auto | required | <function name>
+    parallel_tool_calls: bool = True
     beam: BeamSpec | None = None
     best_of: int | None = None  # sampling best_of: generate this many, keep the n most likely
     n: int = 1
@@ -68,6 +72,8 @@ class Plan:
     retrieval: list[Retrieval] = field(default_factory=list)
     constraint_pointer: str | None = None  # the field the constraint came from, for engine refusals
     include_usage: bool = True  # a stream ends with the usage chunk
+    user: str | None = None  # recorded with the usage, with `metadata`
+    metadata: dict[str, str] | None = None
 
     @property
     def calls_tools(self) -> bool:
@@ -75,8 +81,21 @@ class Plan:
 
     @property
     def buffered(self) -> bool:
-        """Whether output must be complete before the first chunk leaves (post-processed)."""
+        """Whether output must be complete before the first chunk leaves (post-processed); tools only on an
+        engine without `native_tools` (constrained JSON turned into `tool_calls`)."""
         return self.calls_tools or self.beam is not None or self.best_of is not None
+
+    def openai_tools(self) -> list[dict[str, Any]]:
+        """The function tools offered, as OpenAI tools (a named `tool_choice` offers only its function)."""
+        named = self.tool_choice not in (None, "none", "auto", "required")
+        return [
+            {
+                "type": "function",
+                "function": {"name": t.name, "description": t.description, "parameters": t.parameters},
+            }
+            for t in self.tools
+            if not named or t.name == self.tool_choice
+        ]
 
 
 # ---- messages ----------------------------------------------------------------------------------------------
@@ -127,6 +146,33 @@ def engine_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
     return out
 
 
+def native_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
+    """Messages for a model whose own chat template shows tool calls (`ChatEngine.native_tools`): as in
+    `engine_messages`, except that an assistant's calls stay OpenAI `tool_calls` and a tool result stays a
+    `tool` message with its `tool_call_id` and function `name`, for the template to render in the model's
+    own format. Run `engine_messages` first: it checks the ties between calls and results."""
+    calls: dict[str, str] = {}
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        content = text_of(m.content, "")
+        if m.role == "tool":
+            name = m.name or calls.get(m.tool_call_id or "")
+            result = {"role": "tool", "tool_call_id": m.tool_call_id, "name": name, "content": content}
+            out.append({k: v for k, v in result.items() if v is not None})
+            continue
+        if m.name is not None and content:
+            content = f"{m.name}: {content}"
+        message: dict[str, Any] = {"role": "system" if m.role == "developer" else m.role, "content": content}
+        if m.tool_calls:
+            message["content"] = content or None
+            message["tool_calls"] = [
+                {"id": c.id, "type": "function", "function": c.function.model_dump()} for c in m.tool_calls
+            ]
+            calls.update((c.id, c.function.name) for c in m.tool_calls)
+        out.append(message)
+    return out
+
+
 def _tool_result(message: ChatMessage, content: str, calls: dict[str, str], at: str) -> str:
     name = message.name
     if message.tool_call_id is not None:
@@ -158,7 +204,8 @@ def _call_text(call: ToolCall) -> str:
 
 # ---- constraints -------------------------------------------------------------------------------------------
 def check_regex(pattern: str, pointer: str) -> str:
-    """`pattern` if the grammar engine can enforce it (no lookaround, backreference, \\b or flags)."""
+    """`pattern` if the grammar engine can enforce it (no lookaround, backreference, \\b, scoped flags or
+    leading flags other than `REGEX_FLAGS`)."""
     from re import _constants as c  # type: ignore[attr-defined]
     from re import _parser  # type: ignore[attr-defined]
 
@@ -183,6 +230,14 @@ def check_regex(pattern: str, pointer: str) -> str:
             elif op in (c.MAX_REPEAT, c.MIN_REPEAT):
                 walk(arg[2])
 
+    leading = re.match(r"(?:\(\?[a-zA-Z]+\))+", pattern)
+    flags = set(re.sub(r"[(?)]", "", leading.group(0))) if leading else set()
+    if flags - set(REGEX_FLAGS):
+        raise UnsupportedParameter(
+            f"The regex flag {''.join(sorted(flags - set(REGEX_FLAGS)))!r} cannot be enforced; constrained "
+            f"decoding honours (?i), (?s) and (?x), and \\d, \\w, \\s are always the ASCII classes.",
+            pointer=pointer,
+        )
     try:
         walk(_parser.parse(pattern))
     except re.error as exc:
@@ -409,6 +464,37 @@ def refuse_unsupported(request: ChatCompletionRequest) -> None:
         )
     if request.top_logprobs is not None and not request.logprobs:
         raise BadRequest("top_logprobs needs logprobs=true.", pointer="/top_logprobs")
+    if request.stream_options is not None and not request.stream:
+        raise BadRequest("stream_options is only allowed with stream=true.", pointer="/stream_options")
+    if None not in (request.max_tokens, request.max_completion_tokens) and (
+        request.max_tokens != request.max_completion_tokens
+    ):
+        raise BadRequest(
+            "max_completion_tokens differs from max_tokens (its older name); give one of them.",
+            pointer="/max_completion_tokens",
+        )
+    if request.store:
+        raise UnsupportedParameter(
+            "store: this server does not store chat completions; send store=false or leave it out.",
+            pointer="/store",
+        )
+    refused = {
+        "functions": "functions is OpenAI's deprecated form of tools; use tools.",
+        "function_call": "function_call is OpenAI's deprecated form of tool_choice; use tool_choice.",
+        "audio": "chat completions answer in text; speech comes from /v2/ai/openai/audio/speech.",
+        "prediction": "predicted outputs are not supported.",
+        "web_search_options": "web search is not available on this server.",
+    }
+    for name, reason in refused.items():
+        if getattr(request, name) is not None:
+            raise UnsupportedParameter(reason, pointer=f"/{name}")
+    if request.modalities is not None and request.modalities != ["text"]:
+        raise UnsupportedParameter('modalities: only ["text"] is served here.', pointer="/modalities")
+    if request.verbosity not in (None, "medium"):
+        raise UnsupportedParameter(
+            "verbosity: the installed chat models have no verbosity control; only `medium`.",
+            pointer="/verbosity",
+        )
 
 
 def beam_of(request: ChatCompletionRequest, n: int) -> BeamSpec | None:
@@ -426,10 +512,12 @@ def beam_of(request: ChatCompletionRequest, n: int) -> BeamSpec | None:
         raise BadRequest(
             "Beam search is deterministic; temperature must be 0 or omitted.", pointer="/temperature"
         )
-    for name, neutral in (("top_p", 1), ("min_p", 0), ("presence_penalty", 0), ("frequency_penalty", 0)):
+    neutral_values = {"top_p": 1, "min_p": 0, "presence_penalty": 0, "frequency_penalty": 0}
+    neutral_values |= {"top_k": 0, "repetition_penalty": 1}
+    for name, neutral in neutral_values.items():
         if getattr(request, name) not in (None, neutral):
             raise UnsupportedParameter(f"{name} does not apply to beam search.", pointer=f"/{name}")
-    for name in ("seed", "logprobs"):
+    for name in ("seed", "logprobs", "logit_bias"):
         if getattr(request, name):
             raise UnsupportedParameter(f"{name} is not supported with beam search.", pointer=f"/{name}")
     return BeamSpec(
@@ -455,6 +543,10 @@ def plan(request: ChatCompletionRequest) -> Plan:
     tool_choice = tool_choice_of(request, functions)
     beam = beam_of(request, n)
     calls_tools = bool(functions) and tool_choice != "none"
+    if request.parallel_tool_calls is not None and not functions:
+        raise BadRequest(
+            "parallel_tool_calls is only allowed with function tools.", pointer="/parallel_tool_calls"
+        )
     if calls_tools and constraint is not None:
         raise BadRequest("Function tools cannot be combined with an output constraint.", pointer="/tools")
     if beam is not None and (constraint is not None or calls_tools):
@@ -480,8 +572,10 @@ def plan(request: ChatCompletionRequest) -> Plan:
     return Plan(
         model=request.model,
         request=engine_request,
+        native_messages=native_messages(request.messages),
         tools=functions,
         tool_choice=tool_choice,
+        parallel_tool_calls=request.parallel_tool_calls is not False,
         beam=beam,
         best_of=best_of,
         n=n,
@@ -489,4 +583,6 @@ def plan(request: ChatCompletionRequest) -> Plan:
         retrieval=retrieval,
         constraint_pointer=f"/{found[0]}" if found else None,
         include_usage=request.include_usage,
+        user=request.user or request.safety_identifier,
+        metadata=request.metadata,
     )

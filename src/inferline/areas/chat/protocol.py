@@ -11,16 +11,23 @@ OpenAI options that have no separate effect here:
 - `strict` on a function tool or a `json_schema` response format, true or false: the output (the call's
   `arguments`) is always constrained by the schema while decoding, and checked after decoding for remote
   models; that is what `strict: true` asks for and is within what `strict: false` allows.
+- `prompt_cache_key`: llama.cpp reuses the cached prefix of a slot's previous prompt whatever the key.
+
+Every other documented OpenAI field is typed here, so none is a 422 "extra inputs"; those this server
+cannot honour are a 400 naming them (`planning.refuse_unsupported`).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MAX_N = 8  # choices (`n`) and candidates (`best_of`, beam width) per request
 MAX_STOP = 4
+MAX_METADATA = 16  # OpenAI's limits on `metadata`: pairs, key and value lengths
+MAX_METADATA_KEY, MAX_METADATA_VALUE = 64, 512
 
 
 class _Strict(BaseModel):
@@ -29,9 +36,19 @@ class _Strict(BaseModel):
 
 # ---- request -----------------------------------------------------------------------------------------------
 class ContentPart(_Strict):
+    """A `text` part carries `text`, an `image_url` part `image_url`; never both."""
+
     type: Literal["text", "image_url"]
     text: str | None = None
     image_url: str | dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _one_payload(self) -> ContentPart:
+        if self.type == "text" and (self.text is None or self.image_url is not None):
+            raise ValueError("a text part carries `text` and no `image_url`")
+        if self.type == "image_url" and (self.image_url is None or self.text is not None):
+            raise ValueError("an image_url part carries `image_url` and no `text`")
+        return self
 
 
 class ToolCallFunction(_Strict):
@@ -151,6 +168,23 @@ class ChatCompletionRequest(_Strict):
     response_format: ResponseFormat | None = None
     tools: list[Tool] | None = None
     tool_choice: Literal["none", "auto", "required"] | ToolChoiceObject | None = None
+    top_k: int | None = Field(default=None, ge=-1)  # as in vLLM: 0 or -1 keep every token
+    repetition_penalty: float | None = Field(default=None, gt=0)  # 1 is neutral
+    logit_bias: dict[str, float] | None = None  # token id -> bias (-100 to 100)
+    parallel_tool_calls: bool | None = None
+    user: str | None = None  # an end-user id, recorded with the usage (the `inferline.chat` log)
+    safety_identifier: str | None = None  # OpenAI's newer name for `user`; recorded the same way
+    metadata: dict[str, str] | None = None  # recorded with the usage
+    store: bool | None = None
+    prompt_cache_key: str | None = None
+    # Documented OpenAI fields this server refuses (400 naming them) unless neutral:
+    functions: list[dict[str, Any]] | None = None
+    function_call: str | dict[str, Any] | None = None
+    modalities: list[str] | None = None
+    audio: dict[str, Any] | None = None
+    prediction: dict[str, Any] | None = None
+    web_search_options: dict[str, Any] | None = None
+    verbosity: Literal["low", "medium", "high"] | None = None
     enable_thinking: bool | None = None
     api_key_ref: str | None = None
     reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None = None
@@ -164,6 +198,29 @@ class ChatCompletionRequest(_Strict):
         if isinstance(stop, list) and len(stop) > MAX_STOP:
             raise ValueError(f"at most {MAX_STOP} sequences")
         return stop
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _token_biases(cls, bias: dict[str, float] | None) -> dict[str, float] | None:
+        for token, value in (bias or {}).items():
+            if not re.fullmatch(r"[0-9]{1,9}", token):
+                raise ValueError(f"keys are token ids (whole numbers); got {token!r}")
+            if not -100 <= value <= 100:
+                raise ValueError(f"biases are between -100 and 100; token {token} has {value}")
+        return bias
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_limits(cls, metadata: dict[str, str] | None) -> dict[str, str] | None:
+        if metadata is not None:
+            if len(metadata) > MAX_METADATA:
+                raise ValueError(f"at most {MAX_METADATA} pairs")
+            for key, value in metadata.items():
+                if len(key) > MAX_METADATA_KEY or len(value) > MAX_METADATA_VALUE:
+                    raise ValueError(
+                        f"keys have at most {MAX_METADATA_KEY} characters, values {MAX_METADATA_VALUE}"
+                    )
+        return metadata
 
     @field_validator("guided_choice")
     @classmethod

@@ -4,12 +4,19 @@
 A request is planned (`planning`), its model resolved and admitted by the `EnginePool` (bounded queue, 429),
 and generated in its own thread (`generation`), whose chunks reach the caller through an asyncio queue.
 A consumer that goes away sets the generation's cancel flag and the engine stops at the next token.
+
+Function tools reach a model whose chat template has a tool-call format llama.cpp parses (`native_tools`)
+as OpenAI tools, with the messages' calls and results structured; other models get them described in the
+system prompt and the reply constrained to JSON (one call at most). Each finished generation is recorded
+as one `inferline.chat` log line: request id, tenant, model, `user`, `metadata` and token counts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import json
 import logging
 import threading
 import time
@@ -34,7 +41,7 @@ from inferline.areas.chat.protocol import (
     ChatCompletionRequest,
     ChatMessage,
 )
-from inferline.engines.chat import ChatEngineError, EngineRequest
+from inferline.engines.chat import ChatEngine, ChatEngineError, EngineRequest
 from inferline.errors import (
     BadRequest,
     EngineUnavailable,
@@ -44,6 +51,7 @@ from inferline.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+from inferline.logs import REQUEST_ID
 
 log = logging.getLogger("inferline.chat")
 
@@ -203,7 +211,7 @@ class ChatService:
         try:
             async for chunk in chunks:
                 head.append(chunk)
-                if any(c.get("delta", {}).get("content") or c.get("finish_reason") for c in chunk["choices"]):
+                if any(_started(c) for c in chunk["choices"]):
                     break
                 if chunk.get("usage"):
                     break
@@ -242,7 +250,8 @@ class ChatService:
                 error = exc
             job.finish(error)
 
-        threading.Thread(target=run, name="chat-generation", daemon=True).start()
+        context = contextvars.copy_context()  # the request id, for the usage line
+        threading.Thread(target=context.run, args=(run,), name="chat-generation", daemon=True).start()
         return the_plan, target, job
 
     # ---- generation (runs in a worker thread) -----------------------------------------------------------
@@ -263,17 +272,40 @@ class ChatService:
             gate.abandon()
             raise
         telemetry.started = time.perf_counter()
+        usage: dict[str, Any] = {}
+
+        def recorded(chunk: dict[str, Any]) -> bool:
+            usage.update(chunk.get("usage") or {})
+            return emit(chunk)
+
         try:
             if cancelled.is_set():
                 return
             engine = self.pool.engine(target)
-            request = self._engine_request(tenant_id, the_plan)
-            run = Run(engine, target.model_id, emit, telemetry, cancelled)
+            request = self._engine_request(tenant_id, the_plan, engine)
+            run = Run(engine, target.model_id, recorded, telemetry, cancelled)
             generate(run, the_plan, request, enforced=target.enforces_constraints)
         except ChatEngineError as exc:
             raise self._mapped(exc, the_plan) from exc
         finally:
             gate.release(time.perf_counter() - telemetry.started)
+        if usage:
+            self._record(tenant_id, target.model_id, the_plan, usage)
+
+    @staticmethod
+    def _record(tenant_id: str, model_id: str, the_plan: Plan, usage: dict[str, Any]) -> None:
+        """The usage line of a finished generation (values JSON-quoted: one line whatever they hold)."""
+        log.info(
+            "chat usage request_id=%s tenant=%s model=%s user=%s metadata=%s prompt_tokens=%s "
+            "completion_tokens=%s",
+            REQUEST_ID.get(),
+            tenant_id,
+            json.dumps(model_id),
+            json.dumps(the_plan.user),
+            json.dumps(the_plan.metadata, ensure_ascii=False, separators=(",", ":")),
+            usage.get("prompt_tokens", 0),
+            usage.get("completion_tokens", 0),
+        )
 
     @staticmethod
     def _mapped(exc: ChatEngineError, the_plan: Plan) -> InferlineError:
@@ -285,15 +317,19 @@ class ChatService:
             return UpstreamError(exc.message)
         if 400 <= exc.status < 500:
             pointer = the_plan.constraint_pointer if the_plan.request.constraint is not None else None
-            return BadRequest(f"The chat engine refused the request: {exc.message}", pointer=pointer)
+            return BadRequest(
+                f"The chat engine refused the request: {exc.message}", pointer=exc.pointer or pointer
+            )
         if exc.status == 503:
             return EngineUnavailable(exc.message)
         return UpstreamError(f"The chat engine failed: {exc.message}")
 
-    def _engine_request(self, tenant_id: str, the_plan: Plan) -> EngineRequest:
-        """The plan's request with retrieved documents and the tool instructions added."""
+    def _engine_request(self, tenant_id: str, the_plan: Plan, engine: ChatEngine) -> EngineRequest:
+        """The plan's request for `engine`, with retrieved documents and the tools added: as OpenAI tools for
+        an engine with `native_tools`, else as a system instruction and a JSON constraint."""
         base = the_plan.request
-        messages = base.messages
+        native = engine.native_tools
+        messages = the_plan.native_messages if native else base.messages
         for retrieval in the_plan.retrieval:
             query = last_user_text(messages)
             if not query:
@@ -308,9 +344,19 @@ class ChatService:
             if docs:
                 listed = "\n".join(f"[{i + 1}] {d}" for i, d in enumerate(docs))
                 messages = with_system(messages, "Answer using these documents:\n" + listed)
-        constraint = base.constraint
-        if the_plan.calls_tools:
+        request = EngineRequest(messages, dict(base.params), base.constraint, base.enable_thinking)
+        if the_plan.calls_tools and native:
+            request.tools = the_plan.openai_tools()
+            request.tool_choice = "auto" if the_plan.tool_choice == "auto" else "required"
+            request.parallel_tool_calls = the_plan.parallel_tool_calls
+        elif the_plan.calls_tools:
             choice = the_plan.tool_choice or "auto"
-            messages = with_system(messages, tool_prompt(the_plan.tools, choice))
-            constraint = tool_constraint(the_plan.tools, choice)
-        return EngineRequest(messages, dict(base.params), constraint, base.enable_thinking)
+            request.messages = with_system(messages, tool_prompt(the_plan.tools, choice))
+            request.constraint = tool_constraint(the_plan.tools, choice)
+        return request
+
+
+def _started(choice: dict[str, Any]) -> bool:
+    """Whether a chunk's choice carries output (text or a tool call) or ends."""
+    delta = choice.get("delta") or {}
+    return bool(delta.get("content") or delta.get("tool_calls") or choice.get("finish_reason"))
