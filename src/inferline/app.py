@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import JSONResponse
 
 from inferline import __version__
+from inferline.areas.admin.routes import router as admin_router
 from inferline.areas.audio.reports.routes import router as reports_router
 from inferline.areas.audio.speech.routes import router as tts_router
 from inferline.areas.audio.speech.ws import ws_router as tts_ws_router
@@ -25,6 +26,8 @@ from inferline.config import Settings
 from inferline.container import Container, build_container
 from inferline.health import readiness
 from inferline.logs import startup_summary
+from inferline.ops.middleware import OpsMiddleware
+from inferline.ops.routes import install_metrics
 from inferline.web import log_redaction
 from inferline.web.deps import authenticate
 from inferline.web.docs import install_docs
@@ -47,6 +50,7 @@ AREA_ROUTERS: tuple[APIRouter, ...] = (
     conversations_router,
     fine_tuning_router,
     summarize_router,
+    admin_router,  # /v2/admin: admin-scoped keys only
 )
 
 
@@ -89,6 +93,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.include_router(s3_router)  # S3 protocol under /s3, authenticated by SigV4 with the API key
     app.include_router(unbuilt_router(app, PREFIX), prefix=PREFIX, dependencies=[Depends(authenticate)])
 
+    install_metrics(app, settings)  # GET /metrics (or a separate listener, INFERLINE_METRICS_PORT)
+
     @app.get("/health", include_in_schema=False)
     def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
@@ -102,6 +108,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=settings.max_request_bytes, s3_max_bytes=settings.s3_max_body_bytes
     )
+    app.add_middleware(OpsMiddleware, log_format=settings.log_format)  # metrics, usage, limits, request log
     app.add_middleware(OpenAIV1Paths)  # `/v1/…` for OpenAI-compatible tools, onto the `/v2` routes
     app.add_middleware(RequestIdMiddleware)
     return app

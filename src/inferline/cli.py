@@ -19,7 +19,8 @@ from inferline.areas.models.cli import add_commands as add_model_commands
 from inferline.areas.models.cli import preflight
 from inferline.config import Settings, config_file, display_url
 from inferline.errors import InferlineError
-from inferline.keys import ApiKeyService, s3_credentials
+from inferline.keys import DEFAULT_SCOPE, SCOPES, ApiKeyService, s3_credentials
+from inferline.ops.cli import add_commands as add_ops_commands
 from inferline.stores.db import Database
 
 
@@ -58,6 +59,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from inferline.app import create_app
+    from inferline.ops.routes import start_metrics_listener
 
     if args.install_models:
         install_models(settings, catalog.for_profile(settings.profile))
@@ -65,6 +67,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         return code
     config = logs.configure(settings.log_level)
     app = create_app(settings)
+    start_metrics_listener(app, settings)  # INFERLINE_METRICS_PORT: /metrics on its own address
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, log_config=config)
     return 0
 
@@ -92,9 +95,9 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
-    info, secret = _keys(settings).create(args.tenant, name=args.name)
+    info, secret = _keys(settings).create(args.tenant, name=args.name, scope=args.scope)
     access_key_id, s3_secret = s3_credentials(secret)
-    print(f"id:     {info.id}\ntenant: {info.tenant_id}\nkey:    {secret}")
+    print(f"id:     {info.id}\ntenant: {info.tenant_id}\nscope:  {info.scope}\nkey:    {secret}")
     print(f"s3 access key id: {access_key_id}\ns3 secret:        {s3_secret}")
     print(
         f"Keep the key now: only its hash is stored (in {display_url(settings.resolved_database_url)}; "
@@ -105,12 +108,13 @@ def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_keys_list(settings: Settings, args: argparse.Namespace) -> int:
-    print(f"{'ID':36}  {'TENANT':16}  {'PREFIX':8}  {'S3 ACCESS KEY ID':20}  {'CREATED':25}  STATUS")
+    header = f"{'ID':36}  {'TENANT':16}  {'SCOPE':9}  {'PREFIX':8}  {'S3 ACCESS KEY ID':20}  {'CREATED':25}"
+    print(f"{header}  STATUS")
     for k in _keys(settings).list(args.tenant):
         status = f"revoked {k.revoked_at:%Y-%m-%d}" if k.revoked_at else "active"
         s3 = k.s3_access_key_id or "- (s3-credentials)"
         created = f"{k.created_at:%Y-%m-%dT%H:%M:%S%z}"
-        print(f"{k.id:36}  {k.tenant_id:16}  {k.prefix:8}  {s3:20}  {created:25}  {status}")
+        print(f"{k.id:36}  {k.tenant_id:16}  {k.scope:9}  {k.prefix:8}  {s3:20}  {created:25}  {status}")
     return 0
 
 
@@ -189,6 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
     create = keys.add_parser("create", help="create a key and print it once")
     create.add_argument("--tenant", default="default")
     create.add_argument("--name", default="")
+    create.add_argument(
+        "--scope",
+        choices=SCOPES,
+        default=DEFAULT_SCOPE,
+        help="admin: keys, tenants, limits, usage and the API; inference: the API (default); read: GET only",
+    )
     create.set_defaults(func=cmd_keys_create)
     listing = keys.add_parser("list", help="list keys (never their secrets)")
     listing.add_argument("--tenant", default=None)
@@ -223,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument("--prefix", default="", help="key prefix, e.g. `docs/`")
     upload.set_defaults(func=cmd_bucket_upload)
     add_fine_tuning_commands(sub)
+    add_ops_commands(sub)  # inferline usage
     webhooks = sub.add_parser("webhooks", help="signed webhooks").add_subparsers(
         dest="webhooks_command", required=True
     )

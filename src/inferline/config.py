@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import (
@@ -121,6 +122,20 @@ class Settings(BaseSettings):
         "private or loopback (e.g. `127.0.0.1,10.0.0.0/8`); others are refused.",
     )
     log_level: str = Field(default="info", description="Log level of the server.")
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Request log lines: `text` (one readable line) or `json` (JSON objects)."
+    )
+    metrics_token: str = Field(
+        default="", description="When set, `GET /metrics` needs `Authorization: Bearer <token>`; empty: open."
+    )
+    metrics_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="When set, /metrics is served only on this port (unauthenticated, bound to "
+        "metrics_host), not on the API port.",
+    )
+    metrics_host: str = Field(default="127.0.0.1", description="Address the metrics_port listener binds to.")
     # -- buckets, embeddings, crawl (issue 4) --
     s3_endpoint: str | None = Field(
         default=None,

@@ -42,6 +42,8 @@ from inferline.areas.summarize.wiring import build_summarize
 from inferline.config import Settings
 from inferline.jobs import JobQueue, JobRegistry, Worker
 from inferline.keys import ApiKeyService
+from inferline.ops.limits import LimitService
+from inferline.ops.usage import UsageMeter
 from inferline.stores.db import Database
 from inferline.stores.objects import LocalObjectStore, ObjectStore, ObservedObjectStore, S3ObjectStore
 from inferline.stores.vectors import VectorIndex
@@ -78,6 +80,8 @@ class Container:
     insight_runs: InsightRunService
     conversations: ConversationService
     summarize: SummarizeService
+    limits: LimitService  # per-tenant/per-key limits (ops)
+    usage: UsageMeter  # usage metering (ops)
     worker: Worker | None = None  # started by `start_worker` (embedded in the API, or `inferline worker`)
     training_worker: Worker | None = None
 
@@ -145,6 +149,8 @@ def build_container(settings: Settings) -> Container:
         insight_runs=conversations.insight_runs,
         conversations=conversations.conversations,
         summarize=summarize,
+        limits=LimitService(db),
+        usage=UsageMeter(db),
     )
 
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from inferline.errors import AuthenticationFailed, NotFound
+from inferline.errors import AuthenticationFailed, NotFound, ValidationFailed
 from inferline.stores.db import Database
 from inferline.stores.tables import ApiKey, utcnow
 
@@ -23,6 +23,10 @@ S3_ACCESS_KEY_PREFIX = "IL"
 # stops working here within this many seconds (at once on the replica that revoked it).
 AUTH_CACHE_SECONDS = 1.0
 AUTH_CACHE_MAX = 10_000  # entries; past it the cache starts over (a bound, not an eviction policy)
+# What a key may do: `admin` everything (keys, tenants, limits, usage of every tenant, and the API);
+# `inference` the API as before scopes existed (the default); `read` only GET/HEAD requests.
+SCOPES = ("admin", "inference", "read")
+DEFAULT_SCOPE = "inference"
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,7 @@ class Principal:
 
     tenant_id: str
     key_id: str
+    scope: str = DEFAULT_SCOPE
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,7 @@ class KeyInfo:
     created_at: datetime
     revoked_at: datetime | None
     s3_access_key_id: str | None = None  # None for a key created before S3 credentials existed
+    scope: str = DEFAULT_SCOPE
 
 
 def s3_credentials(api_key: str) -> tuple[str, str]:
@@ -61,7 +67,14 @@ def _hash(secret: str) -> str:
 
 def _info(row: ApiKey) -> KeyInfo:
     return KeyInfo(
-        row.id, row.tenant_id, row.name, row.prefix, row.created_at, row.revoked_at, row.s3_access_key_id
+        row.id,
+        row.tenant_id,
+        row.name,
+        row.prefix,
+        row.created_at,
+        row.revoked_at,
+        row.s3_access_key_id,
+        row.scope or DEFAULT_SCOPE,
     )
 
 
@@ -83,14 +96,20 @@ class ApiKeyService:
         # sha256 of an accepted secret -> (monotonic time read, principal); unknown keys are never kept
         self._accepted: dict[str, tuple[float, Principal]] = {}
 
-    def create(self, tenant_id: str, name: str = "", secret: str | None = None) -> tuple[KeyInfo, str]:
+    def create(
+        self, tenant_id: str, name: str = "", secret: str | None = None, scope: str = DEFAULT_SCOPE
+    ) -> tuple[KeyInfo, str]:
+        if scope not in SCOPES:
+            raise ValidationFailed(f"scope must be one of {', '.join(SCOPES)}.", pointer="/scope")
         secret = secret or f"{KEY_PREFIX}{secrets.token_urlsafe(32)}"
         with self.db.session() as s:
             existing = s.scalar(select(ApiKey).where(ApiKey.key_hash == _hash(secret)))
             if existing is not None:
                 _set_s3_credentials(existing, secret)
                 return _info(existing), secret
-            row = ApiKey(tenant_id=tenant_id, name=name, prefix=secret[:8], key_hash=_hash(secret))
+            row = ApiKey(
+                tenant_id=tenant_id, name=name, prefix=secret[:8], key_hash=_hash(secret), scope=scope
+            )
             _set_s3_credentials(row, secret)
             s.add(row)
             s.flush()
@@ -152,7 +171,7 @@ class ApiKeyService:
             if row is None or row.revoked_at is not None:
                 self._accepted.pop(digest, None)
                 raise AuthenticationFailed("The API key is unknown or revoked.")
-            principal = Principal(tenant_id=row.tenant_id, key_id=row.id)
+            principal = Principal(tenant_id=row.tenant_id, key_id=row.id, scope=row.scope or DEFAULT_SCOPE)
         if len(self._accepted) >= AUTH_CACHE_MAX:
             self._accepted.clear()
         self._accepted[digest] = (now, principal)
@@ -172,4 +191,4 @@ class ApiKeyService:
                     "clients sign with the API key's S3 access key id and S3 secret, never the API key "
                     "itself: see `inferline keys list` and `inferline keys s3-credentials --key KEY`."
                 )
-            return Principal(tenant_id=row.tenant_id, key_id=row.id), row.s3_secret
+            return Principal(row.tenant_id, row.id, row.scope or DEFAULT_SCOPE), row.s3_secret

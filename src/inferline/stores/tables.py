@@ -77,6 +77,7 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     s3_access_key_id: Mapped[str | None] = mapped_column(String(20), nullable=True, unique=True, index=True)
     s3_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    scope: Mapped[str] = mapped_column(String(16), default="inference")  # admin | inference | read
 
 
 class Job(Base):

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from inferline.container import Container
 from inferline.keys import Principal
+from inferline.ops.guard import guard
 
 
 async def get_container(request: Request) -> Container:
@@ -18,14 +19,22 @@ async def get_container(request: Request) -> Container:
     return request.app.state.container  # type: ignore[no-any-return]
 
 
+ANTHROPIC_PATHS = "/v2/ai/anthropic/"  # the anthropic SDK sends its key as `x-api-key`
+
+
 async def authenticate(request: Request) -> Principal:
-    """The caller's principal: from the key cache on the event loop, else from the database in a thread."""
+    """The caller's principal: from the key cache on the event loop, else from the database in a thread.
+
+    The key is `Authorization: Bearer <key>`; on the Anthropic paths `x-api-key: <key>` as well."""
     header = request.headers.get("authorization", "")
     scheme, _, secret = header.partition(" ")
     token = secret.strip() if scheme.lower() == "bearer" else ""
+    if not token and request.url.path.startswith(ANTHROPIC_PATHS):
+        token = request.headers.get("x-api-key", "").strip()
     keys = request.app.state.container.keys
     principal = (keys.cached(token) if token else None) or await run_in_threadpool(keys.authenticate, token)
     request.state.principal = principal
+    await guard(request, principal)  # the key's scope, then the tenant's and key's limits
     return principal
 
 

@@ -22,6 +22,7 @@ from inferline.catalog import ModelEntry
 from inferline.engines.embeddings import EmbeddingEngine
 from inferline.engines.onnx_embeddings import normalise
 from inferline.errors import NotFound, UnsupportedParameter, ValidationFailed
+from inferline.ops import context as ops_context
 
 MAX_INPUTS = 2048
 EncodingFormat = Literal["float", "base64"]
@@ -119,6 +120,8 @@ class EmbeddingsService:
             for i, vector in enumerate(result.vectors)
         ]
         usage = {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens}
+        ops_context.note("embedding_tokens", result.prompt_tokens, result.model)  # metered per tenant and key
+        ops_context.note("embedding_texts", len(texts), result.model)
         return {"object": "list", "data": data, "model": result.model, "usage": usage}
 
     def list_models(self) -> list[dict[str, Any]]:

@@ -35,6 +35,8 @@ async def s3_call(request: Request, container: ContainerDep) -> S3Call:
     creds = sigv4.parse(signed)
     principal, secret = container.keys.authenticate_s3(creds.access_key)
     sigv4.verify(signed, creds, secret=secret)
+    if principal.scope == "read" and request.method not in ("GET", "HEAD"):
+        raise S3Error(403, "AccessDenied", "This API key has the 'read' scope: it may only read objects.")
     body = await request.body()
     if creds.payload_hash.startswith("STREAMING-"):
         body = sigv4.decode_chunked(body, creds, secret, headers)

@@ -1,0 +1,1 @@
+"""Operating inferline: scopes, limits, usage metering, Prometheus metrics, request logs."""

@@ -1,0 +1,61 @@
+"""What a request consumed, noted by the areas while it runs and read by the ops middleware at its end."""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+
+@dataclass
+class RequestOps:
+    """One request's accounting: billable units per (metric, model), its limit category and refusal."""
+
+    units: dict[tuple[str, str], float] = field(default_factory=dict)
+    model: str = ""
+    category: str = ""  # the limit category of the route ("chat", "embeddings", "transcriptions") or ""
+    refusal: str = ""  # why a 429 was sent (metrics label)
+    slot: str = ""  # an in-flight slot to release at the end
+    ratelimit_headers: dict[str, str] = field(default_factory=dict)
+
+    def tokens(self) -> int:
+        return int(sum(q for (metric, _), q in self.units.items() if metric in TOKEN_METRICS))
+
+
+TOKEN_METRICS = frozenset({"chat_prompt_tokens", "chat_completion_tokens", "embedding_tokens"})
+CURRENT: ContextVar[RequestOps | None] = ContextVar("inferline_request_ops", default=None)
+
+
+def note(metric: str, quantity: float, model: str = "") -> None:
+    """Count `quantity` of `metric` (e.g. `chat_prompt_tokens`) in its Prometheus counter, and add it to the
+    current request (metered per tenant and key when the request ends), if there is one."""
+    from inferline.ops.metrics import count_units
+
+    count_units({(metric, model): quantity})
+    ops = CURRENT.get()
+    if ops is not None and quantity:
+        ops.units[(metric, model)] = ops.units.get((metric, model), 0.0) + quantity
+        if model:
+            ops.model = model
+
+
+def chat_finished(
+    model: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+    ttft: float | None,
+    rate: float | None,
+    wait: float,
+) -> None:
+    """A finished chat generation: its tokens (metered), time to first token, decode rate and queue wait."""
+    from inferline.ops.metrics import observe_chat
+
+    note("chat_prompt_tokens", prompt_tokens, model)
+    note("chat_completion_tokens", completion_tokens, model)
+    observe_chat(model, ttft, rate, wait)
+
+
+def refused(reason: str) -> None:
+    """Name why the current request is refused with a 429 (a bounded label: `chat_requests`, `queue_full`)."""
+    ops = CURRENT.get()
+    if ops is not None:
+        ops.refusal = reason

@@ -1,0 +1,63 @@
+"""Per-request checks after authentication: the key's scope, then the tenant's and key's limits."""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+
+from inferline.errors import Forbidden, RateLimited
+from inferline.keys import Principal
+from inferline.ops.context import RequestOps
+
+ADMIN_PREFIX = "/v2/admin"
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# POST routes counted against a limit category (the /v1 paths are rewritten onto these before routing).
+CATEGORIES = {
+    "/v2/ai/chat/completions": "chat",
+    "/v2/ai/openai/chat/completions": "chat",
+    "/v2/ai/openai/responses": "chat",
+    "/v2/ai/anthropic/v1/messages": "chat",
+    "/v2/ai/openai/embeddings": "embeddings",
+    "/v2/audio/transcriptions": "transcriptions",
+    "/v2/ai/audio/transcriptions": "transcriptions",
+    "/v2/ai/openai/audio/transcriptions": "transcriptions",
+    "/v2/audio/translations": "transcriptions",
+    "/v2/ai/openai/audio/translations": "transcriptions",
+}
+
+
+def check_scope(principal: Principal, method: str, path: str) -> None:
+    """403 (code 10010) when the key's scope does not cover the request (see `keys.SCOPES`)."""
+    if principal.scope == "admin":
+        return
+    if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
+        raise Forbidden(
+            f"This API key has the {principal.scope!r} scope; the admin endpoints need an admin key."
+        )
+    if principal.scope == "read" and method not in READ_METHODS:
+        raise Forbidden("This API key has the 'read' scope: it may only make GET requests.")
+
+
+async def guard(request: Request, principal: Principal) -> None:
+    """Check the scope, then admit the request against its category's limits (429 with headers if spent)."""
+    check_scope(principal, request.method, request.url.path)
+    category = CATEGORIES.get(request.url.path) if request.method == "POST" else None
+    ops: RequestOps | None = getattr(request.state, "ops", None)
+    if category is None or ops is None:
+        return
+    limits = request.app.state.container.limits
+    ops.category = category
+    try:
+        if category == "transcriptions":
+            ops.slot = await run_in_threadpool(limits.acquire_slot, principal, category)
+        else:
+            ops.ratelimit_headers, _ = await run_in_threadpool(limits.admit, principal, category)
+    except RateLimited as exc:
+        ops.refusal = _reason(category, exc)
+        raise
+
+
+def _reason(category: str, exc: RateLimited) -> str:
+    if category == "transcriptions":
+        return "concurrent_transcriptions"
+    return f"{category}_tokens" if "tokens" in exc.detail.split(":")[0] else f"{category}_requests"

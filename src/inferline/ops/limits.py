@@ -1,0 +1,307 @@
+"""Per-tenant and per-key limits, shared by every API replica through the database.
+
+Requests and tokens per window (default 60 s: per minute) for chat and embeddings are fixed-window counters in
+`rate_counters`, bumped by one atomic upsert (`INSERT … ON CONFLICT DO UPDATE … RETURNING`, SQLite and
+PostgreSQL alike). Tokens are counted when a request finishes; a request is refused while its window's tokens
+are spent. Concurrent transcriptions are rows in `inflight_slots` that expire on their own if a process dies.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from inferline.errors import RateLimited, ValidationFailed
+from inferline.keys import Principal
+from inferline.stores.db import Database
+from inferline.stores.ops_tables import InflightSlot, RateCounter, TenantLimit
+
+CACHE_SECONDS = 1.0  # limits read from the database at most this often per (tenant, key) and process
+SLOT_SECONDS = 3600.0  # a transcription slot left by a dead process frees itself after this long
+CATEGORIES = ("chat", "embeddings")
+LIMIT_FIELDS = (
+    "chat_requests",
+    "chat_tokens",
+    "embeddings_requests",
+    "embeddings_tokens",
+    "concurrent_transcriptions",
+    "storage_bytes",
+)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """One tenant's (key_id "") or key's limits; None is unlimited. Rates are per `window_seconds`."""
+
+    tenant_id: str
+    key_id: str = ""
+    window_seconds: int = 60
+    chat_requests: int | None = None
+    chat_tokens: int | None = None
+    embeddings_requests: int | None = None
+    embeddings_tokens: int | None = None
+    concurrent_transcriptions: int | None = None
+    storage_bytes: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _limits(row: TenantLimit) -> Limits:
+    return Limits(**{f.name: getattr(row, f.name) for f in fields(Limits)})
+
+
+def reset_text(seconds: float) -> str:
+    """OpenAI's reset format: `20ms`, `1s`, `6m0s`."""
+    if seconds < 1:
+        return f"{max(1, math.ceil(seconds * 1000))}ms"
+    whole = math.ceil(seconds)
+    return f"{whole // 60}m{whole % 60}s" if whole >= 60 else f"{whole}s"
+
+
+@dataclass
+class _Window:
+    limit: int
+    used: int
+    reset: float  # seconds until the window ends
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.limit - self.used)
+
+
+class LimitService:
+    """Reads and writes limits; admits requests against them (see the module docstring)."""
+
+    def __init__(self, db: Database, cache_seconds: float = CACHE_SECONDS) -> None:
+        self.db = db
+        self.cache_seconds = cache_seconds
+        self._cache: dict[tuple[str, str], tuple[float, Limits | None]] = {}
+        self._lock = threading.Lock()
+        self._last_sweep = 0.0
+
+    # --- configuration -------------------------------------------------------------------------------------
+    def set(self, tenant_id: str, key_id: str = "", **values: Any) -> Limits:
+        """Create or update the limits of a tenant (key_id "") or key; fields not given keep their value."""
+        for name, value in values.items():
+            if name not in LIMIT_FIELDS and name != "window_seconds":
+                raise ValidationFailed(f"Unknown limit {name!r}.", pointer=f"/{name}")
+            if value is not None and (
+                not isinstance(value, int) or value < (1 if name == "window_seconds" else 0)
+            ):
+                raise ValidationFailed(f"{name} must be a non-negative integer or null.", pointer=f"/{name}")
+        with self.db.session() as s:
+            row = s.get(TenantLimit, (tenant_id, key_id))
+            if row is None:
+                row = TenantLimit(tenant_id=tenant_id, key_id=key_id, window_seconds=60)
+                s.add(row)
+            for name, value in values.items():
+                if name == "window_seconds" and value is None:
+                    continue
+                setattr(row, name, value)
+            s.flush()
+            limits = _limits(row)
+        self._forget(tenant_id, key_id)
+        return limits
+
+    def get(self, tenant_id: str, key_id: str = "") -> Limits | None:
+        with self.db.session() as s:
+            row = s.get(TenantLimit, (tenant_id, key_id))
+            return _limits(row) if row is not None else None
+
+    def list(self, tenant_id: str | None = None) -> list[Limits]:
+        with self.db.session() as s:
+            query = select(TenantLimit).order_by(TenantLimit.tenant_id, TenantLimit.key_id)
+            if tenant_id is not None:
+                query = query.where(TenantLimit.tenant_id == tenant_id)
+            return [_limits(r) for r in s.scalars(query)]
+
+    def delete(self, tenant_id: str, key_id: str = "") -> bool:
+        with self.db.session() as s:
+            gone = s.execute(
+                delete(TenantLimit).where(TenantLimit.tenant_id == tenant_id, TenantLimit.key_id == key_id)
+            ).rowcount
+        self._forget(tenant_id, key_id)
+        return bool(gone)
+
+    def _forget(self, tenant_id: str, key_id: str) -> None:
+        with self._lock:
+            self._cache.pop((tenant_id, key_id), None)
+
+    def applicable(self, principal: Principal) -> list[Limits]:
+        """The tenant's and the key's limits (cached for `cache_seconds`); empty when none are set."""
+        found: list[Limits] = []
+        now = time.monotonic()
+        for key in ((principal.tenant_id, ""), (principal.tenant_id, principal.key_id)):
+            with self._lock:
+                hit = self._cache.get(key)
+            if hit is None or now - hit[0] >= self.cache_seconds:
+                hit = (now, self.get(*key))
+                with self._lock:
+                    if len(self._cache) > 10_000:
+                        self._cache.clear()
+                    self._cache[key] = hit
+            if hit[1] is not None:
+                found.append(hit[1])
+        return found
+
+    # --- admission -----------------------------------------------------------------------------------------
+    def admit(self, principal: Principal, category: str) -> tuple[dict[str, str], str]:
+        """Count one request of `category` ("chat" or "embeddings") against every applicable limit.
+
+        Returns the `x-ratelimit-*` headers (the tightest limit), and raises `RateLimited` with them and
+        `Retry-After` when a limit is spent; the second value names the refused limit (else "")."""
+        subjects = [
+            (lim, self._subject(lim, category))
+            for lim in self.applicable(principal)
+            if getattr(lim, f"{category}_requests") is not None
+            or getattr(lim, f"{category}_tokens") is not None
+        ]
+        if not subjects:
+            return {}, ""
+        requests: list[_Window] = []
+        tokens: list[_Window] = []
+        refused = ""
+        now = time.time()
+        with self.db.session() as s:
+            for lim, subject in subjects:
+                start, reset = _window(now, lim.window_seconds)
+                token_limit = getattr(lim, f"{category}_tokens")
+                if token_limit is not None:
+                    used = s.scalar(
+                        select(RateCounter.count).where(
+                            RateCounter.subject == subject + ":tok", RateCounter.window_start == start
+                        )
+                    )
+                    tokens.append(_Window(token_limit, int(used or 0), reset))
+                    if (used or 0) >= token_limit:
+                        refused = refused or f"{category}_tokens"
+                request_limit = getattr(lim, f"{category}_requests")
+                if request_limit is not None and not refused:
+                    used = _bump(s, subject + ":req", start, 1)
+                    requests.append(_Window(request_limit, used, reset))
+                    if used > request_limit:
+                        refused = f"{category}_requests"
+                elif request_limit is not None:
+                    requests.append(_Window(request_limit, request_limit, reset))
+        self._sweep(now)
+        headers = _headers(requests, "requests") | _headers(tokens, "tokens")
+        if refused:
+            spent = [w for w in requests + tokens if w.remaining == 0 or w.used > w.limit]
+            wait = max((w.reset for w in spent), default=1.0)
+            headers |= {
+                "retry-after": str(max(1, math.ceil(wait))),
+                "retry-after-ms": str(math.ceil(wait * 1000)),
+            }
+            what = "tokens" if refused.endswith("_tokens") else "requests"
+            raise RateLimited(
+                f"Rate limit reached for {category} {what}: retry after {reset_text(wait)}.", headers=headers
+            )
+        return headers, ""
+
+    def add_tokens(self, principal: Principal, category: str, tokens: int) -> None:
+        """Count the tokens a finished request used against its tokens-per-window limits."""
+        if tokens <= 0:
+            return
+        limits = [
+            lim for lim in self.applicable(principal) if getattr(lim, f"{category}_tokens", None) is not None
+        ]
+        if not limits:
+            return
+        now = time.time()
+        with self.db.session() as s:
+            for lim in limits:
+                start, _ = _window(now, lim.window_seconds)
+                _bump(s, self._subject(lim, category) + ":tok", start, tokens)
+
+    def acquire_slot(self, principal: Principal, category: str = "transcriptions") -> str:
+        """Take one concurrent slot (`concurrent_<category>` limits); "" when unlimited. 429 when full."""
+        limits = [
+            lim
+            for lim in self.applicable(principal)
+            if getattr(lim, f"concurrent_{category}", None) is not None
+        ]
+        if not limits:
+            return ""
+        slot, now = uuid.uuid4().hex, time.time()
+        with self.db.session() as s:
+            s.execute(delete(InflightSlot).where(InflightSlot.expires_at < now))
+            full = False
+            for n, lim in enumerate(limits):
+                subject = self._subject(lim, category)
+                s.add(InflightSlot(id=f"{slot}:{n}", subject=subject, expires_at=now + SLOT_SECONDS))
+                s.flush()
+                running = s.scalar(select(func.count()).where(InflightSlot.subject == subject)) or 0
+                full = full or running > getattr(lim, f"concurrent_{category}")
+            if full:  # the session rolls the slots back
+                raise RateLimited(
+                    f"Too many concurrent {category}: retry when one finishes.",
+                    headers={"retry-after": "1"},
+                )
+        return slot
+
+    def release_slot(self, slot: str) -> None:
+        if slot:
+            with self.db.session() as s:
+                s.execute(delete(InflightSlot).where(InflightSlot.id.startswith(slot + ":")))
+
+    def check_storage(self, tenant_id: str, stored_bytes: int, incoming: int) -> None:
+        """Refuse (429) a write that would take the tenant's stored bytes past its `storage_bytes` quota."""
+        limit = next(
+            (
+                lim.storage_bytes
+                for lim in self.applicable(Principal(tenant_id, ""))
+                if lim.storage_bytes is not None
+            ),
+            None,
+        )
+        if limit is not None and stored_bytes + incoming > limit:
+            raise RateLimited(f"Storage quota of {limit} bytes reached ({stored_bytes} bytes stored).")
+
+    @staticmethod
+    def _subject(lim: Limits, category: str) -> str:
+        return f"k:{lim.key_id}:{category}" if lim.key_id else f"t:{lim.tenant_id}:{category}"
+
+    def _sweep(self, now: float) -> None:
+        """Delete counters of windows that ended more than a day ago (at most once a minute per process)."""
+        if now - self._last_sweep < 60:
+            return
+        self._last_sweep = now
+        with self.db.session() as s:
+            s.execute(delete(RateCounter).where(RateCounter.window_start < int(now) - 86_400))
+
+
+def _window(now: float, seconds: int) -> tuple[int, float]:
+    start = int(now // seconds) * seconds
+    return start, start + seconds - now
+
+
+def _bump(s: Session, subject: str, window_start: int, n: int) -> int:
+    """Add `n` to a counter and return its new value, in one atomic upsert."""
+    insert = sqlite_insert if s.get_bind().dialect.name == "sqlite" else pg_insert
+    stmt = insert(RateCounter).values(subject=subject, window_start=window_start, count=n)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["subject", "window_start"],
+        set_={"count": RateCounter.__table__.c["count"] + stmt.excluded["count"]},
+    ).returning(RateCounter.__table__.c["count"])
+    return int(s.execute(stmt).scalar_one())
+
+
+def _headers(windows: list[_Window], what: str) -> dict[str, str]:
+    if not windows:
+        return {}
+    tight = min(windows, key=lambda w: (w.remaining, -w.reset))
+    return {
+        f"x-ratelimit-limit-{what}": str(tight.limit),
+        f"x-ratelimit-remaining-{what}": str(tight.remaining),
+        f"x-ratelimit-reset-{what}": reset_text(tight.reset),
+    }

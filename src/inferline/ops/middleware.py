@@ -1,0 +1,145 @@
+"""Pure ASGI middleware: per-request accounting. Starts a `RequestOps`, adds the `x-ratelimit-*` headers to
+the response; before the last body byte meters the request's usage and counts its tokens against its limits
+(so the caller's next request sees them), and after it records the HTTP metrics and one log line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from inferline.keys import Principal
+from inferline.ops import metrics
+from inferline.ops.context import CURRENT, RequestOps
+
+log = logging.getLogger("inferline.requests")
+UNMATCHED = "<unmatched>"
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's path with its parameters as `{name}` (never the ids themselves)."""
+    if scope.get("route") is None:
+        return UNMATCHED
+    path: str = scope.get("path", "")
+    params: dict[str, Any] = scope.get("path_params") or {}
+    for name, value in sorted(params.items(), key=lambda kv: -len(str(kv[1]))):
+        text = str(value)
+        if text:
+            path = path.replace(text, "{" + name + "}", 1)
+    return path
+
+
+class OpsMiddleware:
+    """See the module docstring. `log_format` is "json" (one JSON object per line) or "text"."""
+
+    def __init__(self, app: ASGIApp, log_format: str = "text") -> None:
+        self.app = app
+        self.json = log_format == "json"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        ops = RequestOps()
+        scope.setdefault("state", {})["ops"] = ops
+        token = CURRENT.set(ops)
+        start, status, accounted = time.perf_counter(), 500, False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status, accounted
+            if message["type"] == "http.response.body" and not message.get("more_body") and not accounted:
+                accounted = True  # before the last byte: the caller's next request sees this one counted
+                await self._account(scope, ops)
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                if ops.ratelimit_headers:
+                    headers = message.setdefault("headers", [])
+                    present = {k.lower() for k, _ in headers}
+                    headers.extend(
+                        (k.encode(), v.encode())
+                        for k, v in ops.ratelimit_headers.items()
+                        if k.encode() not in present
+                    )
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            CURRENT.reset(token)
+            if not accounted:
+                await self._account(scope, ops)
+            self._finish(scope, ops, status, time.perf_counter() - start)
+
+    async def _account(self, scope: Scope, ops: RequestOps) -> None:
+        """Database side: release the request's slot, meter its units, count its tokens against limits."""
+        principal: Principal | None = (scope.get("state") or {}).get("principal")
+        container = getattr(getattr(scope.get("app"), "state", None), "container", None)
+        if container is not None and (ops.slot or (principal is not None and ops.units)):
+            try:
+                await run_in_threadpool(_record, container, principal, ops)
+            except Exception as exc:  # metering must never break a response
+                log.warning("usage not recorded: %s", exc)
+
+    def _finish(self, scope: Scope, ops: RequestOps, status: int, seconds: float) -> None:
+        route = route_template(scope)
+        method = scope.get("method", "")
+        metrics.HTTP_REQUESTS.labels(method=method, route=route, status=str(status)).inc()
+        metrics.HTTP_LATENCY.labels(method=method, route=route).observe(seconds)
+        if status == 429:
+            metrics.RATE_LIMITED.labels(reason=ops.refusal or "busy").inc()
+        state = scope.get("state") or {}
+        principal: Principal | None = state.get("principal")
+        self._log(state, principal, method, route, status, seconds, ops)
+
+    def _log(
+        self,
+        state: dict[str, Any],
+        principal: Principal | None,
+        method: str,
+        route: str,
+        status: int,
+        seconds: float,
+        ops: RequestOps,
+    ) -> None:
+        if not log.isEnabledFor(logging.INFO):
+            return
+        fields: dict[str, Any] = {
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "request_id": state.get("request_id", "-"),
+            "tenant": principal.tenant_id if principal else None,
+            "key_id": principal.key_id if principal else None,
+            "method": method,
+            "route": route,
+            "status": status,
+            "latency_ms": round(seconds * 1000, 1),
+        }
+        if ops.model:
+            fields["model"] = ops.model
+        for (metric, _), quantity in sorted(ops.units.items()):
+            fields[metric] = round(fields.get(metric, 0) + quantity, 3)
+        if ops.refusal:
+            fields["refused"] = ops.refusal
+        if self.json:
+            log.info(json.dumps(fields, separators=(",", ":")))
+        else:
+            extra = " ".join(
+                f"{k}={v}" for k, v in fields.items() if k not in ("time", "method", "route", "status")
+            )
+            log.info("%s %s %s %s", method, route, status, extra)
+
+
+def _record(container: Any, principal: Principal | None, ops: RequestOps) -> None:
+    if ops.slot:
+        container.limits.release_slot(ops.slot)
+    if principal is None or not ops.units:
+        return
+    container.usage.record(
+        principal.tenant_id, principal.key_id, [(m, model, q) for (m, model), q in ops.units.items()]
+    )
+    if ops.category in ("chat", "embeddings") and ops.tokens():
+        container.limits.add_tokens(principal, ops.category, ops.tokens())
