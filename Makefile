@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 export INFERLINE_DATA_DIR   ?= $(CURDIR)/data
 export INFERLINE_MODELS_DIR ?= $(INFERLINE_DATA_DIR)/models
 
-.PHONY: install install-dev serve test test-postgres bench lint fmt node-deps models-default models-test clean
+.PHONY: browser-deps install install-dev serve test test-postgres bench lint fmt node-deps models-default models-test clean
 
 # The server's runtime (what `make serve` needs); torch for fine-tuning is the optional `train` extra.
 $(BIN)/inferline: pyproject.toml scripts/venv.sh
@@ -31,16 +31,26 @@ models-default: install
 models-test: install-dev
 	$(BIN)/inferline models install --profile test
 	$(BIN)/inferline models install openai/whisper-base  # multilingual: the translation tests
+	@# espeak-ng voices speak beside Piper's in the diarization tests and bench (Debian: apt install espeak-ng).
+	@command -v espeak-ng >/dev/null || { apt-get update -qq && apt-get install -y -qq espeak-ng; } || \
+	  { echo "inferline: install espeak-ng (apt install espeak-ng / brew install espeak-ng)" >&2; exit 1; }
 
 tests/js/node_modules/.package-lock.json: tests/js/package.json tests/js/package-lock.json
 	cd tests/js && npm ci --no-audit --no-fund --silent
 
 node-deps: tests/js/node_modules/.package-lock.json
 
+# The console's browser tests drive Debian's chromium through Playwright (no browser download); without it,
+# and without root to install it, tests/test_console.py skips with a message saying so.
+browser-deps:
+	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || \
+	  { apt-get update -qq && apt-get install -y -qq chromium; } || \
+	  echo "inferline: install chromium (apt install chromium) for the console tests" >&2
+
 serve: models-default
 	INFERLINE_PROFILE=$${INFERLINE_PROFILE:-default} $(BIN)/inferline serve
 
-test: models-test node-deps
+test: models-test node-deps browser-deps
 	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest
 	$(MAKE) --no-print-directory test-postgres

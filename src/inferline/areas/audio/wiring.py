@@ -12,6 +12,7 @@ from inferline.areas.audio.speech.service import SpeechService
 from inferline.areas.audio.transcription.service import MAX_FILE_BYTES, TranscriptionService
 from inferline.areas.models.service import ModelService
 from inferline.config import Settings
+from inferline.engines.diarization import Diarizer
 from inferline.jobs import JobQueue, JobRegistry
 from inferline.net.safe_http import SafeHttpClient
 from inferline.stores.db import Database
@@ -49,7 +50,17 @@ def build_transcription(settings: Settings, db: Database, models: ModelService) 
         )
 
     fetcher = SafeHttpClient(settings.fetch_allow, max_bytes=MAX_FILE_BYTES)  # `file_url` downloads
-    return TranscriptionService(db, models, engine, fetcher)
+    return TranscriptionService(db, models, engine, fetcher, diarizer=build_diarizer())
+
+
+def build_diarizer() -> Diarizer | None:
+    """Silero VAD + the Resemblyzer speaker encoder + clustering, where the `resemblyzer` package is
+    installed (the `audio` extra); without it `model_config[diarize]` is a 400 naming the package."""
+    from inferline.engines import resemblyzer_diarizer
+
+    if not resemblyzer_diarizer.available():
+        return None
+    return resemblyzer_diarizer.ResemblyzerDiarizer(threads=max(1, min(4, os.cpu_count() or 1)))
 
 
 def build_speech(models: ModelService) -> SpeechService:

@@ -108,8 +108,23 @@ def _segment(item: ChannelSegment, with_words: bool) -> dict[str, Any]:
     }
     if item.channel is not None:
         out["channel"] = item.channel
-    if with_words:
-        out["words"] = [_word(w) for w in s.words]
+    if item.speakers is not None:
+        out["speakers"] = list(item.speakers)
+    if with_words or item.speakers is not None:  # diarized segments carry their words, as Deepgram's do
+        out["words"] = _words(item)
+    return out
+
+
+def _words(item: ChannelSegment) -> list[dict[str, Any]]:
+    """The segment's words: diarized ones with `speaker` and `speaker_confidence`, multichannel `channel`."""
+    out = []
+    for n, w in enumerate(item.segment.words):
+        word = _word(w)
+        if item.channel is not None:
+            word["channel"] = item.channel
+        if n < len(item.word_speakers):
+            word["speaker"], word["speaker_confidence"] = item.word_speakers[n]
+        out.append(word)
     return out
 
 
@@ -138,9 +153,5 @@ def transcription_body(
         "segments": [_segment(item, words) for item in result.segments],
     }
     if words:
-        body["words"] = [
-            {**_word(w), **({"channel": item.channel} if item.channel is not None else {})}
-            for item in result.segments
-            for w in item.segment.words
-        ]
+        body["words"] = [word for item in result.segments for word in _words(item)]
     return body

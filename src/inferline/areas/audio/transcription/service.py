@@ -13,13 +13,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from inferline.areas.audio import codec as audio_codec
 from inferline.areas.models.service import ModelService
 from inferline.catalog import ModelEntry
-from inferline.engines.stt import SAMPLE_RATE, Segment, SpeechToText
-from inferline.errors import BadRequest, PayloadTooLarge, RateLimited, UnsupportedParameter
+from inferline.engines.diarization import MAX_SPEAKERS, Diarizer, SpeakerTurn, speaker_at
+from inferline.engines.stt import SAMPLE_RATE, Segment, SpeechToText, Word
+from inferline.errors import BadRequest, PayloadTooLarge, RateLimited, UnsupportedParameter, ValidationFailed
 from inferline.net.safe_http import SafeHttpClient
 from inferline.stores.audio_tables import SttUsageRecord
 from inferline.stores.db import Database
@@ -47,11 +48,22 @@ class TranscriptionOptions:
 
 
 @dataclass(frozen=True)
+class Diarization:
+    """`model_config[diarize]=true` and its optional speaker-count bounds."""
+
+    min_speakers: int | None = None
+    max_speakers: int | None = None
+
+
+@dataclass(frozen=True)
 class ChannelSegment:
-    """A segment and the zero-based channel it was heard on (None when the audio was mixed down)."""
+    """A segment and the zero-based channel it was heard on (None when the audio was mixed down); when
+    diarized, the speakers heard in it and each word's (speaker, confidence)."""
 
     channel: int | None
     segment: Segment
+    speakers: tuple[int, ...] | None = None
+    word_speakers: tuple[tuple[int, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -87,8 +99,10 @@ class TranscriptionService:
         engine_factory: Callable[[ModelEntry], SpeechToText],
         fetcher: SafeHttpClient,
         max_bytes: int = MAX_FILE_BYTES,
+        diarizer: Diarizer | None = None,
     ) -> None:
         self.db = db
+        self.diarizer = diarizer
         self.models = models
         self.engine_factory = engine_factory
         self.fetcher = fetcher
@@ -146,13 +160,19 @@ class TranscriptionService:
             )
         return base
 
-    def _multichannel(self, config: dict[str, object]) -> bool:
-        """Validate Deepgram-style `model_config`; only what Whisper can honour is accepted."""
-        multichannel = False
+    def _config(self, config: dict[str, object]) -> tuple[bool, Diarization | None]:
+        """Validate Deepgram-style `model_config`; only what Whisper (and the diarizer) can honour is
+        accepted. Returns (multichannel, diarization or None)."""
+        multichannel = diarize = False
+        bounds: dict[str, int] = {}
         for key, value in config.items():
             pointer = f"/model_config/{key}"
             if key == "multichannel":
                 multichannel = _flag(value, pointer)
+            elif key == "diarize":
+                diarize = _flag(value, pointer)
+            elif key in ("min_speakers", "max_speakers"):
+                bounds[key] = _speaker_count(value, pointer)
             elif key in NATIVE_TRUE:
                 if not _flag(value, pointer):
                     raise UnsupportedParameter(
@@ -161,11 +181,25 @@ class TranscriptionService:
                     )
             elif key != "language":
                 raise UnsupportedParameter(
-                    f"model_config.{key} is not supported by the Whisper engine "
-                    "(supported: multichannel, smart_format, punctuate, language).",
+                    f"model_config.{key} is not supported by the Whisper engine (supported: multichannel, "
+                    "diarize, min_speakers, max_speakers, smart_format, punctuate, language).",
                     pointer=pointer,
                 )
-        return multichannel
+        if bounds and not diarize:
+            key = next(iter(bounds))
+            raise BadRequest(
+                f"model_config.{key} needs model_config.diarize=true.", pointer=f"/model_config/{key}"
+            )
+        if bounds.get("min_speakers", 1) > bounds.get("max_speakers", MAX_SPEAKERS):
+            raise ValidationFailed(
+                "min_speakers must not exceed max_speakers.", pointer="/model_config/min_speakers"
+            )
+        if diarize and self.diarizer is None:
+            raise UnsupportedParameter(
+                "Diarization needs the `resemblyzer` package (pip install 'inferline[audio]').",
+                pointer="/model_config/diarize",
+            )
+        return multichannel, Diarization(**bounds) if diarize else None
 
     def transcribe(
         self, tenant_id: str, data: bytes, options: TranscriptionOptions, *, source: str = "api"
@@ -178,7 +212,7 @@ class TranscriptionService:
         language = self._language(
             engine, options.language or _str_or_none(options.model_config.get("language"))
         )
-        multichannel = self._multichannel(options.model_config)
+        multichannel, diarization = self._config(options.model_config)
         if options.translate and engine.languages == frozenset({"en"}):
             raise UnsupportedParameter(
                 f"{engine.model_id} is English-only; translation needs a multilingual Whisper model "
@@ -196,14 +230,22 @@ class TranscriptionService:
                     language=language,
                     prompt=options.prompt,
                     temperature=options.temperature,
-                    word_timestamps=options.word_timestamps,
+                    word_timestamps=options.word_timestamps or diarization is not None,
                     skip_silence=len(audio.channels) > 1,
                     translate=options.translate,
                 )
                 detected = transcript.language or detected
                 channel = index if len(audio.channels) > 1 else None
-                segments += [ChannelSegment(channel, s) for s in transcript.segments]
+                if diarization is None or self.diarizer is None:
+                    segments += [ChannelSegment(channel, s) for s in transcript.segments]
+                    continue
+                turns = self.diarizer.diarize(
+                    samples, min_speakers=diarization.min_speakers, max_speakers=diarization.max_speakers
+                )
+                segments += [p for s in transcript.segments for p in split_by_speaker(channel, s, turns)]
         segments.sort(key=lambda s: (s.segment.start, s.channel or 0))
+        if diarization is not None:  # pieces of cut segments: number them again
+            segments = [replace(s, segment=replace(s.segment, id=n)) for n, s in enumerate(segments)]
         processing_ms = int((time.monotonic() - started) * 1000)
         usage_id = self._record(
             tenant_id,
@@ -271,6 +313,54 @@ class TranscriptionService:
             s.add(row)
             s.flush()
             return row.id
+
+
+def split_by_speaker(channel: int | None, segment: Segment, turns: list[SpeakerTurn]) -> list[ChannelSegment]:
+    """Each word gets the speaker whose turn it overlaps most; the segment is cut where the speaker changes
+    (one segment per speaker turn, as diarizing services return them). A cut segment's pieces take their
+    text and times from their words and carry no tokens."""
+    labels: list[tuple[int, float]] = []
+    for w in segment.words:
+        turn = speaker_at(turns, w.start, w.end)
+        labels.append((turn.speaker, turn.confidence) if turn else (0, 0.0))
+    if not labels:
+        turn = speaker_at(turns, segment.start, segment.end)
+        speakers = (turn.speaker,) if turn else ()
+        return [ChannelSegment(channel, segment, speakers)]
+    runs: list[list[int]] = [[0]]
+    for i in range(1, len(labels)):
+        if labels[i][0] == labels[runs[-1][0]][0]:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    if len(runs) == 1:
+        return [ChannelSegment(channel, segment, (labels[0][0],), tuple(labels))]
+    pieces = []
+    for n, run in enumerate(runs):
+        words: tuple[Word, ...] = tuple(segment.words[i] for i in run)
+        piece = replace(
+            segment,
+            id=segment.id,
+            start=round(words[0].start, 3) if n else segment.start,
+            end=round(words[-1].end, 3) if n + 1 < len(runs) else segment.end,
+            text="".join(w.word for w in words),
+            tokens=(),
+            words=words,
+        )
+        pieces.append(ChannelSegment(channel, piece, (labels[run[0]][0],), tuple(labels[i] for i in run)))
+    return pieces
+
+
+def _speaker_count(value: object, pointer: str) -> int:
+    try:
+        count = int(value) if isinstance(value, int | str) and not isinstance(value, bool) else None
+    except ValueError:
+        count = None
+    if count is None or not 1 <= count <= MAX_SPEAKERS:
+        raise ValidationFailed(
+            f"Expected a whole number of speakers from 1 to {MAX_SPEAKERS}.", pointer=pointer
+        )
+    return count
 
 
 def _flag(value: object, pointer: str) -> bool:
