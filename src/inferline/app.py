@@ -17,6 +17,7 @@ from inferline.areas.audio.transcription.routes import router as audio_router
 from inferline.areas.buckets.routes import router as embeddings_router
 from inferline.areas.buckets.s3.routes import router as s3_router
 from inferline.areas.chat.routes import router as chat_router
+from inferline.areas.clusters.routes import router as clusters_router
 from inferline.areas.conversations.routes import router as conversations_router
 from inferline.areas.embeddings.routes import router as openai_embeddings_router
 from inferline.areas.fine_tuning.routes import router as fine_tuning_router
@@ -50,6 +51,7 @@ AREA_ROUTERS: tuple[APIRouter, ...] = (
     conversations_router,
     fine_tuning_router,
     summarize_router,
+    clusters_router,
     admin_router,  # /v2/admin: admin-scoped keys only
 )
 

@@ -4,7 +4,7 @@
 dependency order, handing every area what it needs as plain constructor arguments:
 
     embeddings → audio → buckets (embeddings, transcription) → fine-tuning → chat (bucket search, fine-tunes)
-    → conversations (chat) → summarize (chat, transcription)
+    → conversations (chat) → summarize (chat, transcription) → clusters (chat)
 
 Each area's `wiring.py` builds its services and registers its job handlers; the queue wakes this process's
 workers after every commit that enqueued a job.
@@ -26,6 +26,8 @@ from inferline.areas.buckets.search import SimilaritySearch
 from inferline.areas.buckets.wiring import build_buckets
 from inferline.areas.chat.service import ChatService
 from inferline.areas.chat.wiring import build_chat
+from inferline.areas.clusters.service import ClusterService
+from inferline.areas.clusters.wiring import build_clusters
 from inferline.areas.conversations.insight_runs import InsightRunService
 from inferline.areas.conversations.insight_templates import InsightTemplateService
 from inferline.areas.conversations.service import ConversationService
@@ -80,6 +82,7 @@ class Container:
     insight_runs: InsightRunService
     conversations: ConversationService
     summarize: SummarizeService
+    clusters: ClusterService
     limits: LimitService  # per-tenant/per-key limits (ops)
     usage: UsageMeter  # usage metering (ops)
     worker: Worker | None = None  # started by `start_worker` (embedded in the API, or `inferline worker`)
@@ -123,6 +126,7 @@ def build_container(settings: Settings) -> Container:
     chat = build_chat(settings, models, buckets.search, fine_tuning)
     conversations = build_conversations(settings, db, jobs, registry, chat)
     summarize = build_summarize(settings, objects, chat, audio.transcription)
+    clusters = build_clusters(db, jobs, registry, objects, chat)
 
     return Container(
         settings=settings,
@@ -149,6 +153,7 @@ def build_container(settings: Settings) -> Container:
         insight_runs=conversations.insight_runs,
         conversations=conversations.conversations,
         summarize=summarize,
+        clusters=clusters,
         limits=LimitService(db),
         usage=UsageMeter(db),
     )
