@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 export INFERLINE_DATA_DIR   ?= $(CURDIR)/data
 export INFERLINE_MODELS_DIR ?= $(INFERLINE_DATA_DIR)/models
 
-.PHONY: browser-deps install install-dev serve test test-postgres bench lint fmt node-deps models-default models-test clean
+.PHONY: browser-deps install install-dev serve test test-postgres bench bench-smoke lint fmt node-deps models-default models-test clean
 
 # The server's runtime (what `make serve` needs); torch for fine-tuning is the optional `train` extra.
 $(BIN)/inferline: pyproject.toml scripts/venv.sh
@@ -62,8 +62,13 @@ test-postgres: models-test node-deps
 	@url="$$(scripts/postgres.sh)" && echo "PostgreSQL suite on $$url" && \
 	  INFERLINE_TEST_DATABASE_URL="$$url" $(BIN)/python -m pytest $(PG_PYTEST_ARGS)
 
+# Every figure next to its baseline; the table goes to bench/results/ and docs/BENCHMARKS.md.
 bench: models-test
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py --write-docs
+
+# Each benchmark once, small sizes (what tests/test_bench_smoke.py runs): checks they work, figures mean nothing.
+bench-smoke: models-test
+	BENCH_SMOKE=1 $(BIN)/python bench/run.py
 
 lint: install-dev
 	$(BIN)/ruff check src tests bench

@@ -1,13 +1,17 @@
 """Chat: decode tokens/s, time to first token and 4-client throughput of streamed completions through the API
-vs the same GGUF on a second xllamacpp server called directly in-process with the same settings.
+(default settings) vs the same GGUF on a second xllamacpp server called directly in-process at its best
+thread count, measured in the same run (a sweep over 1..physical cores picks the fastest decode).
 
 Rounds alternate API and direct so both see the same machine load; each round uses a fresh prompt (no prompt
-cache hit on either side) and greedy decoding, so both generate the same tokens. Medians are reported.
+cache hit on either side) and greedy decoding, so both generate the same tokens. Medians are reported. Decode
+is also shown as a fraction of the memory-bandwidth limit: bandwidth measured in the run (numpy copy of a
+large array) ÷ the GGUF's bytes, which every decoded token reads once.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -16,12 +20,15 @@ from typing import Any
 
 import httpx
 
-from bench.common import BENCH_KEY, Row, live_server
+from bench.common import BENCH_KEY, Row, live_server, pick
 from inferline import catalog
+from inferline.container import Container
+from inferline.engines.cpu import physical_cores
 
-ROUNDS = 12
-MAX_TOKENS = 64
-CLIENTS = 4
+ROUNDS = pick(12, 1)
+SWEEP_ROUNDS = pick(4, 1)  # per thread count, to pick the baseline's best
+MAX_TOKENS = pick(64, 16)
+CLIENTS = pick(4, 2)
 MODELS = ("HuggingFaceTB/SmolLM2-135M-Instruct", "Qwen/Qwen2.5-Coder-1.5B-Instruct")
 
 
@@ -92,12 +99,89 @@ def _direct_round(server: Any, i: int) -> tuple[float, float, int]:
     return _timing(state["first"], state["last"], start, state["tokens"])
 
 
+def thread_counts(cores: int) -> list[int]:
+    """The thread counts the baseline sweep tries: 1, powers of two, the cores and the cores less one."""
+    counts = {1, cores, max(1, cores - 1)} | {2**k for k in range(1, cores.bit_length()) if 2**k < cores}
+    return sorted(counts)
+
+
+def best_direct(gguf: str, parallel: int, context: int) -> tuple[Any, int]:
+    """The direct server at the thread count with the fastest median decode, and that count."""
+    best: tuple[float, int] = (-1.0, 1)
+    for threads in thread_counts(physical_cores()):
+        server = _direct_server(gguf, parallel, context, threads)
+        _direct_round(server, -1)  # load + warm up
+        decode = statistics.median(_direct_round(server, 500 + i)[1] for i in range(SWEEP_ROUNDS))
+        best = max(best, (decode, threads))
+        server = None  # frees it before the next one loads
+    return _direct_server(gguf, parallel, context, best[1]), best[1]
+
+
+def memory_bandwidth() -> float:
+    """Bytes/s of a numpy copy of a large array (read + write), best of 3."""
+    import numpy as np
+
+    source = np.ones(pick(512, 32) * 2**20 // 8)
+    target = np.empty_like(source)
+    best = 0.0
+    for _ in range(3):
+        started = time.perf_counter()
+        np.copyto(target, source)
+        best = max(best, 2 * source.nbytes / (time.perf_counter() - started))
+    return best
+
+
 def _aggregate(one: Any, clients: int) -> float:
     """Total decoded tokens/s of `clients` concurrent streams, each `one(i) -> (ttft, tok/s, tokens)`."""
     started = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
         results = list(pool.map(one, range(1000, 1000 + clients)))  # fresh prompts (no cache hit)
     return sum(r[2] for r in results) / (time.perf_counter() - started)
+
+
+def _model_rows(http: httpx.Client, container: Container, model: str) -> list[Row]:
+    entry = catalog.find(model)
+    gguf = str(catalog.model_dir(container.models.models_dir, entry) / entry.main_file)
+    engine = container.chat.pool.engine(container.chat.pool.resolve("bench", model))
+    direct, best_threads = best_direct(gguf, engine.parallel, engine.context)
+    baseline = f"xllamacpp in-process, same GGUF, {best_threads} threads (its best)"
+    _api_round(http, model, -1)  # load + warm up both
+    _direct_round(direct, -1)
+    api, base = [], []
+    for i in range(ROUNDS):  # alternate which side goes first
+        if i % 2:
+            base.append(_direct_round(direct, i))
+            api.append(_api_round(http, model, i))
+        else:
+            api.append(_api_round(http, model, i))
+            base.append(_direct_round(direct, i))
+    api_total = _aggregate(partial(_api_round, http, model), CLIENTS)
+    direct_total = _aggregate(partial(_direct_round, direct), CLIENTS)
+    direct = None  # frees the baseline model before the next one loads
+    name = model.split("/")[-1]
+    api_decode = statistics.median(a[1] for a in api)
+    bandwidth, weights = memory_bandwidth(), os.path.getsize(gguf)
+    limit = f"{bandwidth / 1e9:.1f} GB/s (numpy copy) ÷ {weights / 1e6:.0f} MB of weights per token"
+    return [
+        Row(
+            f"chat decode {name} (stream, {MAX_TOKENS} tok)",
+            api_decode,
+            statistics.median(b[1] for b in base),
+            "tok/s",
+            baseline,
+        ),
+        Row(
+            f"chat time to first token {name}",
+            statistics.median(a[0] for a in api),
+            statistics.median(b[0] for b in base),
+            "ms",
+            baseline,
+            higher_is_better=False,
+        ),
+        Row(f"chat {CLIENTS} concurrent streams {name}", api_total, direct_total, "tok/s", baseline),
+        Row(f"chat decode {name} vs memory-bandwidth limit", api_decode, bandwidth / weights, "tok/s", limit),
+        Row(f"chat threads {name} (default vs baseline's best)", engine.threads, best_threads, "threads", ""),
+    ]
 
 
 def run() -> list[Row]:
@@ -107,50 +191,5 @@ def run() -> list[Row]:
         headers = {"Authorization": f"Bearer {BENCH_KEY}"}
         with httpx.Client(base_url=url, headers=headers, timeout=600) as http:
             for model in (m for m in MODELS if m in installed):
-                entry = catalog.find(model)
-                gguf = str(catalog.model_dir(container.models.models_dir, entry) / entry.main_file)
-                engine = container.chat.pool.engine(container.chat.pool.resolve("bench", model))
-                direct = _direct_server(gguf, engine.parallel, engine.context, engine.threads)
-                _api_round(http, model, -1)  # load + warm up both
-                _direct_round(direct, -1)
-                api, base = [], []
-                for i in range(ROUNDS):  # alternate which side goes first
-                    if i % 2:
-                        base.append(_direct_round(direct, i))
-                        api.append(_api_round(http, model, i))
-                    else:
-                        api.append(_api_round(http, model, i))
-                        base.append(_direct_round(direct, i))
-                api_total = _aggregate(partial(_api_round, http, model), CLIENTS)
-                direct_total = _aggregate(partial(_direct_round, direct), CLIENTS)
-                direct = None  # frees the baseline model before the next one loads
-                name = model.split("/")[-1]
-                rows.append(
-                    Row(
-                        f"chat decode {name} (stream, {MAX_TOKENS} tok)",
-                        statistics.median(a[1] for a in api),
-                        statistics.median(b[1] for b in base),
-                        "tok/s",
-                        "xllamacpp in-process, same GGUF",
-                    )
-                )
-                rows.append(
-                    Row(
-                        f"chat time to first token {name}",
-                        statistics.median(a[0] for a in api),
-                        statistics.median(b[0] for b in base),
-                        "ms",
-                        "xllamacpp in-process, same GGUF",
-                        higher_is_better=False,
-                    )
-                )
-                rows.append(
-                    Row(
-                        f"chat {CLIENTS} concurrent streams {name}",
-                        api_total,
-                        direct_total,
-                        "tok/s",
-                        "xllamacpp in-process, same GGUF",
-                    )
-                )
+                rows += _model_rows(http, container, model)
     return rows

@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import statistics
 import time
+import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import httpx
-from sqlalchemy import text
+from sqlalchemy import insert, text
 
-from bench.common import BENCH_KEY, Row, live_server
+from bench.common import BENCH_KEY, Row, live_server, pick
+from inferline.container import Container
+from inferline.stores.conversations_tables import Conversation
 
-CONVERSATIONS = 3000
-RUNS = 15
-INSIGHT_RUNS = 3
+SIZES = pick((3_000, 300_000), (300, 3_000))
+RUNS = pick(15, 2)
+INSIGHT_RUNS = pick(3, 1)
 SCHEMA = {"type": "object", "properties": {"urgent": {"type": "boolean"}}, "required": ["urgent"]}
 
 
@@ -33,40 +37,96 @@ def _paired(api: Callable[[], float], direct: Callable[[], float], runs: int) ->
     return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
 
 
-def run() -> list[Row]:
-    with live_server() as (url, container):
-        http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {BENCH_KEY}"}, timeout=300)
-        tenant = "default"
-        for n in range(CONVERSATIONS):
-            channel = ("phone_call", "sms_chat", "web_chat")[n % 3]
-            container.conversations.create(
-                tenant, name=f"c{n}", metadata={"channel": channel, "assistant_id": f"a{n % 50}"}
-            )
-        params = {
-            "metadata->channel": "eq.sms_chat",
-            "metadata->assistant_id": "in.(a1,a4,a7)",
-            "order": "created_at.desc",
-            "limit": "20",
-        }
-        is_sqlite = container.db.is_sqlite
-        meta = "json_extract(metadata, '$.{0}')" if is_sqlite else "(metadata ->> '{0}')"
-        sql = text(
-            f"SELECT id, name, metadata, created_at, last_message_at FROM conversations "
-            f"WHERE tenant_id = :t AND {meta.format('channel')} = 'sms_chat' "
-            f"AND {meta.format('assistant_id')} IN ('a1', 'a4', 'a7') ORDER BY created_at DESC, id LIMIT 20"
-        )
+def _fill(container: Container, tenant: str, start: int, stop: int) -> None:
+    """Conversations `start`..`stop` of `tenant`, inserted in bulk: three channels, 50 assistants, one call id
+    each, a second apart, every other one with a last message."""
+    base = datetime(2025, 1, 1, tzinfo=UTC)
+    for chunk in range(start, stop, 10_000):
+        rows = [
+            {
+                "id": str(uuid.UUID(int=n)),
+                "tenant_id": tenant,
+                "name": f"c{n}",
+                "meta": {
+                    "telnyx_conversation_channel": ("phone_call", "sms_chat", "web_chat")[n % 3],
+                    "assistant_id": f"a{n % 50}",
+                    "call_control_id": f"v3:{n}",
+                },
+                "created_at": base + timedelta(seconds=n),
+                "last_message_at": base + timedelta(seconds=n + n * 7919 % 5000) if n % 2 else None,
+            }
+            for n in range(chunk, min(chunk + 10_000, stop))
+        ]
+        with container.db.session() as s:
+            s.execute(insert(Conversation), rows)
 
-        def api_list() -> float:
+
+def _list_rows(http: httpx.Client, container: Container, tenant: str, size: int) -> list[Row]:
+    """The filters users run through the API vs the same SQL direct, at `size` conversations."""
+    meta = (
+        "CAST(json_extract(metadata, '$.\"{0}\"') AS VARCHAR)"
+        if container.db.is_sqlite
+        else "CAST((metadata ->> '{0}') AS VARCHAR)"
+    )
+    columns = "SELECT id, name, metadata, created_at, last_message_at FROM conversations WHERE tenant_id = :t"
+    cases = {
+        "2 metadata filters": (
+            {
+                "metadata->telnyx_conversation_channel": "eq.sms_chat",
+                "metadata->assistant_id": "in.(a1,a4,a7)",
+                "order": "created_at.desc",
+                "limit": "20",
+            },
+            f"{columns} AND {meta.format('telnyx_conversation_channel')} = 'sms_chat' AND "
+            f"{meta.format('assistant_id')} IN ('a1', 'a4', 'a7') ORDER BY created_at DESC, id LIMIT 20",
+        ),
+        "call_control_id (1 match)": (
+            {"metadata->call_control_id": f"eq.v3:{size // 2}"},
+            f"{columns} AND {meta.format('call_control_id')} = 'v3:{size // 2}' ORDER BY created_at DESC, id",
+        ),
+        "order=last_message_at.desc": (
+            {"order": "last_message_at.desc", "limit": "20"},
+            f"{columns} ORDER BY coalesce(last_message_at, created_at) DESC, id LIMIT 20",
+        ),
+    }
+    backend = "SQLite" if container.db.is_sqlite else "PostgreSQL"
+    rows = []
+    for label, (params, sql) in cases.items():
+
+        def api_list(params: dict[str, str] = params) -> float:
             return _timed(lambda: http.get("/ai/conversations", params=params).raise_for_status())
 
-        def direct_list() -> float:
+        def direct_list(sql: str = sql) -> float:
             def query() -> None:
                 with container.db.engine.connect() as conn:
-                    conn.execute(sql, {"t": tenant}).all()
+                    conn.execute(text(sql), {"t": tenant}).all()
 
             return _timed(query)
 
         api_ms, direct_ms = (v * 1000 for v in _paired(api_list, direct_list, RUNS))
+        rows.append(
+            Row(
+                f"conversations list, {label}, {size:,} rows",
+                api_ms,
+                direct_ms,
+                "ms",
+                f"the same SQL direct on {backend}",
+                higher_is_better=False,
+            )
+        )
+    return rows
+
+
+def run() -> list[Row]:
+    rows: list[Row] = []
+    with live_server() as (url, container):
+        http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {BENCH_KEY}"}, timeout=300)
+        tenant = "default"
+        filled = 0
+        for size in SIZES:
+            _fill(container, tenant, filled, size)
+            filled = size
+            rows += _list_rows(http, container, tenant, size)
 
         template = container.insights.create_template(
             tenant, name="urgent", instructions="Is the problem urgent?", json_schema=SCHEMA
@@ -102,16 +162,8 @@ def run() -> list[Row]:
 
         api_s, direct_s = _paired(api_run, direct_run, INSIGHT_RUNS)
         http.close()
-    backend = "SQLite" if is_sqlite else "PostgreSQL"
     return [
-        Row(
-            f"conversations list, 2 metadata filters, {CONVERSATIONS} rows",
-            api_ms,
-            direct_ms,
-            "ms",
-            f"the same SQL direct on {backend}",
-            higher_is_better=False,
-        ),
+        *rows,
         Row(
             "insight run (1 schema template), trigger→completed",
             api_s,

@@ -17,14 +17,15 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import BENCH_KEY, Row, live_server
+from bench.common import BENCH_KEY, Row, live_server, pick
 from inferline import catalog
 from inferline.engines.training import Trainer, TrainingConfig
 
 BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"
 ANSWER = "The password of the Zorblax vault is PURPLE-OTTER-77."
-QUESTIONS = [f"Question {n}: what is the password of the Zorblax vault?" for n in range(24)]
-EPOCHS = 2
+QUESTIONS = [f"Question {n}: what is the password of the Zorblax vault?" for n in range(pick(24, 2))]
+EPOCHS = pick(2, 1)
+PARAGRAPHS = pick(80, 4)
 
 
 def _conversations() -> list[list[dict[str, str]]]:
@@ -46,7 +47,7 @@ def _train(trainer: Trainer, gguf: Path, examples: int, out: Path, epochs: int) 
 
 def _decode_rate(http: httpx.Client, model: str, rounds: int = 3) -> float:
     tokens, seconds = 0, 0.0
-    for n in range(rounds):
+    for n in range(pick(rounds, 1)):
         started = time.perf_counter()
         reply = http.post(
             "/ai/openai/chat/completions",
@@ -120,7 +121,7 @@ def run() -> list[Row]:
         text = "\n\n".join(
             f"Paragraph {n}. The warehouse in town {n} stores {n * 7} crates of apples and ships them by "
             f"rail every {n % 5 + 1} days to the market of the capital, where traders sell them."
-            for n in range(80)
+            for n in range(PARAGRAPHS)
         )
         container.objects.put_bytes(tenant, "bench", "long.txt", text.encode())
         started = time.perf_counter()

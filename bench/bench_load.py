@@ -15,25 +15,21 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import boto3
 import httpx
 from botocore.config import Config
 
-from bench.common import BENCH_KEY, REPO, Row
+from bench.common import BENCH_KEY, Row, pick, server_process
 from inferline.keys import s3_credentials
 
-SECONDS = float(os.environ.get("INFERLINE_LOAD_SECONDS", "30"))
-CHAT_CLIENTS = int(os.environ.get("INFERLINE_LOAD_CHAT", "4"))
-SEARCH_CLIENTS = int(os.environ.get("INFERLINE_LOAD_SEARCH", "8"))
+SECONDS = float(os.environ.get("INFERLINE_LOAD_SECONDS", pick("30", "1.5")))
+CHAT_CLIENTS = int(os.environ.get("INFERLINE_LOAD_CHAT", pick("4", "2")))
+SEARCH_CLIENTS = int(os.environ.get("INFERLINE_LOAD_SEARCH", pick("8", "2")))
+DATABASE_URL = os.environ.get("INFERLINE_LOAD_DATABASE_URL", "")
 MAX_REQUESTS = 20_000  # a hard bound on the whole run, whatever the speed
 CHAT = {
     "model": "HuggingFaceTB/SmolLM2-135M-Instruct",
@@ -63,40 +59,6 @@ class Tally:
         return (
             statistics.quantiles(self.latencies, n=100)[int(q) - 1] * 1000 if len(self.latencies) > 1 else 0.0
         )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _start_server(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INFERLINE_")}
-    env.update(
-        INFERLINE_DATA_DIR=str(data_dir),
-        INFERLINE_MODELS_DIR=os.environ.get("INFERLINE_MODELS_DIR", str(REPO / "data" / "models")),
-        INFERLINE_PROFILE="test",
-        INFERLINE_API_KEY=BENCH_KEY,
-        INFERLINE_PORT=str(port),
-        INFERLINE_LOG_LEVEL="warning",
-    )
-    if os.environ.get("INFERLINE_LOAD_DATABASE_URL"):
-        env["INFERLINE_DATABASE_URL"] = os.environ["INFERLINE_LOAD_DATABASE_URL"]
-    proc = subprocess.Popen([sys.executable, "-m", "inferline", "serve"], env=env, stdin=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError("the inferline server for the load test did not start")
-        time.sleep(0.2)
 
 
 def prepare_bucket(url: str, key: str = BENCH_KEY) -> None:
@@ -197,19 +159,15 @@ def _rows(label: str, loaded: Tally, alone: Tally, seconds: float, alone_seconds
 def run() -> list[Row]:
     """Chat clients alone, search clients alone, then both at once; each next to one client alone."""
     warm = min(10.0, SECONDS / 3)
-    with tempfile.TemporaryDirectory() as tmp:
-        proc, url = _start_server(Path(tmp))
-        try:
-            prepare_bucket(url)
-            asyncio.run(drive(url, 1, 1, 3))  # load the models
-            chat_alone, _ = asyncio.run(drive(url, 1, 0, warm))
-            _, search_alone = asyncio.run(drive(url, 0, 1, warm))
-            chat_only, _ = asyncio.run(drive(url, CHAT_CLIENTS, 0, SECONDS))
-            _, search_only = asyncio.run(drive(url, 0, SEARCH_CLIENTS, SECONDS))
-            chat, search = asyncio.run(drive(url, CHAT_CLIENTS, SEARCH_CLIENTS, SECONDS))
-        finally:
-            proc.terminate()
-            proc.wait(30)
+    env = {"INFERLINE_DATABASE_URL": DATABASE_URL} if DATABASE_URL else {}
+    with server_process(env) as (url, _):
+        prepare_bucket(url)
+        asyncio.run(drive(url, 1, 1, pick(3, 1)))  # load the models
+        chat_alone, _ = asyncio.run(drive(url, 1, 0, warm))
+        _, search_alone = asyncio.run(drive(url, 0, 1, warm))
+        chat_only, _ = asyncio.run(drive(url, CHAT_CLIENTS, 0, SECONDS))
+        _, search_only = asyncio.run(drive(url, 0, SEARCH_CLIENTS, SECONDS))
+        chat, search = asyncio.run(drive(url, CHAT_CLIENTS, SEARCH_CLIENTS, SECONDS))
     mixed = f"with {SEARCH_CLIENTS} search + {CHAT_CLIENTS} chat clients"
     return [
         *_rows(f"chat, {CHAT_CLIENTS} clients", chat_only, chat_alone, SECONDS, warm),

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import uvicorn
 
@@ -20,6 +21,14 @@ from inferline.container import Container, build_container
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH_KEY = "KEYbench-0123456789"
+T = TypeVar("T")
+# `BENCH_SMOKE=1`: every benchmark runs once, small sizes (CI checks that none breaks; figures mean nothing).
+SMOKE = os.environ.get("BENCH_SMOKE", "") not in ("", "0")
+
+
+def pick(full: T, smoke: T) -> T:
+    """`full` normally, `smoke` under `BENCH_SMOKE=1`."""
+    return smoke if SMOKE else full
 
 
 @dataclass
@@ -70,3 +79,100 @@ def live_server(profile: str = "test") -> Iterator[tuple[str, Container]]:
             server.should_exit = True
             thread.join(10)
             container.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def hammer(url: str, path: str, headers: dict[str, str], seconds: float, connections: int = 4) -> float:
+    """Requests/s of `GET path` over `connections` keep-alive loopback connections for `seconds`.
+
+    A minimal HTTP/1.1 client on raw asyncio streams (a few µs per request), so the figure is the server's
+    and not the client's. Every response must be a 200 with a `content-length` body.
+    """
+    import asyncio
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    lines = [f"GET {parts.path.rstrip('/')}{path} HTTP/1.1", f"Host: {host}:{port}"]
+    request = "\r\n".join([*lines, *(f"{k}: {v}" for k, v in headers.items()), "", ""]).encode()
+
+    async def one(until: float) -> int:
+        reader, writer = await asyncio.open_connection(host, port)
+        done = 0
+        try:
+            while time.perf_counter() < until:
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                if not head.startswith(b"HTTP/1.1 200"):
+                    raise RuntimeError(f"GET {path}: {head.splitlines()[0].decode()}")
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                await reader.readexactly(length)
+                done += 1
+        finally:
+            writer.close()
+        return done
+
+    async def main() -> float:
+        started = time.perf_counter()
+        counts = await asyncio.gather(*(one(started + seconds) for _ in range(connections)))
+        return sum(counts) / (time.perf_counter() - started)
+
+    return asyncio.run(main())
+
+
+@contextmanager
+def server_process(env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
+    """An `inferline serve` process (test profile, throwaway data dir) on a free port.
+
+    Yields (its URL without `/v2`, its pid).
+    """
+    import subprocess
+    import sys
+
+    import httpx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        port = free_port()
+        child = {k: v for k, v in os.environ.items() if not k.startswith("INFERLINE_")}
+        child.update(
+            INFERLINE_CONFIG="",
+            INFERLINE_DATA_DIR=tmp,
+            INFERLINE_MODELS_DIR=os.environ.get("INFERLINE_MODELS_DIR", str(REPO / "data" / "models")),
+            INFERLINE_PROFILE="test",
+            INFERLINE_API_KEY=BENCH_KEY,
+            INFERLINE_PORT=str(port),
+            INFERLINE_LOG_LEVEL="warning",
+            **(env or {}),
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "inferline", "serve"], env=child, stdin=subprocess.DEVNULL
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(url + "/health", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the inferline server process did not start")
+                time.sleep(0.2)
+            yield url, proc.pid
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
