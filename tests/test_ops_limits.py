@@ -1,5 +1,5 @@
-"""Per-tenant/per-key limits (issue 18): 429 with Retry-After and the OpenAI x-ratelimit-* headers in the Telnyx
-envelope, headers on successes, recovery after the window, and the SDK's default retries converging."""
+"""Per-tenant/per-key limits (issue 18): 429 with Retry-After and the OpenAI x-ratelimit-* headers in the
+Telnyx envelope, headers on successes, recovery after the window, and the SDK's default retries converging."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 def _sdk(server: LiveServer, key: str, retries: int = 0) -> telnyx.Telnyx:
-    return telnyx.Telnyx(api_key=key, base_url=server.v2, _strict_response_validation=True, max_retries=retries)
+    return telnyx.Telnyx(
+        api_key=key, base_url=server.v2, _strict_response_validation=True, max_retries=retries
+    )
 
 
 def _embed(sdk: telnyx.Telnyx, text: str = "limits"):  # type: ignore[no-untyped-def]
@@ -33,7 +35,7 @@ def _wait_for_fresh_window(seconds: int) -> None:
 
 
 def test_request_limit_headers_429_and_recovery(server: LiveServer) -> None:
-    info, key = server.container.keys.create("limited-requests")
+    _, key = server.container.keys.create("limited-requests")
     server.container.limits.set("limited-requests", embeddings_requests=2, window_seconds=4)
     sdk = _sdk(server, key)
     _wait_for_fresh_window(4)

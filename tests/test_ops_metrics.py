@@ -1,4 +1,5 @@
-"""GET /metrics (issue 18): traffic through the official SDKs moves the right counters by the right amounts."""
+"""GET /metrics (issue 18): traffic through the official SDKs moves the right counters by the right
+amounts."""
 
 from __future__ import annotations
 
@@ -44,20 +45,28 @@ def test_sdk_traffic_moves_the_counters(server: LiveServer, client: telnyx.Telny
     after = scrape(server)
 
     route = {"route": "/v2/ai/openai/embeddings", "method": "POST", "status": "200"}
-    assert value(after, "inferline_http_requests_total", **route) - value(
-        before, "inferline_http_requests_total", **route
-    ) == 1
+    assert (
+        value(after, "inferline_http_requests_total", **route)
+        - value(before, "inferline_http_requests_total", **route)
+        == 1
+    )
     hist = {"route": "/v2/ai/openai/embeddings", "method": "POST"}
-    assert value(after, "inferline_http_request_duration_seconds_count", **hist) - value(
-        before, "inferline_http_request_duration_seconds_count", **hist
-    ) == 1
-    assert value(after, "inferline_embedding_texts_total", model=MINILM) - value(
-        before, "inferline_embedding_texts_total", model=MINILM
-    ) == 2
+    assert (
+        value(after, "inferline_http_request_duration_seconds_count", **hist)
+        - value(before, "inferline_http_request_duration_seconds_count", **hist)
+        == 1
+    )
+    assert (
+        value(after, "inferline_embedding_texts_total", model=MINILM)
+        - value(before, "inferline_embedding_texts_total", model=MINILM)
+        == 2
+    )
     tokens = result.usage.prompt_tokens
-    assert value(after, "inferline_embedding_tokens_total", model=MINILM) - value(
-        before, "inferline_embedding_tokens_total", model=MINILM
-    ) == tokens
+    assert (
+        value(after, "inferline_embedding_tokens_total", model=MINILM)
+        - value(before, "inferline_embedding_tokens_total", model=MINILM)
+        == tokens
+    )
     usage = chat["usage"]
     for name, expected in (
         ("inferline_chat_prompt_tokens_total", usage["prompt_tokens"]),
@@ -68,14 +77,16 @@ def test_sdk_traffic_moves_the_counters(server: LiveServer, client: telnyx.Telny
         assert value(after, name, model=SMOL) - value(before, name, model=SMOL) == expected, name
     # ids never become labels: a 404 on a resource id is counted under its route template
     templated = {"route": "/v2/ai/conversations/{conversation_id}", "status": "404"}
-    assert value(after, "inferline_http_requests_total", **templated) - value(
-        before, "inferline_http_requests_total", **templated
-    ) == 1
+    assert (
+        value(after, "inferline_http_requests_total", **templated)
+        - value(before, "inferline_http_requests_total", **templated)
+        == 1
+    )
     assert "00000000-0000-4000-8000-000000000000" not in after
     assert "inferline_jobs_queued" in after or "# TYPE inferline_jobs_queued gauge" in after
 
 
-class pytest_raises_not_found:  # noqa: N801 (used as a context manager above)
+class pytest_raises_not_found:
     def __init__(self, client: telnyx.Telnyx) -> None:
         self.client = client
 

@@ -1,4 +1,5 @@
-"""Scoped keys (issue 18): admin / inference / read against read, write and admin endpoints; admin endpoints."""
+"""Scoped keys (issue 18): admin / inference / read against read, write and admin endpoints; the admin
+endpoints."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def _sdk(server: LiveServer, key: str) -> telnyx.Telnyx:
 def test_scope_matrix(server: LiveServer, scope: str) -> None:
     _, key = server.container.keys.create(f"scoped-{scope}", name=scope, scope=scope)
     sdk = _sdk(server, key)
-    read, write, admin = EXPECTED[scope]
+    _, write, admin = EXPECTED[scope]
 
     assert sdk.ai.openai.list_models().data is not None  # read: every scope
     if write == 200:

@@ -9,7 +9,7 @@ from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from sqlalchemy import distinct, select
+from sqlalchemy import select
 
 from inferline.areas.admin.protocol import KeyCreate, LimitsUpdate
 from inferline.errors import NotFound
@@ -60,8 +60,8 @@ def list_tenants(container: ContainerDep) -> dict[str, Any]:
     """Every tenant that has a key or limits, with its active key count and limits."""
     keys = container.keys.list(None)
     with container.db.session() as s:
-        tenants = set(s.scalars(select(distinct(ApiKey.tenant_id))))
-        tenants |= set(s.scalars(select(distinct(TenantLimit.tenant_id))))
+        tenants = set(s.scalars(select(ApiKey.tenant_id).distinct()))
+        tenants |= set(s.scalars(select(TenantLimit.tenant_id).distinct()))
     limits = {(lim.tenant_id, lim.key_id): lim for lim in container.limits.list()}
     data = []
     for tenant in sorted(tenants):

@@ -1,0 +1,46 @@
+"""Request log lines (issue 18): one line per request with tenant, key id, route template, status, model and
+units; never the API key or the prompt."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import telnyx
+
+from inferline.ops.middleware import OpsMiddleware
+from tests.conftest import LiveServer
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+SECRET_TEXT = "the launch code is swordfish-4242"
+
+
+def test_request_line_has_the_fields_and_no_key_or_prompt(
+    server: LiveServer, client: telnyx.Telnyx, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="inferline"):
+        client.ai.openai.embeddings.create_embeddings(input=SECRET_TEXT, model=MINILM)
+    lines = [r.getMessage() for r in caplog.records if r.name == "inferline.requests"]
+    line = next(x for x in lines if "/v2/ai/openai/embeddings" in x)
+    assert "POST /v2/ai/openai/embeddings 200" in line
+    assert "tenant=default" in line and "key_id=" in line and f"model={MINILM}" in line
+    assert "embedding_tokens=" in line and "latency_ms=" in line
+    everything = caplog.text
+    assert server.key_a not in everything and "swordfish" not in everything
+
+
+def test_json_format_is_one_object_per_request(caplog: pytest.LogCaptureFixture) -> None:
+    from inferline.keys import Principal
+    from inferline.ops.context import RequestOps
+
+    ops = RequestOps(units={("chat_prompt_tokens", "m"): 3.0}, model="m")
+    state = {"request_id": "r1", "principal": Principal("t", "k")}
+    with caplog.at_level(logging.INFO, logger="inferline"):
+        OpsMiddleware(app=None, log_format="json")._log(
+            state, state["principal"], "POST", "/v2/x", 200, 0.5, ops
+        )  # type: ignore[arg-type]
+    record = json.loads(caplog.records[-1].getMessage())
+    assert record["request_id"] == "r1" and record["tenant"] == "t" and record["key_id"] == "k"
+    assert record["route"] == "/v2/x" and record["status"] == 200 and record["latency_ms"] == 500.0
+    assert record["model"] == "m" and record["chat_prompt_tokens"] == 3.0 and "time" in record
