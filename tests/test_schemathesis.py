@@ -111,6 +111,8 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory, databases: DatabaseFac
 def call(case: schemathesis.Case, server: Proc) -> Any:
     if isinstance(case.body, dict) and "messages" in case.body and "max_tokens" not in case.body:
         case.body["max_tokens"] = BOUNDS["max_tokens"]  # a chat request without it would decode for long
+    if case.path == "/ai/openai/responses" and isinstance(case.body, dict):
+        case.body.setdefault("max_output_tokens", BOUNDS["max_tokens"])  # the same for a Responses request
     if os.environ.get("INFERLINE_FUZZ_TRACE"):
         print(case.method, case.formatted_path, str(case.body)[:300], flush=True)
     response = case.call(

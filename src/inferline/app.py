@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from inferline import __version__
 from inferline.areas.admin.routes import router as admin_router
+from inferline.areas.anthropic.routes import router as anthropic_router
 from inferline.areas.audio.reports.routes import router as reports_router
 from inferline.areas.audio.speech.routes import router as tts_router
 from inferline.areas.audio.speech.ws import ws_router as tts_ws_router
@@ -22,6 +23,7 @@ from inferline.areas.conversations.routes import router as conversations_router
 from inferline.areas.embeddings.routes import router as openai_embeddings_router
 from inferline.areas.fine_tuning.routes import router as fine_tuning_router
 from inferline.areas.models.routes import router as models_router
+from inferline.areas.responses.routes import router as responses_router
 from inferline.areas.summarize.routes import router as summarize_router
 from inferline.config import Settings
 from inferline.container import Container, build_container
@@ -43,6 +45,8 @@ PREFIX = "/v2"
 AREA_ROUTERS: tuple[APIRouter, ...] = (
     models_router,
     chat_router,
+    responses_router,
+    anthropic_router,
     openai_embeddings_router,
     embeddings_router,
     audio_router,
