@@ -19,6 +19,7 @@ from inferline.areas.buckets.routes import router as embeddings_router
 from inferline.areas.buckets.s3.routes import router as s3_router
 from inferline.areas.chat.routes import router as chat_router
 from inferline.areas.clusters.routes import router as clusters_router
+from inferline.areas.console.routes import router as console_router
 from inferline.areas.conversations.routes import router as conversations_router
 from inferline.areas.embeddings.routes import router as openai_embeddings_router
 from inferline.areas.fine_tuning.routes import router as fine_tuning_router
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         api.include_router(router)
     app.include_router(api)
     app.include_router(tts_ws_router, prefix=PREFIX)  # WebSocket TTS; authenticates its own handshake
+    app.include_router(console_router)  # /console: the web console's page and assets (no key needed)
     app.include_router(s3_router)  # S3 protocol under /s3, authenticated by SigV4 with the API key
     app.include_router(unbuilt_router(app, PREFIX), prefix=PREFIX, dependencies=[Depends(authenticate)])
 

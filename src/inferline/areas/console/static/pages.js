@@ -1,0 +1,435 @@
+// The console's pages. Every value from the server is put in the page as text (textContent), never as HTML.
+import { api, sse, h, field, table, when, session, ApiError } from "./api.js";
+import { s3 } from "./sigv4.js";
+
+const PAGE = 20;
+
+function pager(offset, count, hasMore, go) {
+  return h("div", { class: "pager" },
+    h("button", { type: "button", class: "secondary", disabled: offset === 0, onclick: () => go(Math.max(0, offset - PAGE)), text: "Previous" }),
+    h("span", { class: "muted", text: count ? `${offset + 1}–${offset + count}` : "none" }),
+    h("button", { type: "button", class: "secondary", disabled: !hasMore, onclick: () => go(offset + PAGE), text: "Next" }));
+}
+
+async function models(signal) {
+  const body = await api("ai/openai/models", { signal });
+  return body.data || [];
+}
+
+function modelSelect(list, kind) {
+  const wanted = list.filter((m) => !kind || (m.kind || m.task || "chat") === kind || (m.kind === undefined && !/MiniLM|whisper|piper/i.test(m.id)));
+  return h("select", {}, (wanted.length ? wanted : list).map((m) => h("option", { value: m.id, text: m.id })));
+}
+
+// ---- overview -----------------------------------------------------------------------------------------
+async function overview(page, { signal }) {
+  page.append(h("h1", { text: "Overview" }));
+  const health = h("div", { class: "card" }, h("h2", { text: "Health" }));
+  const modelsCard = h("div", { class: "card" }, h("h2", { text: "Models" }));
+  const jobs = h("div", { class: "card" }, h("h2", { text: "Recent jobs" }));
+  const usage = h("div", { class: "card" }, h("h2", { text: "Usage" }));
+  page.append(h("div", { class: "grid" }, health, modelsCard, jobs, usage));
+
+  const ready = await fetch("/ready", { signal, credentials: "omit" }).then((r) => r.json()).catch((e) => ({ status: e.message }));
+  health.append(h("p", { class: ready.status === "ready" ? "ok" : "error", id: "health-status", text: `Status: ${ready.status}` }),
+    table(["Check", "Status"], (ready.checks || []).map((c) => [c.name || c.engine || "", c.status])),
+    h("p", { class: "muted", text: `Loaded: ${(ready.loaded || []).join(", ") || "none"}` }));
+
+  const loaded = new Set(ready.loaded || []);
+  const list = await models(signal);
+  modelsCard.append(table(["Model", "Owner", "State"], list.map((m) => [m.id, m.owned_by || "", loaded.has(m.id) ? "loaded" : "available"])));
+
+  const [tasks, tunes] = await Promise.all([
+    api("ai/embeddings", { signal }).catch(() => ({ data: [] })),
+    api("ai/fine_tuning/jobs", { signal }).catch(() => ({ data: [] })),
+  ]);
+  const rows = [
+    ...(tasks.data || []).map((t) => ["embedding", t.bucket || "", t.status, when(t.created_at)]),
+    ...(tunes.data || []).slice(0, 10).map((j) => ["fine-tuning", j.model, j.status, when(j.created_at)]),
+  ];
+  jobs.append(rows.length ? table(["Kind", "Subject", "Status", "Created"], rows) : h("p", { class: "muted", text: "No active jobs." }));
+
+  try {
+    const u = await api("admin/usage", { signal });
+    const days = (u.data || []).slice(-30);
+    const max = Math.max(1, ...days.map((d) => d.requests || 0));
+    const chart = h("div", { class: "chart", role: "img", "aria-label": "Requests per day" });
+    for (const d of days) {
+      const bar = h("div", { title: `${d.date || d.day}: ${d.requests} requests` });
+      bar.style.height = `${(100 * (d.requests || 0)) / max}%`;
+      chart.append(bar);
+    }
+    usage.append(chart);
+  } catch (e) {
+    usage.append(h("p", { class: "muted", text: e.status === 403 ? "Usage needs an admin key." : e.message }));
+  }
+}
+
+// ---- playground ---------------------------------------------------------------------------------------
+function codeFor(kind, body) {
+  const params = { ...body };
+  delete params.stream; delete params.stream_options;
+  const json = JSON.stringify(params, null, 2);
+  const py = (v) => JSON.stringify(v, null, 4).replace(/\btrue\b/g, "True").replace(/\bfalse\b/g, "False").replace(/\bnull\b/g, "None");
+  const kwargs = Object.entries(params).map(([k, v]) => `    ${k}=${py(v).replace(/\n/g, "\n    ")},`).join("\n");
+  const base = `${location.origin}/v2`;
+  if (kind === "telnyx") {
+    return `import os\nfrom telnyx import Telnyx\n\nclient = Telnyx(api_key=os.environ["INFERLINE_API_KEY"], base_url="${base}")\n` +
+      `response = client.ai.chat.create_completion(\n${kwargs}\n)\nprint(response)\n`;
+  }
+  if (kind === "openai") {
+    const std = new Set(["model", "messages", "temperature", "max_tokens", "top_p", "n", "stop", "response_format", "tools"]);
+    const main = Object.entries(params).filter(([k]) => std.has(k)).map(([k, v]) => `    ${k}=${py(v).replace(/\n/g, "\n    ")},`);
+    const extra = Object.fromEntries(Object.entries(params).filter(([k]) => !std.has(k)));
+    if (Object.keys(extra).length) main.push(`    extra_body=${py(extra).replace(/\n/g, "\n    ")},`);
+    return `import os\nfrom openai import OpenAI\n\nclient = OpenAI(api_key=os.environ["INFERLINE_API_KEY"], base_url="${base}/ai/openai")\n` +
+      `completion = client.chat.completions.create(\n${main.join("\n")}\n)\nprint(completion.choices[0].message.content)\n`;
+  }
+  return `curl ${base}/ai/chat/completions \\\n  -H "Authorization: Bearer $INFERLINE_API_KEY" \\\n  -H "Content-Type: application/json" \\\n  -d '${json.replace(/'/g, "'\\''")}'\n`;
+}
+
+async function playground(page, { signal }) {
+  page.append(h("h1", { text: "Playground" }));
+  const list = await models(signal);
+  const model = modelSelect(list, "chat");
+  const system = h("textarea", { rows: 2, placeholder: "You are a helpful assistant." });
+  const temperature = h("input", { type: "number", min: "0", max: "2", step: "0.1", value: "0.7" });
+  const maxTokens = h("input", { type: "number", min: "1", max: "4096", value: "128" });
+  const guided = h("select", {}, ["none", "json", "regex", "choice"].map((v) => h("option", { value: v, text: v === "none" ? "none" : `guided ${v}` })));
+  const guidance = h("textarea", { rows: 2, placeholder: 'JSON schema, regex, or one choice per line' });
+  const beam = h("input", { type: "checkbox" });
+  const bestOf = h("input", { type: "number", min: "1", max: "8", value: "2" });
+  const prompt = h("textarea", { rows: 3, required: true });
+  const send = h("button", { type: "submit", text: "Send" });
+  const stop = h("button", { type: "button", class: "secondary", text: "Stop", disabled: true });
+  const transcript = h("div", { id: "transcript", "aria-live": "polite" });
+  const stats = h("div", { class: "stats", id: "chat-stats" });
+  const code = h("pre", { id: "code", tabindex: "0" });
+  const history = [];
+  let controller = null;
+
+  function body() {
+    const messages = [];
+    if (system.value.trim()) messages.push({ role: "system", content: system.value.trim() });
+    const b = { model: model.value, messages: [...messages, ...history], temperature: Number(temperature.value), max_tokens: Number(maxTokens.value) };
+    const g = guidance.value.trim();
+    if (guided.value === "json") b.guided_json = JSON.parse(g || "{}");
+    if (guided.value === "regex") b.guided_regex = g;
+    if (guided.value === "choice") b.guided_choice = g.split("\n").map((s) => s.trim()).filter(Boolean);
+    if (beam.checked) { b.use_beam_search = true; b.best_of = Number(bestOf.value); }
+    return b;
+  }
+
+  async function submit(event) {
+    event.preventDefault();
+    const text = prompt.value.trim();
+    if (!text) return;
+    history.push({ role: "user", content: text });
+    transcript.append(h("div", { class: "msg user" }, h("strong", { text: "user" }), h("div", { class: "text", text })));
+    prompt.value = "";
+    const out = h("div", { class: "text assistant-text" });
+    transcript.append(h("div", { class: "msg assistant" }, h("strong", { text: model.value }), out));
+    let request;
+    try { request = { ...body(), stream: !beam.checked }; } catch (e) { out.textContent = `Invalid guidance: ${e.message}`; history.pop(); return; }
+    if (request.stream) request.stream_options = { include_usage: true };
+    controller = new AbortController();
+    send.disabled = true; stop.disabled = false;
+    const started = performance.now();
+    let first = null, chunks = 0, usage = null, answer = "";
+    try {
+      const response = await api("ai/openai/chat/completions", { method: "POST", body: request, raw: true, signal: controller.signal });
+      if (request.stream) {
+        for await (const chunk of sse(response)) {
+          if (chunk.usage) usage = chunk.usage;
+          const delta = chunk.choices && chunk.choices[0] && chunk.choices[0].delta;
+          if (delta && delta.content) {
+            if (first === null) first = performance.now();
+            chunks += 1;
+            answer += delta.content;
+            out.textContent = answer;
+          }
+        }
+      } else {
+        const done = await response.json();
+        first = performance.now();
+        answer = done.choices[0].message.content || "";
+        usage = done.usage;
+        out.textContent = answer;
+      }
+      history.push({ role: "assistant", content: answer });
+      const end = performance.now();
+      const tokens = usage ? usage.completion_tokens : chunks;
+      const genSeconds = Math.max(1e-3, (end - (first ?? end)) / 1000);
+      stats.replaceChildren(
+        h("span", { text: `tokens: ${tokens}` }),
+        h("span", { text: `time to first token: ${first === null ? "–" : Math.round(first - started)} ms` }),
+        h("span", { text: `tokens/s: ${tokens > 1 ? ((tokens - 1) / genSeconds).toFixed(1) : "–"}` }));
+    } catch (e) {
+      out.classList.add("error");
+      out.textContent = e.name === "AbortError" ? answer + " [stopped]" : e.message;
+      if (e.name !== "AbortError") history.pop();
+    } finally {
+      send.disabled = false; stop.disabled = true; controller = null;
+    }
+  }
+  stop.addEventListener("click", () => controller && controller.abort());
+
+  const showCode = (kind) => () => {
+    try {
+      if (!history.length && prompt.value.trim()) history.push({ role: "user", content: prompt.value.trim() });
+      code.textContent = codeFor(kind, body());
+      if (navigator.clipboard) navigator.clipboard.writeText(code.textContent).catch(() => {});
+    } catch (e) { code.textContent = e.message; }
+  };
+
+  page.append(
+    h("form", { onsubmit: submit, "aria-label": "Chat" },
+      field("Model", model), field("Temperature", temperature), field("Max tokens", maxTokens),
+      field("Guided decoding", guided), field("Guidance", guidance),
+      field("Beam search", beam), field("Beams (best_of)", bestOf),
+      field("System prompt", system), field("Message", prompt), send, stop),
+    stats, transcript,
+    h("h2", { text: "Copy as code" }),
+    h("div", { class: "row" },
+      h("button", { type: "button", class: "secondary", onclick: showCode("telnyx"), text: "telnyx Python" }),
+      h("button", { type: "button", class: "secondary", onclick: showCode("openai"), text: "openai Python" }),
+      h("button", { type: "button", class: "secondary", onclick: showCode("curl"), text: "curl" })),
+    code);
+}
+
+// ---- buckets ------------------------------------------------------------------------------------------
+const xmlAll = (xml, tag) => Array.from(xml.getElementsByTagName(tag));
+const xmlText = (node, tag) => { const n = node.getElementsByTagName(tag)[0]; return n ? n.textContent : ""; };
+
+async function buckets(page, { signal, status }) {
+  page.append(h("h1", { text: "Buckets" }));
+  const key = session.key;
+  const listing = await s3(key, "GET", "");
+  const names = xmlAll(listing, "Bucket").map((b) => xmlText(b, "Name"));
+  const embedded = new Set(((await api("ai/embeddings/buckets", { signal })).data || {}).buckets || []);
+  const select = h("select", { id: "bucket" }, names.map((n) => h("option", { value: n, text: n + (embedded.has(n) ? " (embedded)" : "") })));
+  const newName = h("input", { id: "new-bucket", pattern: "[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]" });
+  const objects = h("div", { id: "objects" });
+  const files = h("div", { id: "file-status" });
+  const results = h("div", { id: "search-results" });
+  const fileInput = h("input", { type: "file", multiple: true });
+  const drop = h("div", { class: "drop", tabindex: "0", text: "Drop files here to upload them to the selected bucket" });
+
+  async function showObjects(token) {
+    if (!select.value) { objects.replaceChildren(h("p", { class: "muted", text: "No buckets yet." })); return; }
+    const query = { "list-type": "2", "max-keys": String(PAGE) };
+    if (token) query["continuation-token"] = token;
+    const xml = await s3(key, "GET", select.value, "", { query });
+    const rows = xmlAll(xml, "Contents").map((c) => [xmlText(c, "Key"), xmlText(c, "Size"), when(xmlText(c, "LastModified"))]);
+    const next = xmlText(xml, "NextContinuationToken");
+    objects.replaceChildren(h("h2", { text: `Objects in ${select.value}` }), table(["Key", "Bytes", "Modified"], rows),
+      next ? h("button", { type: "button", class: "secondary", text: "More", onclick: () => showObjects(next) }) : "");
+  }
+  async function showFiles() {
+    files.replaceChildren();
+    if (!select.value) return;
+    try {
+      const body = await api(`ai/embeddings/buckets/${encodeURIComponent(select.value)}`, { signal });
+      files.append(h("h2", { text: "Embedding status per file" }),
+        table(["File", "Status", "Error"], (body.data || []).map((f) => [f.filename, f.status, f.error_reason || ""])));
+    } catch (e) {
+      if (!(e instanceof ApiError && e.status === 404)) throw e;
+      files.append(h("p", { class: "muted", text: "Not embedded yet." }));
+    }
+  }
+  async function refresh() { await showObjects(); await showFiles(); }
+  async function upload(list) {
+    const bucket = select.value;
+    for (const file of list) {
+      status(`Uploading ${file.name}…`);
+      await s3(key, "PUT", bucket, file.name, { body: file, headers: { "Content-Type": file.type || "application/octet-stream" } });
+    }
+    status(`Uploaded ${list.length} file(s) to ${bucket}.`);
+    await refresh();
+  }
+  fileInput.addEventListener("change", () => upload(Array.from(fileInput.files)).catch((e) => status(e.message, true)));
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); upload(Array.from(e.dataTransfer.files)).catch((err) => status(err.message, true)); });
+  drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") fileInput.click(); });
+  select.addEventListener("change", () => refresh().catch((e) => status(e.message, true)));
+
+  const query = h("input", { id: "search-query", type: "search" });
+  const count = h("input", { type: "number", min: "1", max: "50", value: "5" });
+  const url = h("input", { type: "url", placeholder: "https://example.com/docs" });
+
+  page.append(
+    h("form", { onsubmit: async (e) => {
+      e.preventDefault();
+      await s3(key, "PUT", newName.value).catch((err) => status(err.message, true));
+      select.append(h("option", { value: newName.value, text: newName.value }));
+      select.value = newName.value; newName.value = ""; await refresh();
+    } }, field("New bucket", newName), h("button", { type: "submit", text: "Create bucket" })),
+    h("div", { class: "row" }, field("Bucket", select), field("Upload files", fileInput),
+      h("button", { type: "button", id: "embed", text: "Embed bucket", onclick: async () => {
+        try {
+          const task = await api("ai/embeddings", { method: "POST", body: { bucket_name: select.value } });
+          status(`Embedding task ${task.data.task_id}: ${task.data.status}`);
+          await showFiles();
+        } catch (e) { status(e.message, true); }
+      } })),
+    drop,
+    h("form", { onsubmit: async (e) => {
+      e.preventDefault();
+      try {
+        const task = await api("ai/embeddings/url", { method: "POST", body: { bucket_name: select.value, url: url.value } });
+        status(`Crawl task ${task.data.task_id}: ${task.data.status}`);
+      } catch (err) { status(err.message, true); }
+    } }, field("Crawl a URL into the bucket", url), h("button", { type: "submit", text: "Crawl" })),
+    h("form", { onsubmit: async (e) => {
+      e.preventDefault();
+      results.replaceChildren();
+      try {
+        const body = await api("ai/embeddings/similarity-search", { method: "POST", body: { bucket_name: select.value, query: query.value, num_of_docs: Number(count.value) } });
+        results.append(table(["Score", "File", "Chunk"], (body.data || []).map((r) => [
+          (1 - r.distance).toFixed(3), r.metadata ? r.metadata.filename : "", h("div", { class: "text", text: r.document_chunk })])));
+      } catch (err) { results.append(h("p", { class: "error", text: err.message })); }
+    } }, field("Similarity search", query), field("Results", count), h("button", { type: "submit", text: "Search" })),
+    results, files, objects);
+  await refresh();
+}
+
+// ---- conversations ------------------------------------------------------------------------------------
+async function conversations(page, { signal }) {
+  page.append(h("h1", { text: "Conversations" }));
+  const nameFilter = h("input", { type: "search" });
+  const listBox = h("div", { id: "conversation-list" });
+  const detail = h("div", { id: "conversation-detail" });
+
+  async function openConversation(c, msgPage = 1) {
+    const msgs = await api(`ai/conversations/${encodeURIComponent(c.id)}/messages?page[number]=${msgPage}&page[size]=${PAGE}`, { signal });
+    const insights = await api(`ai/conversations/${encodeURIComponent(c.id)}/conversations-insights?page[size]=${PAGE}`, { signal }).catch(() => ({ data: [] }));
+    const meta = msgs.meta || {};
+    detail.replaceChildren(
+      h("h2", { text: `Messages of ${c.name || c.id}` }),
+      ...(msgs.data || []).map((m) => h("div", { class: `msg ${m.role}` }, h("strong", { text: `${m.role} · ${when(m.sent_at || m.created_at)}` }), h("div", { class: "text message-text", text: m.text ?? m.content ?? "" }))),
+      h("div", { class: "pager" },
+        h("button", { type: "button", class: "secondary", text: "Older", disabled: msgPage >= (meta.total_pages || 1), onclick: () => openConversation(c, msgPage + 1) }),
+        h("span", { class: "muted", text: `page ${msgPage} of ${meta.total_pages || 1}` }),
+        h("button", { type: "button", class: "secondary", text: "Newer", disabled: msgPage <= 1, onclick: () => openConversation(c, msgPage - 1) })),
+      h("h2", { text: "Insight results" }),
+      (insights.data || []).length
+        ? table(["Insight", "Status", "Result"], insights.data.flatMap((run) => (run.conversation_insights || [run]).map((r) => [
+          r.insight_id || run.id || "", run.status || "", h("div", { class: "text", text: typeof r.result === "string" ? r.result : JSON.stringify(r.result ?? "") })])))
+        : h("p", { class: "muted", text: "No insight runs." }));
+    detail.querySelector("h2").tabIndex = -1;
+    detail.querySelector("h2").focus();
+  }
+
+  async function show(offset) {
+    const params = new URLSearchParams({ limit: String(PAGE + 1), offset: String(offset), order: "created_at.desc" });
+    if (nameFilter.value.trim()) params.set("name", `ilike.*${nameFilter.value.trim()}*`);
+    const body = await api(`ai/conversations?${params}`, { signal });
+    const rows = (body.data || []).slice(0, PAGE);
+    listBox.replaceChildren(
+      table(["Name", "Created", "Last message"], rows.map((c) => [
+        h("button", { type: "button", class: "secondary conversation-open", text: c.name || c.id, onclick: () => openConversation(c) }),
+        when(c.created_at), when(c.last_message_at)])),
+      pager(offset, rows.length, (body.data || []).length > PAGE, show));
+  }
+  page.append(h("form", { onsubmit: (e) => { e.preventDefault(); show(0); } }, field("Name contains", nameFilter), h("button", { type: "submit", text: "Filter" })),
+    h("div", { class: "grid" }, listBox, detail));
+  await show(0);
+}
+
+// ---- audio --------------------------------------------------------------------------------------------
+async function audio(page, { signal }) {
+  page.append(h("h1", { text: "Audio" }));
+  const list = await models(signal);
+  const sttModels = list.filter((m) => /whisper/i.test(m.id));
+  const sttModel = h("select", {}, (sttModels.length ? sttModels : list).map((m) => h("option", { value: m.id, text: m.id })));
+  const file = h("input", { type: "file", accept: "audio/*,video/*" });
+  const transcript = h("div", { id: "transcript-result" });
+  const voices = (await api("text-to-speech/voices", { signal })).voices || [];
+  const voice = h("select", { id: "voice" }, voices.map((v) => h("option", { value: v.voice_id, text: `${v.name} (${v.language})` })));
+  const text = h("textarea", { id: "tts-text", rows: 3 });
+  const player = h("audio", { id: "tts-audio", controls: true });
+
+  page.append(
+    h("h2", { text: "Transcribe" }),
+    h("form", { onsubmit: async (e) => {
+      e.preventDefault();
+      if (!file.files[0]) return;
+      const form = new FormData();
+      form.append("file", file.files[0]);
+      form.append("model", sttModel.value);
+      form.append("response_format", "verbose_json");
+      transcript.replaceChildren(h("p", { class: "muted", text: "Transcribing…" }));
+      try {
+        const r = await api("ai/audio/transcriptions", { method: "POST", body: form });
+        const fmt = (s) => new Date(s * 1000).toISOString().slice(11, 23);
+        transcript.replaceChildren(h("p", { class: "text", text: r.text }),
+          table(["Start", "End", "Text"], (r.segments || []).map((s) => [fmt(s.start), fmt(s.end), s.text])));
+      } catch (err) { transcript.replaceChildren(h("p", { class: "error", text: err.message })); }
+    } }, field("Audio file", file), field("Model", sttModel), h("button", { type: "submit", text: "Transcribe" })),
+    transcript,
+    h("h2", { text: "Speak" }),
+    h("form", { onsubmit: async (e) => {
+      e.preventDefault();
+      try {
+        const r = await api("text-to-speech/speech", { method: "POST", body: { text: text.value, voice: voice.value }, raw: true });
+        const blob = await r.blob();
+        if (player.src) URL.revokeObjectURL(player.src);
+        player.src = URL.createObjectURL(blob);
+        await player.play().catch(() => {});
+      } catch (err) { page.append(h("p", { class: "error", text: err.message })); }
+    } }, field("Voice", voice), field("Text", text), h("button", { type: "submit", text: "Speak" })),
+    field("Speech", player));
+}
+
+// ---- jobs ---------------------------------------------------------------------------------------------
+async function jobs(page, { signal }) {
+  page.append(h("h1", { text: "Jobs" }));
+  const tasks = await api("ai/embeddings", { signal });
+  page.append(h("h2", { text: "Embedding tasks" }),
+    table(["Task", "Bucket", "Status", "Created"], (tasks.data || []).map((t) => [t.task_id, t.bucket || "", t.status, when(t.created_at)])));
+  const tunes = await api("ai/fine_tuning/jobs", { signal });
+  page.append(h("h2", { text: "Fine-tuning jobs" }),
+    table(["Job", "Base model", "Status", "Progress", "Loss"], (tunes.data || []).map((j) => {
+      const p = j.progress || {};
+      const bar = h("progress", { max: String(p.total_steps || 1), value: String(p.step || 0), "aria-label": `Progress of ${j.id}` });
+      return [j.id, j.model, j.status, bar, p.loss === undefined || p.loss === null ? "" : Number(p.loss).toFixed(4)];
+    })));
+  const reports = await api("legacy/reporting/batch_detail_records/speech_to_text", { signal }).catch(() => null);
+  if (reports) {
+    page.append(h("h2", { text: "Speech-to-text reports" }),
+      table(["Report", "Status", "Created"], (reports.data || []).map((r) => [r.id, r.status, when(r.created_at)])));
+  }
+}
+
+// ---- admin --------------------------------------------------------------------------------------------
+async function admin(page, { signal, status }) {
+  page.append(h("h1", { text: "Admin" }));
+  let keys;
+  try { keys = await api("admin/keys", { signal }); } catch (e) {
+    page.append(h("p", { class: "muted", text: e.status === 403 ? "The admin pages need a key with the admin scope." : e.message }));
+    return;
+  }
+  const tenant = h("input", { required: true });
+  const name = h("input", {});
+  const scope = h("select", {}, ["inference", "read", "admin"].map((s) => h("option", { value: s, text: s })));
+  const created = h("div", { role: "status" });
+  page.append(h("h2", { text: "Keys" }),
+    h("form", { onsubmit: async (e) => {
+      e.preventDefault();
+      try {
+        const r = await api("admin/keys", { method: "POST", body: { tenant_id: tenant.value, name: name.value || null, scope: scope.value } });
+        created.replaceChildren(h("p", { text: "Shown once — copy it now:" }), h("pre", { text: (r.data || r).key || JSON.stringify(r) }));
+      } catch (err) { status(err.message, true); }
+    } }, field("Tenant", tenant), field("Name", name), field("Scope", scope), h("button", { type: "submit", text: "Create key" })),
+    created,
+    table(["Key", "Tenant", "Name", "Scope", "Revoked"], (keys.data || []).map((k) => [k.prefix || k.id, k.tenant_id, k.name || "", k.scope || "",
+      k.revoked_at ? when(k.revoked_at) : h("button", { type: "button", class: "secondary", text: "Revoke", onclick: async () => {
+        await api(`admin/keys/${encodeURIComponent(k.id)}`, { method: "DELETE" }).catch((err) => status(err.message, true));
+        location.hash = "#admin"; window.dispatchEvent(new HashChangeEvent("hashchange"));
+      } })])));
+  const tenants = await api("admin/tenants", { signal }).catch(() => null);
+  if (tenants) page.append(h("h2", { text: "Tenants" }), h("pre", { text: JSON.stringify(tenants.data, null, 2) }));
+}
+
+export const pages = { overview, playground, buckets, conversations, audio, jobs, admin };
