@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -40,6 +41,13 @@ class OpsMiddleware:
     def __init__(self, app: ASGIApp, log_format: str = "text") -> None:
         self.app = app
         self.json = log_format == "json"
+        if self.json and not any(getattr(h, "inferline_json", False) for h in log.handlers):
+            handler = logging.StreamHandler(sys.stdout)  # bare JSON lines, without uvicorn's level prefix
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            handler.inferline_json = True  # type: ignore[attr-defined]
+            log.addHandler(handler)
+            log.setLevel(logging.INFO)
+            log.propagate = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
