@@ -36,10 +36,16 @@ def test_json_format_is_one_object_per_request(caplog: pytest.LogCaptureFixture)
 
     ops = RequestOps(units={("chat_prompt_tokens", "m"): 3.0}, model="m")
     state = {"request_id": "r1", "principal": Principal("t", "k")}
-    with caplog.at_level(logging.INFO, logger="inferline"):
-        OpsMiddleware(app=None, log_format="json")._log(
-            state, state["principal"], "POST", "/v2/x", 200, 0.5, ops
-        )  # type: ignore[arg-type]
+    logger = logging.getLogger("inferline.requests")
+    middleware = OpsMiddleware(app=None, log_format="json")  # type: ignore[arg-type]
+    logger.addHandler(caplog.handler)
+    try:
+        middleware._log(state, state["principal"], "POST", "/v2/x", 200, 0.5, ops)
+    finally:  # back to the text format of the test server
+        logger.removeHandler(caplog.handler)
+        for handler in [h for h in logger.handlers if getattr(h, "inferline_json", False)]:
+            logger.removeHandler(handler)
+        logger.propagate = True
     record = json.loads(caplog.records[-1].getMessage())
     assert record["request_id"] == "r1" and record["tenant"] == "t" and record["key_id"] == "k"
     assert record["route"] == "/v2/x" and record["status"] == 200 and record["latency_ms"] == 500.0
