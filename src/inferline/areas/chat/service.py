@@ -52,6 +52,7 @@ from inferline.errors import (
     UpstreamTimeout,
 )
 from inferline.logs import REQUEST_ID
+from inferline.ops import context as ops_context
 
 log = logging.getLogger("inferline.chat")
 
@@ -291,6 +292,14 @@ class ChatService:
             gate.release(time.perf_counter() - telemetry.started)
         if usage:
             self._record(tenant_id, target.model_id, the_plan, usage)
+            ops_context.chat_finished(
+                target.model_id,
+                int(usage.get("prompt_tokens") or 0),
+                int(usage.get("completion_tokens") or 0),
+                None if telemetry.ttft_ms is None else telemetry.ttft_ms / 1000,
+                telemetry.tokens_per_second,
+                telemetry.queue_ms / 1000,
+            )
 
     @staticmethod
     def _record(tenant_id: str, model_id: str, the_plan: Plan, usage: dict[str, Any]) -> None:
