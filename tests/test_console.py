@@ -228,4 +228,27 @@ def test_jobs_and_admin_pages(page: sync_api.Page) -> None:
     page.get_by_role("link", name="Admin").click()
     page.get_by_role("heading", name="Admin").wait_for()
     page.locator("#page p, #page table").first.wait_for()
-    shot(page, "admin")
+    shot(page, "admin-needs-scope")
+
+
+def test_admin_creates_a_key_shown_once(browser: sync_api.Browser, server: LiveServer) -> None:
+    _, admin_key = server.container.keys.create("console-admin", name="console admin", scope="admin")
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    pg = context.new_page()
+    pg.goto(server.url + "/console/#admin")
+    pg.get_by_label("API key").fill(admin_key)
+    pg.get_by_role("button", name="Sign in").click()
+    pg.get_by_role("heading", name="Keys").wait_for(timeout=60_000)
+    pg.get_by_label("Tenant").fill("console-new")
+    pg.get_by_label("Name", exact=True).fill(XSS_SCRIPT)
+    pg.get_by_role("button", name="Create key").click()
+    secret = pg.locator("#new-key").inner_text(timeout=30_000)
+    assert secret.startswith("KEY") and server.container.keys.authenticate(secret).tenant_id == "console-new"
+    pg.goto(server.url + "/console/#overview")
+    pg.get_by_role("heading", name="Usage").wait_for()
+    pg.locator(".chart").wait_for(timeout=30_000)
+    pg.goto(server.url + "/console/#admin")
+    pg.get_by_role("cell", name=XSS_SCRIPT).wait_for(timeout=30_000)  # the name, as text
+    assert pg.evaluate("window.__xss") is None
+    shot(pg, "admin")
+    context.close()

@@ -50,15 +50,21 @@ async function overview(page, { signal }) {
   jobs.append(rows.length ? table(["Kind", "Subject", "Status", "Created"], rows) : h("p", { class: "muted", text: "No active jobs." }));
 
   try {
-    const u = await api("admin/usage", { signal });
-    const days = (u.data || []).slice(-30);
-    const max = Math.max(1, ...days.map((d) => d.requests || 0));
+    const u = await api("admin/usage?by=day", { signal });
+    const perDay = new Map();
+    for (const row of u.data || []) {
+      if (!/request/.test(row.metric)) continue;
+      perDay.set(row.day, (perDay.get(row.day) || 0) + Number(row.quantity || 0));
+    }
+    const days = [...perDay.entries()].sort().slice(-30);
+    const max = Math.max(1, ...days.map(([, n]) => n));
     const chart = h("div", { class: "chart", role: "img", "aria-label": "Requests per day" });
-    for (const d of days) {
-      const bar = h("div", { title: `${d.date || d.day}: ${d.requests} requests` });
-      bar.style.height = `${(100 * (d.requests || 0)) / max}%`;
+    for (const [day, n] of days) {
+      const bar = h("div", { title: `${day}: ${n} requests` });
+      bar.style.height = `${(100 * n) / max}%`;
       chart.append(bar);
     }
+    if (!days.length) usage.append(h("p", { class: "muted", text: "No requests recorded yet." }));
     usage.append(chart);
   } catch (e) {
     usage.append(h("p", { class: "muted", text: e.status === 403 ? "Usage needs an admin key." : e.message }));
@@ -418,8 +424,8 @@ async function admin(page, { signal, status }) {
     h("form", { onsubmit: async (e) => {
       e.preventDefault();
       try {
-        const r = await api("admin/keys", { method: "POST", body: { tenant_id: tenant.value, name: name.value || null, scope: scope.value } });
-        created.replaceChildren(h("p", { text: "Shown once — copy it now:" }), h("pre", { text: (r.data || r).key || JSON.stringify(r) }));
+        const r = await api("admin/keys", { method: "POST", body: { tenant_id: tenant.value, name: name.value, scope: scope.value } });
+        created.replaceChildren(h("p", { text: "Shown once — copy it now:" }), h("pre", { id: "new-key", text: (r.data || r).key || "" }));
       } catch (err) { status(err.message, true); }
     } }, field("Tenant", tenant), field("Name", name), field("Scope", scope), h("button", { type: "submit", text: "Create key" })),
     created,
