@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from inferline.areas.audio.reports.service import SttReportService
 from inferline.areas.audio.speech.service import SpeechService
+from inferline.areas.audio.transcription.async_jobs import AsyncTranscriptionService
 from inferline.areas.audio.transcription.service import TranscriptionService
 from inferline.areas.audio.wiring import build_audio
 from inferline.areas.buckets.crawler import Crawler
@@ -31,7 +32,7 @@ from inferline.areas.clusters.wiring import build_clusters
 from inferline.areas.conversations.insight_runs import InsightRunService
 from inferline.areas.conversations.insight_templates import InsightTemplateService
 from inferline.areas.conversations.service import ConversationService
-from inferline.areas.conversations.webhooks import WebhookService
+from inferline.areas.conversations.webhooks import WebhookService, WebhookSigner
 from inferline.areas.conversations.wiring import build_conversations
 from inferline.areas.embeddings.service import EmbeddingsService
 from inferline.areas.embeddings.wiring import build_embeddings
@@ -70,6 +71,7 @@ class Container:
     transcription: TranscriptionService
     speech: SpeechService
     stt_reports: SttReportService
+    async_transcriptions: AsyncTranscriptionService
     buckets: BucketService
     vectors: VectorIndex
     crawler: Crawler
@@ -120,11 +122,13 @@ def build_container(settings: Settings) -> Container:
     objects = build_object_store(settings)
 
     embeddings = build_embeddings(settings, models)
-    audio = build_audio(settings, db, jobs, registry, models)
+    # Signed webhooks: built before the areas that announce through them (audio, conversations).
+    webhooks = WebhookService(db, jobs, WebhookSigner(db), allowed_hosts=settings.webhook_allow)
+    audio = build_audio(settings, db, jobs, registry, models, webhooks)
     buckets = build_buckets(settings, db, jobs, registry, objects, embeddings, audio.transcription)
     fine_tuning = build_fine_tuning(settings, db, jobs, training_registry, objects, models)
     chat = build_chat(settings, models, buckets.search, fine_tuning)
-    conversations = build_conversations(settings, db, jobs, registry, chat)
+    conversations = build_conversations(settings, db, jobs, registry, chat, webhooks)
     summarize = build_summarize(settings, objects, chat, audio.transcription)
     clusters = build_clusters(db, jobs, registry, objects, chat)
 
@@ -141,6 +145,7 @@ def build_container(settings: Settings) -> Container:
         transcription=audio.transcription,
         speech=audio.speech,
         stt_reports=audio.stt_reports,
+        async_transcriptions=audio.async_transcriptions,
         buckets=buckets.buckets,
         vectors=buckets.vectors,
         crawler=buckets.crawler,

@@ -1,10 +1,12 @@
-"""Audio tables: one usage record per transcription, and the legacy speech-to-text batch reports."""
+"""Audio tables: one usage record per transcription, the legacy speech-to-text batch reports, and the
+asynchronous transcriptions."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Float, Index, Integer, String, Text
+from sqlalchemy import JSON, Float, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from inferline.stores.tables import Base, UTCDateTime, new_id, utcnow
@@ -46,3 +48,24 @@ class SttReport(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class SttTranscriptionJob(Base):
+    """An asynchronous transcription (`POST /v2/inferline/transcriptions`): the request, the audio until it is
+    transcribed, then the verbose_json result or the error; a webhook announces the outcome."""
+
+    __tablename__ = "stt_transcription_jobs"
+    __table_args__ = (Index("ix_stt_transcription_jobs_tenant_created", "tenant_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued | completed | failed
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # the parsed form fields
+    file_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    audio: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True, deferred=True)
+    webhook_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    job_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, deferred=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -22,10 +22,16 @@ class ConversationsArea:
 
 
 def build_conversations(
-    settings: Settings, db: Database, jobs: JobQueue, registry: JobRegistry, chat: ChatCompleter
+    settings: Settings,
+    db: Database,
+    jobs: JobQueue,
+    registry: JobRegistry,
+    chat: ChatCompleter,
+    webhooks: WebhookService | None = None,
 ) -> ConversationsArea:
-    """Insight runs and webhook deliveries are jobs registered here; runs ask `chat` for each insight."""
-    webhooks = WebhookService(db, jobs, WebhookSigner(db), allowed_hosts=settings.webhook_allow)
+    """Insight runs and webhook deliveries are jobs registered here; runs ask `chat` for each insight.
+    `webhooks` is the container's signed-webhook service (shared with audio); one is built when not given."""
+    webhooks = webhooks or WebhookService(db, jobs, WebhookSigner(db), allowed_hosts=settings.webhook_allow)
     runs = InsightRunService(db, jobs, webhooks, chat)
     registry.register(DELIVER_KIND, webhooks.deliver, on_failure=webhooks.on_failure)
     registry.register(RUN_KIND, runs.run_job, on_failure=runs.on_run_failure)

@@ -49,12 +49,15 @@ async def read_form(request: Request) -> FormData:
         raise BadRequest(f"Malformed multipart body: {exc.detail}") from exc
 
 
-def parse_form(form: FormData) -> tuple[TranscriptionForm, UploadFile | None]:
-    """Collect repeated, bracketed and JSON-string fields into a `TranscriptionForm`, plus the file part."""
+def parse_form(form: FormData, skip: tuple[str, ...] = ()) -> tuple[TranscriptionForm, UploadFile | None]:
+    """Collect repeated, bracketed and JSON-string fields into a `TranscriptionForm`, plus the file part;
+    fields named in `skip` are the caller's to read."""
     fields: dict[str, Any] = {}
     config: dict[str, Any] = {}
     upload: UploadFile | None = None
     for key, value in form.multi_items():
+        if key in skip:
+            continue
         if key == "file":
             if not isinstance(value, UploadFile):
                 raise BadRequest("`file` must be a file part.", pointer="/file")
@@ -155,3 +158,9 @@ def transcription_body(
     if words:
         body["words"] = [word for item in result.segments for word in _words(item)]
     return body
+
+
+def render_async(result: TranscriptionResult, options: dict[str, Any]) -> dict[str, Any]:
+    """An async transcription's stored result: the verbose_json body of the same request."""
+    form = TranscriptionForm.model_validate({**options, "response_format": "verbose_json"})
+    return transcription_body(result, form)

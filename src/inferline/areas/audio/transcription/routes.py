@@ -3,13 +3,17 @@ English): Whisper speech-to-text for the Telnyx and OpenAI SDKs (base `/v2`, `/v
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 
 from inferline.areas.audio.transcription.protocol import parse_form, read_form, transcription_body
 from inferline.areas.audio.transcription.service import TranscriptionOptions, to_srt, to_vtt
-from inferline.web.deps import ContainerDep, TenantDep
+from inferline.errors import BadRequest
+from inferline.web.deps import ContainerDep, PageDep, TenantDep
 
 router = APIRouter(tags=["audio"])
 
@@ -57,3 +61,55 @@ async def _speech_to_text(
             render(result), media_type=TEXT_FORMATS[form.response_format], headers=headers
         )
     return JSONResponse(transcription_body(result, form, translate=translate), headers=headers)
+
+
+# Asynchronous transcription (an inferline extension): the same form, plus `webhook_url`; answers 202 at once.
+ASYNC_PATH = "/inferline/transcriptions"
+
+
+@router.post(ASYNC_PATH, status_code=202)
+async def create_async_transcription(
+    request: Request, container: ContainerDep, principal: TenantDep
+) -> dict[str, Any]:
+    raw = await read_form(request)
+    form, upload = parse_form(raw, skip=("webhook_url",))
+    webhook_url = raw.get("webhook_url")
+    if webhook_url is not None and (isinstance(webhook_url, UploadFile) or not webhook_url):
+        raise BadRequest("`webhook_url` must be a URL.", pointer="/webhook_url")
+    if form.response_format not in ("json", "verbose_json"):
+        raise BadRequest(
+            "The stored result is always verbose_json (send `verbose_json` or leave it out).",
+            pointer="/response_format",
+        )
+    options = form.model_dump(by_alias=True, exclude={"file_url", "response_format"}, exclude_defaults=True)
+    data = await upload.read() if upload is not None else None
+    job = await run_in_threadpool(
+        container.async_transcriptions.create,
+        principal.tenant_id,
+        options,
+        data=data,
+        file_url=form.file_url,
+        webhook_url=webhook_url,
+    )
+    return {"data": job.body()}
+
+
+@router.get(ASYNC_PATH)
+def list_async_transcriptions(container: ContainerDep, principal: TenantDep, page: PageDep) -> dict[str, Any]:
+    items, total = container.async_transcriptions.list(principal.tenant_id, page.offset, page.size)
+    return page.envelope([i.body() for i in items], total)
+
+
+@router.get(ASYNC_PATH + "/{transcription_id}")
+def get_async_transcription(
+    transcription_id: str, container: ContainerDep, principal: TenantDep
+) -> dict[str, Any]:
+    return {"data": container.async_transcriptions.get(principal.tenant_id, transcription_id).body()}
+
+
+@router.delete(ASYNC_PATH + "/{transcription_id}", status_code=204)
+def delete_async_transcription(
+    transcription_id: str, container: ContainerDep, principal: TenantDep
+) -> Response:
+    container.async_transcriptions.delete(principal.tenant_id, transcription_id)
+    return Response(status_code=204)

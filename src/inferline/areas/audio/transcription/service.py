@@ -160,7 +160,7 @@ class TranscriptionService:
             )
         return base
 
-    def _config(self, config: dict[str, object]) -> tuple[bool, Diarization | None]:
+    def check_config(self, config: dict[str, object]) -> tuple[bool, Diarization | None]:
         """Validate Deepgram-style `model_config`; only what Whisper (and the diarizer) can honour is
         accepted. Returns (multichannel, diarization or None)."""
         multichannel = diarize = False
@@ -212,7 +212,7 @@ class TranscriptionService:
         language = self._language(
             engine, options.language or _str_or_none(options.model_config.get("language"))
         )
-        multichannel, diarization = self._config(options.model_config)
+        multichannel, diarization = self.check_config(options.model_config)
         if options.translate and engine.languages == frozenset({"en"}):
             raise UnsupportedParameter(
                 f"{engine.model_id} is English-only; translation needs a multilingual Whisper model "
