@@ -94,7 +94,7 @@ def test_sign_in_keeps_the_key_in_session_storage_only(browser: sync_api.Browser
     pg.goto(server.url + "/console/")
     pg.get_by_label("API key").fill("KEYnot-a-real-key-000000000")
     pg.get_by_role("button", name="Sign in").click()
-    assert "unknown or revoked" in pg.locator("#sign-in-error").inner_text(timeout=30_000)
+    pg.locator("#sign-in-error", has_text="unknown or revoked").wait_for(timeout=30_000)
     shot(pg, "sign-in")
     pg.get_by_label("API key").fill(server.key_a)
     pg.get_by_role("button", name="Sign in").click()
