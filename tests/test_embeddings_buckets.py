@@ -212,10 +212,11 @@ def test_openai_sdk_on_ai_base_dispatches_by_body(server: LiveServer) -> None:
 
 
 def test_vector_index_matches_the_database(server: LiveServer) -> None:
-    """pgvector does the search on PostgreSQL; exact numpy search elsewhere."""
-    from inferline.stores.vectors import ExactVectorIndex, PgVectorIndex
+    """pgvector does the search on PostgreSQL; HNSW graph files beside the database (exact when small)
+    elsewhere."""
+    from inferline.stores.vectors import LocalVectorIndex, PgVectorIndex
 
-    expected = ExactVectorIndex if server.container.db.is_sqlite else PgVectorIndex
+    expected = LocalVectorIndex if server.container.db.is_sqlite else PgVectorIndex
     assert type(server.container.vectors) is expected
 
 

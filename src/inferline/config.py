@@ -161,6 +161,12 @@ class Settings(BaseSettings):
     ingest_max_file_bytes: int = Field(
         default=100 * 1024 * 1024, description="Files larger than this fail ingestion with a reason."
     )
+    vector_ann_min_chunks: int = Field(
+        default=20_000,
+        ge=1,
+        description="Buckets with at least this many chunks are searched through an HNSW index (usearch "
+        "files beside the database; pgvector on PostgreSQL); smaller ones exactly.",
+    )
     fetch_allow_hosts: str = Field(
         default="",
         description="Comma-separated hosts/IPs/CIDRs the URL crawler may reach although they are private, "

@@ -1,25 +1,70 @@
-"""Vector index of document chunks: exact numpy search over float32 rows (default, any database), or pgvector.
+"""Vector index of document chunks: HNSW (usearch files beside the database, or pgvector), exact when small.
 
-Writes go through the caller's session, so a file's chunks are replaced in the same transaction that records
-its status: a search sees the old chunks or the new ones, never a mix. Each write also bumps the bucket's
-`generation`, which is how the in-memory matrix cache of `ExactVectorIndex` knows it is stale (also when
-another process, e.g. `inferline worker`, did the write).
+The database is the source of truth. Chunks and their float32 vectors live in `embedding_chunks`, written
+through the caller's session, so a file's chunks are replaced in the transaction that records its status: a
+search sees the old chunks or the new ones, never a mix. Every write first bumps the bucket's `generation`,
+which serialises the writers of a bucket (chunk ids and deletion log entries then grow in commit order) and
+tells searching processes (the API while `inferline worker` writes, replicas) that they must catch up.
+
+* `LocalVectorIndex` (SQLite; PostgreSQL without pgvector). Per (tenant, bucket, vector width) a process holds
+  a *space*: an HNSW graph read memory-mapped from its file (`hnsw_files`), the chunks added since it was
+  written (searched exactly with numpy) and the ids deleted since (from `embedding_chunk_deletions`, filtered
+  out). A search first reads the generation; when it moved, the space catches up by chunk id and deletion
+  sequence (cost proportional to the change). Once the changes pass a share of the graph, a background thread
+  folds them into a new graph file (incremental: removals and insertions on a copy of the graph), published
+  atomically; the log entries it absorbed are pruned. Buckets under `ann_min_chunks` are searched exactly.
+  A file that is missing, unreadable or does not match the database (bucket re-created, row count) is
+  ignored and rebuilt from the database.
+* `PgVectorIndex`: pgvector's HNSW index (a partial expression index per width), exact below the threshold.
+
+Candidates are re-scored with the exact float32 vectors of their rows, so similarities are exact; chunks whose
+rows are gone are dropped, so results never include deleted chunks.
 """
 
 from __future__ import annotations
 
+import atexit
+import hashlib
 import json
+import logging
+import math
+import os
+import subprocess
+import sys
 import threading
+import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from sqlalchemy import bindparam, delete, select, text, update
+from sqlalchemy import delete, event, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from inferline.stores.db import Database
 from inferline.stores.embeddings_tables import EmbeddedBucket, EmbeddingChunk
+from inferline.stores.hnsw_files import GraphFiles, Published, new_graph, usearch_available
+from inferline.stores.vector_tables import ChunkDeletion, DeletionFloor
+
+log = logging.getLogger(__name__)
+
+BUILD_DATABASE_ENV = "INFERLINE_VECTOR_BUILD_DATABASE_URL"  # how a build child finds the database
+_children: set[subprocess.Popen[bytes]] = set()
+
+
+@atexit.register
+def _stop_children() -> None:
+    """Builds still running when the process exits are stopped (the published file stays as it was)."""
+    for child in list(_children):
+        child.kill()
+
+
+ANN_MIN_CHUNKS = 20_000  # below this many chunks a bucket is searched exactly (numpy: about 1 ms at 20k)
+EF_SEARCH = 64  # HNSW candidate list per search: recall@10 0.99+ on clustered 384-d data
+MAX_SPACES = 512  # buckets (per width) a process keeps open, least recently searched closed first
+RETRY_SECONDS = 30.0  # a build that left the space due (failed, or lost the lock) is retried after this
+EXTRA = 4  # candidates fetched beyond k, re-scored exactly (covers rows deleted since the catch-up)
 
 
 @dataclass(frozen=True)
@@ -65,15 +110,6 @@ class VectorIndex(Protocol):
         ...
 
 
-def _bump(session: Session, tenant_id: str, bucket: str) -> None:
-    session.execute(
-        update(EmbeddedBucket)
-        .where(EmbeddedBucket.tenant_id == tenant_id, EmbeddedBucket.bucket == bucket)
-        .values(generation=EmbeddedBucket.generation + 1)
-        .execution_options(synchronize_session=False)
-    )
-
-
 def _record(row: EmbeddingChunk) -> ChunkRecord:
     return ChunkRecord(
         row.filename,
@@ -112,22 +148,27 @@ def _scope(tenant_id: str, bucket: str) -> Any:
     return (EmbeddingChunk.tenant_id == tenant_id) & (EmbeddingChunk.bucket == bucket)
 
 
-@dataclass
-class _Matrix:
-    generation: int
-    ids: np.ndarray
-    vectors: np.ndarray
+def _hits(
+    session: Session, tenant_id: str, bucket: str, query: np.ndarray, candidates: list[int], k: int
+) -> list[Hit]:
+    """The `k` best of `candidates` (chunk ids of the bucket), scored exactly from their rows; rows gone since
+    (or of another bucket) are skipped."""
+    if not candidates:
+        return []
+    found = select(EmbeddingChunk).where(EmbeddingChunk.id.in_(candidates), _scope(tenant_id, bucket))
+    rows = session.scalars(found).all()
+    width = query.shape[0] * 4
+    scored = [
+        (float(np.frombuffer(r.vector, dtype="<f4") @ query), r.id, r) for r in rows if len(r.vector) == width
+    ]
+    scored.sort(key=lambda t: (-t[0], t[1]))
+    return [Hit(_record(r), sim) for sim, _, r in scored[:k]]
 
 
-class ExactVectorIndex:
-    """Brute-force cosine search with numpy over the bucket's vectors, cached per bucket and generation
-    (at most `cache_bytes` of vectors in memory, least recently searched buckets evicted first)."""
+class _ChunkWriter:
+    """The chunk writes both indexes share; `log_deletions` records removed ids for the local index."""
 
-    def __init__(self, db: Database, cache_bytes: int = 1 << 30) -> None:
-        self.db = db
-        self.cache_bytes = cache_bytes  # least recently searched buckets leave the cache beyond this
-        self._cache: OrderedDict[tuple[str, str], _Matrix] = OrderedDict()
-        self._lock = threading.Lock()
+    log_deletions = False
 
     def replace_file(
         self,
@@ -138,156 +179,658 @@ class ExactVectorIndex:
         chunks: list[ChunkRecord],
         vectors: np.ndarray,
     ) -> None:
-        session.execute(
-            delete(EmbeddingChunk).where(_scope(tenant_id, bucket), EmbeddingChunk.filename == filename)
-        )
+        self._bump(session, tenant_id, bucket)
+        self._delete(session, _scope(tenant_id, bucket) & (EmbeddingChunk.filename == filename))
         rows = _rows(chunks, vectors, tenant_id, bucket)
         if rows:
-            session.execute(EmbeddingChunk.__table__.insert(), rows)
-        _bump(session, tenant_id, bucket)
+            self._insert(session, rows, vectors)
 
     def delete_file(self, session: Session, tenant_id: str, bucket: str, filename: str) -> None:
-        session.execute(
-            delete(EmbeddingChunk).where(_scope(tenant_id, bucket), EmbeddingChunk.filename == filename)
-        )
-        _bump(session, tenant_id, bucket)
+        self._bump(session, tenant_id, bucket)
+        self._delete(session, _scope(tenant_id, bucket) & (EmbeddingChunk.filename == filename))
 
     def delete_bucket(self, session: Session, tenant_id: str, bucket: str) -> None:
-        session.execute(delete(EmbeddingChunk).where(_scope(tenant_id, bucket)))
-        _bump(session, tenant_id, bucket)
-
-    def _matrix(self, session: Session, tenant_id: str, bucket: str, dims: int) -> _Matrix:
-        generation = session.scalar(
-            select(EmbeddedBucket.generation).where(
-                EmbeddedBucket.tenant_id == tenant_id, EmbeddedBucket.bucket == bucket
-            )
-        )
-        key = (tenant_id, bucket)
-        with self._lock:
-            cached = self._cache.get(key)
-            if cached is not None and cached.generation == generation and cached.vectors.shape[1] == dims:
-                self._cache.move_to_end(key)
-                return cached
-        # Incremental refresh: chunk ids are never reused, so only ids not cached yet need their vectors.
-        found = session.execute(
-            text("SELECT id FROM embedding_chunks WHERE tenant_id = :t AND bucket = :b"),
-            {"t": tenant_id, "b": bucket},
-        )
-        current = np.fromiter((row[0] for row in found), dtype=np.int64)
-        if cached is not None and cached.vectors.shape[1] == dims:
-            keep = np.isin(cached.ids, current, assume_unique=True)
-            missing = np.setdiff1d(current, cached.ids, assume_unique=True)
-            base_ids, base = cached.ids, cached.vectors
-        else:
-            keep = np.zeros(0, dtype=bool)
-            missing = current
-            base_ids, base = np.zeros(0, dtype=np.int64), np.zeros((0, dims), dtype=np.float32)
-        new_ids, new_vectors = self._load(session, missing, dims)
-        kept = int(keep.sum())
-        ids = np.concatenate([base_ids[keep], new_ids])
-        matrix = np.empty((kept + len(new_ids), dims), dtype=np.float32)  # one copy of the kept rows
-        np.compress(keep, base, axis=0, out=matrix[:kept])
-        matrix[kept:] = new_vectors
-        entry = _Matrix(generation or 0, ids, matrix)
-        with self._lock:
-            self._cache[key] = entry
-            while (
-                len(self._cache) > 1
-                and sum(m.vectors.nbytes for m in self._cache.values()) > self.cache_bytes
-            ):
-                self._cache.popitem(last=False)
-        return entry
+        self._bump(session, tenant_id, bucket)
+        self._delete(session, _scope(tenant_id, bucket))
 
     @staticmethod
-    def _load(
-        session: Session, ids: np.ndarray, dims: int, batch: int = 5000
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, vectors) of the chunks `ids` whose vectors have `dims` dimensions."""
-        found: list[int] = []
-        blobs: list[bytes] = []
-        query = text("SELECT id, vector FROM embedding_chunks WHERE id IN :ids").bindparams(
-            bindparam("ids", expanding=True)
+    def _bump(session: Session, tenant_id: str, bucket: str) -> None:
+        """First statement of every write: holds the bucket row until commit, so writers of a bucket commit
+        one after the other and ids grow in commit order."""
+        session.execute(
+            update(EmbeddedBucket)
+            .where(EmbeddedBucket.tenant_id == tenant_id, EmbeddedBucket.bucket == bucket)
+            .values(generation=EmbeddedBucket.generation + 1)
+            .execution_options(synchronize_session=False)
         )
-        for start in range(0, len(ids), batch):
-            for row_id, blob in session.execute(query, {"ids": [int(i) for i in ids[start : start + batch]]}):
-                if len(blob) == dims * 4:
-                    found.append(row_id)
-                    blobs.append(blob)
-        vectors = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(found), dims)
-        return np.asarray(found, dtype=np.int64), vectors
 
+    def _delete(self, session: Session, where: Any) -> None:
+        if self.log_deletions:
+            session.execute(
+                insert(ChunkDeletion).from_select(
+                    ["tenant_id", "bucket", "chunk_id"],
+                    select(EmbeddingChunk.tenant_id, EmbeddingChunk.bucket, EmbeddingChunk.id)
+                    .where(where)
+                    .order_by(EmbeddingChunk.id),
+                )
+            )
+        session.execute(delete(EmbeddingChunk).where(where))
+
+    def _insert(self, session: Session, rows: list[dict[str, Any]], vectors: np.ndarray) -> None:
+        session.execute(EmbeddingChunk.__table__.insert(), rows)
+
+
+_NO_IDS = np.zeros(0, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class _Space:
+    """One process's view of one (tenant, bucket, width): `graph` (a memory-mapped published file, or None)
+    holds ids <= `graph_max_id`; `ids`/`vectors` are the chunks added after it (exact search); `dead` are
+    deleted ids a graph may still hold. Immutable: a catch-up or compaction makes a new one."""
+
+    uid: str
+    generation: int | None
+    graph: Any
+    published: Published | None
+    ids: np.ndarray
+    vectors: np.ndarray
+    dead: frozenset[int]
+    max_id: int  # highest chunk id seen
+    del_seq: int  # highest deletion sequence seen
+
+    def candidates(self, query: np.ndarray, n: int) -> list[int]:
+        """About the `n` best live chunk ids: graph (deleted ids filtered) merged with the exact delta."""
+        found: list[tuple[float, int]] = []
+        size = len(self.graph) if self.graph is not None else 0
+        if size:
+            enough = min(size, n + len(self.dead))  # this many always hold n live ones
+            count = min(enough, n + min(len(self.dead), n))
+            while True:
+                matches = self.graph.search(query, count, threads=1)
+                live = [
+                    (1.0 - float(d), int(key))
+                    for key, d in zip(matches.keys, matches.distances, strict=True)
+                    if int(key) not in self.dead
+                ]
+                if len(live) >= n or count >= enough:
+                    break
+                count = min(enough, count * 4)  # the query sits among deleted chunks: widen
+            found.extend(live[:n])
+        if len(self.ids):
+            # einsum: one thread of SIMD loops; a BLAS matmul spreads even 2000 rows over threads, which costs
+            # 10x more on a busy machine.
+            scores = np.einsum("ij,j->i", self.vectors, query)
+            top = np.argpartition(-scores, min(n, len(scores)) - 1)[:n]
+            found.extend((float(scores[i]), int(self.ids[i])) for i in top)
+        found.sort(key=lambda t: (-t[0], t[1]))
+        return [cid for _, cid in found[:n]]
+
+
+Key = tuple[str, str, int]
+
+
+class LocalVectorIndex(_ChunkWriter):
+    """Chunks in the database, HNSW graph files in `directory` (None: exact search only)."""
+
+    log_deletions = True
+
+    def __init__(
+        self,
+        db: Database,
+        directory: Path | None,
+        *,
+        ann_min_chunks: int = ANN_MIN_CHUNKS,
+        ef_search: int = EF_SEARCH,
+        compact_min: int = 2000,
+        compact_share: float = 0.02,
+        build_threads: int = max(1, (os.cpu_count() or 2) // 2),
+        cache_bytes: int = 1 << 30,
+    ) -> None:
+        self.db = db
+        self.files = GraphFiles(directory) if directory is not None and usearch_available() else None
+        self.ann_min_chunks = ann_min_chunks
+        self.ef_search = ef_search
+        self.compact_min = compact_min  # changes that trigger a compaction: at least this many
+        self.compact_share = compact_share  # ... and at least this share of the graph
+        self.build_threads = build_threads  # usearch insertion threads (default: half the cores)
+        self.cache_bytes = cache_bytes  # exact-searched vectors kept in memory, least recently used evicted
+        self._spaces: OrderedDict[Key, _Space] = OrderedDict()
+        self._lock = threading.Lock()
+        self._key_locks: dict[Key, threading.Lock] = {}
+        self._pending: set[Key] = set()
+        self._wake = threading.Condition(self._lock)
+        self._thread: threading.Thread | None = None
+        self._rejected: dict[Key, int] = {}  # published versions found unusable (rebuilt when due)
+        self._retry_at: dict[Key, float] = {}  # a space whose build just ran waits before the next one
+
+    def delete_bucket(self, session: Session, tenant_id: str, bucket: str) -> None:
+        """Also removes the bucket's graph files once the deletion commits."""
+        super().delete_bucket(session, tenant_id, bucket)
+        if self.files is not None:
+            files = self.files
+            event.listen(
+                session, "after_commit", lambda _s: files.remove_bucket(tenant_id, bucket), once=True
+            )
+
+    # -- search ---------------------------------------------------------------------------------------------
     def search(self, tenant_id: str, bucket: str, query: np.ndarray, k: int) -> list[Hit]:
         query = np.asarray(query, dtype=np.float32)
+        if k <= 0:
+            return []
         with self.db.session() as s:
-            matrix = self._matrix(s, tenant_id, bucket, query.shape[0])
-            if not len(matrix.ids) or k <= 0:
-                return []
-            scores = matrix.vectors @ query
-            k = min(k, len(scores))
-            top = np.argpartition(-scores, k - 1)[:k]
-            top = top[np.argsort(-scores[top], kind="stable")]
-            wanted = [int(i) for i in matrix.ids[top]]
-            rows = {r.id: r for r in s.scalars(select(EmbeddingChunk).where(EmbeddingChunk.id.in_(wanted)))}
-            return [
-                Hit(_record(rows[cid]), float(scores[i]))
-                for cid, i in zip(wanted, top, strict=True)
-                if cid in rows
-            ]
+            space = self._space(s, (tenant_id, bucket, int(query.shape[0])))
+            return _hits(s, tenant_id, bucket, query, space.candidates(query, k + EXTRA), k)
+
+    def sync(self, tenant_id: str, bucket: str, dims: int) -> None:
+        """Catch up with the database and, when due, fold the changes into the graph file now and wait for it
+        (what the background thread does after a search finds it due); for tests, benchmarks and warm-up."""
+        key = (tenant_id, bucket, dims)
+        with self.db.session() as s:
+            space = self._space(s, key, schedule=False)
+        if self._due(space):
+            self._build(key, blocking=True)
+        self._adopt(key)
+
+    def describe(self, tenant_id: str, bucket: str, dims: int) -> dict[str, int]:
+        """This process's view of a space: graph size, exact (delta) rows, deleted ids pending."""
+        space = self._spaces.get((tenant_id, bucket, dims))
+        if space is None:
+            return {}
+        return {
+            "graph": len(space.graph) if space.graph is not None else 0,
+            "exact": len(space.ids),
+            "dead": len(space.dead),
+            "version": space.published.version if space.published else 0,
+        }
+
+    def _space(self, s: Session, key: Key, schedule: bool = True) -> _Space:
+        tenant_id, bucket, _ = key
+        row = s.execute(
+            select(EmbeddedBucket.id, EmbeddedBucket.generation).where(
+                EmbeddedBucket.tenant_id == tenant_id, EmbeddedBucket.bucket == bucket
+            )
+        ).first()
+        uid, generation = (row[0], row[1]) if row else ("", None)
+        space = self._fresh(key, uid, generation)
+        if space is None:
+            with self._key_lock(key):
+                space = self._fresh(key, uid, generation)
+                if space is None:
+                    space = self._refresh(s, key, uid, generation)
+                    self._store(key, space)
+        if schedule and self._due(space):
+            self._schedule(key)
+        return space
+
+    def _fresh(self, key: Key, uid: str, generation: int | None) -> _Space | None:
+        with self._lock:
+            space = self._spaces.get(key)
+            if space is None or generation is None or space.uid != uid or space.generation != generation:
+                return None
+            self._spaces.move_to_end(key)
+            return space
+
+    def _store(self, key: Key, space: _Space) -> None:
+        with self._lock:
+            self._spaces[key] = space
+            self._spaces.move_to_end(key)
+            while len(self._spaces) > MAX_SPACES or (
+                len(self._spaces) > 1
+                and sum(sp.vectors.nbytes for sp in self._spaces.values()) > self.cache_bytes
+            ):
+                self._spaces.popitem(last=False)
+
+    def _key_lock(self, key: Key) -> threading.Lock:
+        with self._lock:
+            return self._key_locks.setdefault(key, threading.Lock())
+
+    def _refresh(self, s: Session, key: Key, uid: str, generation: int | None) -> _Space:
+        """The space caught up with the database: from the one held, else the published file, else rows."""
+        with self._lock:
+            held = self._spaces.get(key)
+        if held is not None and held.uid == uid and not self._replaced(key, held):
+            caught = self._catch_up(s, key, held, generation)
+            if caught is not None:
+                return caught
+        for _ in range(3):  # a description read just before another process replaced it: read it again
+            opened = self._open_published(s, key, uid, generation)
+            if opened is not None:
+                return opened
+        tenant_id, bucket, _ = key
+        for _ in range(3):
+            start = max(
+                s.scalar(
+                    select(func.max(ChunkDeletion.seq)).where(
+                        ChunkDeletion.tenant_id == tenant_id, ChunkDeletion.bucket == bucket
+                    )
+                )
+                or 0,
+                self._floor(s, tenant_id, bucket),
+            )
+            empty = np.zeros((0, key[2]), dtype=np.float32)
+            caught = self._catch_up(
+                s, key, _Space(uid, None, None, None, _NO_IDS, empty, frozenset(), 0, start), generation
+            )
+            if caught is not None:
+                return caught
+        raise RuntimeError(f"vector index of {bucket!r} could not catch up with the database")
+
+    def _open_published(self, s: Session, key: Key, uid: str, generation: int | None) -> _Space | None:
+        """The space from the published graph file and the log since; None if unusable or inconsistent."""
+        if self.files is None:
+            return None
+        tenant_id, bucket, dims = key
+        published = self.files.read(tenant_id, bucket, dims)
+        if (
+            published is None
+            or published.bucket_uid != uid
+            or published.dims != dims
+            or self._rejected.get(key) == published.version
+        ):
+            return None
+        try:
+            graph = self.files.open_view(published, self.ef_search)
+        except (OSError, ValueError, RuntimeError) as e:
+            log.warning("vector index file of %s/%s unusable (%s): searching exactly", tenant_id, bucket, e)
+            self._rejected[key] = published.version
+            return None
+        empty = np.zeros((0, dims), dtype=np.float32)
+        start = _Space(
+            uid, None, graph, published, _NO_IDS, empty, frozenset(), published.max_id, published.del_seq
+        )
+        caught = self._catch_up(s, key, start, generation)
+        if caught is None:
+            return None
+        live = len(graph) - int(np.count_nonzero(graph.contains(_ids(caught.dead)))) + len(caught.ids)
+        if not self._count(s, key, live):
+            log.warning("vector index file of %s/%s is stale: searching exactly", tenant_id, bucket)
+            self._rejected[key] = published.version
+            return None
+        return caught
+
+    @staticmethod
+    def _count(s: Session, key: Key, expected: int) -> bool:
+        """Whether the bucket has `expected` chunks of the key's width (index-only count first; the exact
+        count by width reads every row, so only when the bucket holds other widths too)."""
+        tenant_id, bucket, dims = key
+        scope = {"t": tenant_id, "b": bucket}
+        total = s.scalar(
+            text("SELECT count(*) FROM embedding_chunks WHERE tenant_id = :t AND bucket = :b"), scope
+        )
+        if total == expected:
+            return True
+        other = s.scalar(
+            text(
+                "SELECT count(*) FROM embedding_chunks WHERE tenant_id = :t AND bucket = :b "
+                "AND length(vector) <> :n"
+            ),
+            {**scope, "n": dims * 4},
+        )
+        return int(total or 0) - int(other or 0) == expected
+
+    @staticmethod
+    def _floor(s: Session, tenant_id: str, bucket: str) -> int:
+        floor = s.scalar(
+            select(DeletionFloor.seq).where(
+                DeletionFloor.tenant_id == tenant_id, DeletionFloor.bucket == bucket
+            )
+        )
+        return int(floor or 0)
+
+    def _catch_up(self, s: Session, key: Key, space: _Space, generation: int | None) -> _Space | None:
+        """`space` plus the chunks added and removed since it was read; None if the log it needs was pruned.
+        Reads rows, then deletions, then the floor: a floor read last that is not past `del_seq` proves no
+        deletion the space needs had been pruned when the log was read."""
+        tenant_id, bucket, dims = key
+        scope = {"t": tenant_id, "b": bucket}
+        added = s.execute(
+            text(
+                "SELECT id, vector FROM embedding_chunks WHERE tenant_id = :t AND bucket = :b AND id > :m "
+                "AND length(vector) = :n ORDER BY id"
+            ),
+            {**scope, "m": space.max_id, "n": dims * 4},
+        ).all()
+        removed = s.execute(
+            text(
+                "SELECT seq, chunk_id FROM embedding_chunk_deletions WHERE tenant_id = :t AND bucket = :b "
+                "AND seq > :s ORDER BY seq"
+            ),
+            {**scope, "s": space.del_seq},
+        ).all()
+        if self._floor(s, tenant_id, bucket) > space.del_seq:
+            return None
+        if not added and not removed:
+            return replace(space, generation=generation)
+        gone = np.fromiter((r[1] for r in removed), dtype=np.int64, count=len(removed))
+        new_ids = np.fromiter((r[0] for r in added), dtype=np.int64, count=len(added))
+        new_vectors = np.frombuffer(b"".join(r[1] for r in added), dtype="<f4").reshape(len(added), dims)
+        keep_old = ~np.isin(space.ids, gone)
+        keep_new = ~np.isin(new_ids, gone)
+        return replace(
+            space,
+            generation=generation,
+            ids=np.concatenate([space.ids[keep_old], new_ids[keep_new]]),
+            vectors=np.concatenate([space.vectors[keep_old], new_vectors[keep_new]]),
+            # Deleted ids a graph may hold: any id seen before (a compaction may be inserting it right now).
+            dead=space.dead | {int(i) for i in gone if i <= space.max_id},
+            max_id=max(space.max_id, int(new_ids[-1]) if len(new_ids) else 0),
+            del_seq=max(space.del_seq, int(removed[-1][0]) if removed else 0),
+        )
+
+    # -- compaction -----------------------------------------------------------------------------------------
+    def _due(self, space: _Space) -> bool:
+        if self.files is None:
+            return False
+        if space.graph is None:
+            return len(space.ids) >= self.ann_min_chunks
+        changes = len(space.ids) + len(space.dead)
+        return changes >= max(self.compact_min, self.compact_share * len(space.graph))
+
+    def _schedule(self, key: Key) -> None:
+        with self._wake:
+            if key in self._pending or time.monotonic() < self._retry_at.get(key, 0.0):
+                return
+            self._pending.add(key)
+            self._retry_at[key] = time.monotonic() + RETRY_SECONDS
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="vector-compaction", daemon=True)
+                self._thread.start()
+            self._wake.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._pending:
+                    self._wake.wait()
+                key = next(iter(self._pending))
+            try:
+                self._build(key, blocking=False)
+                self._adopt(key)
+            except Exception:
+                log.exception("vector index compaction of %s/%s failed", key[0], key[1])
+            finally:
+                with self._wake:
+                    self._pending.discard(key)
+
+    def _build(self, key: Key, blocking: bool) -> None:
+        """Run `compact` in a child process at low CPU priority: the graph insertions then neither hold this
+        process's GIL (searches would wait on it) nor take the CPU from requests."""
+        assert self.files is not None
+        tenant_id, bucket, dims = key
+        command = [sys.executable, "-m", "inferline.stores.hnsw_build", str(self.files.directory), tenant_id]
+        command += [bucket, str(dims), str(self.ef_search), str(self.build_threads), "1" if blocking else "0"]
+        child = subprocess.Popen(
+            command,
+            env={**os.environ, BUILD_DATABASE_ENV: self.db.url},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        _children.add(child)
+        try:
+            _, errors = child.communicate()
+        finally:
+            _children.discard(child)
+        if child.returncode:
+            tail = errors.decode(errors="replace")[-2000:]
+            log.warning(
+                "vector index build of %s/%s failed (%s): %s", tenant_id, bucket, child.returncode, tail
+            )
+
+    def _replaced(self, key: Key, held: _Space) -> bool:
+        """Whether the published graph is no longer the one `held` uses (a newer one, or none any more);
+        a published graph this process found unusable does not count."""
+        published = self.files.read(*key) if self.files is not None else None
+        if published is not None and self._rejected.get(key) == published.version:
+            return False
+        return published != held.published
+
+    def _adopt(self, key: Key) -> None:
+        """Move to the graph file published since this process read its own (by a child, another process)."""
+        with self._lock:
+            held = self._spaces.get(key)
+        if held is None or not self._replaced(key, held):
+            return
+        with self.db.session() as s, self._key_lock(key):
+            self._store(key, self._refresh(s, key, held.uid, None))
+
+    def compact(self, tenant_id: str, bucket: str, dims: int, blocking: bool) -> None:
+        """Fold the space's exact rows and deletions into a new graph file, in this process (one process at
+        a time per space: without `blocking`, return at once when another holds it). Nothing is written when
+        nothing changed or another process published a newer graph meanwhile (the caller adopts that)."""
+        if self.files is None:
+            return
+        key = (tenant_id, bucket, dims)
+        with self.files.lock(tenant_id, bucket, dims, blocking) as held:
+            if not held:
+                return  # another process is writing it
+            published = self.files.read(tenant_id, bucket, dims)
+            with self.db.session() as s:
+                space = self._space(s, key, schedule=False)
+            if (space.published is not None and space.published != published) or not (
+                len(space.ids) or space.dead
+            ):
+                return  # a newer graph to adopt, or nothing to fold
+            graph = (
+                self.files.load_copy(space.published, self.ef_search)
+                if space.published
+                else new_graph(dims, self.ef_search)
+            )
+            if space.dead:
+                graph.remove(_ids(space.dead).astype(np.uint64))
+            if len(space.ids):
+                graph.add(space.ids.astype(np.uint64), space.vectors, threads=self.build_threads)
+            if not len(
+                graph
+            ):  # nothing left: searched exactly from now on (usearch cannot grow a saved empty)
+                self.files.remove(tenant_id, bucket, dims)
+                self._prune(tenant_id, bucket, space.del_seq)
+                return
+            version = published.version + 1 if published else 1
+            written = self.files.publish(
+                graph,
+                tenant_id,
+                bucket,
+                Published("", version, space.uid, dims, space.max_id, space.del_seq, len(graph)),
+            )
+            view = self.files.open_view(written, self.ef_search)
+            self._prune(tenant_id, bucket, space.del_seq)
+            with self._key_lock(key):
+                with self._lock:
+                    current = self._spaces.get(key)
+                if current is None or current.uid != space.uid or current.published != space.published:
+                    return  # replaced meanwhile; the next search catches up from the file
+                keep = current.ids > space.max_id
+                self._store(
+                    key,
+                    replace(
+                        current,
+                        graph=view,
+                        published=written,
+                        ids=current.ids[keep],
+                        vectors=current.vectors[keep],
+                        dead=current.dead - space.dead,
+                    ),
+                )
+
+    def _prune(self, tenant_id: str, bucket: str, seq: int) -> None:
+        """Drop the log entries folded into the published file; raise the bucket's floor to `seq`. Only on
+        SQLite, where every process of the database shares the graph files beside it: hosts sharing a
+        PostgreSQL database keep their own files, each needing the log since its own."""
+        if not self.db.is_sqlite:
+            return
+        with self.db.session() as s:
+            s.execute(
+                delete(ChunkDeletion).where(
+                    ChunkDeletion.tenant_id == tenant_id,
+                    ChunkDeletion.bucket == bucket,
+                    ChunkDeletion.seq <= seq,
+                )
+            )
+            floor = s.get(DeletionFloor, (tenant_id, bucket))
+            if floor is None:
+                s.add(DeletionFloor(tenant_id=tenant_id, bucket=bucket, seq=seq))
+            else:
+                floor.seq = max(floor.seq, seq)
+
+
+def _ids(ids: frozenset[int]) -> np.ndarray:
+    return np.fromiter(ids, dtype=np.int64, count=len(ids))
+
+
+def index_directory(db: Database, data_dir: Path) -> Path | None:
+    """Where graph files of `db` live: beside an SQLite file (`<file>.vectors/`), else under
+    `data_dir/vectors/<hash of the URL>`; None for an in-memory database."""
+    if db.is_sqlite:
+        path = db.url.removeprefix("sqlite:///")
+        if not path or path == ":memory:":
+            return None
+        return Path(path).with_name(Path(path).name + ".vectors")
+    digest = hashlib.sha256(db.engine.url.render_as_string(hide_password=True).encode()).hexdigest()[:16]
+    return data_dir / "vectors" / digest
 
 
 def _literal(vector: np.ndarray) -> str:
     return "[" + ",".join(f"{float(x):.8g}" for x in vector) + "]"
 
 
-class PgVectorIndex(ExactVectorIndex):
-    """PostgreSQL + pgvector: vectors also live in the `embedding vector` column; search is `<=>` in SQL."""
+MAX_HNSW_DIMS = 2000  # pgvector's HNSW limit for `vector`
+MAX_EF_SEARCH = 1000  # pgvector's limit for hnsw.ef_search
 
-    def replace_file(
-        self,
-        session: Session,
-        tenant_id: str,
-        bucket: str,
-        filename: str,
-        chunks: list[ChunkRecord],
-        vectors: np.ndarray,
-    ) -> None:
-        session.execute(
-            delete(EmbeddingChunk).where(_scope(tenant_id, bucket), EmbeddingChunk.filename == filename)
-        )
-        rows = _rows(chunks, vectors, tenant_id, bucket)
+
+class PgVectorIndex(_ChunkWriter):
+    """PostgreSQL + pgvector: vectors also live in the untyped `embedding vector` column, each width with its
+    partial HNSW index `ix_embedding_chunks_hnsw_<d>` over `embedding::vector(d)` (inner product).
+
+    pgvector 0.6 filters an HNSW scan after it (no iterative scan): the scan yields `hnsw.ef_search` rows of
+    the whole table, then the tenant and bucket filter apply. So `ef_search` grows with the share of the
+    table's rows of that width outside the bucket, and a bucket too small a share is searched exactly (as are
+    buckets under `ann_min_chunks`); a scan that still comes back short is repeated exactly."""
+
+    def __init__(self, db: Database, *, ann_min_chunks: int = ANN_MIN_CHUNKS, ef_search: int = 100) -> None:
+        self.db = db
+        self.ann_min_chunks = ann_min_chunks
+        self.ef_search = ef_search
+        self._indexed: set[int] = set()
+        self._counts: dict[tuple[str, str], tuple[int, int]] = {}  # (tenant, bucket) -> (generation, rows)
+
+    def _insert(self, session: Session, rows: list[dict[str, Any]], vectors: np.ndarray) -> None:
+        self.ensure_index(int(np.asarray(vectors).shape[1]))
         for row, vector in zip(rows, vectors, strict=True):
             row["embedding"] = _literal(vector)
             row["loader_metadata"] = json.dumps(row["loader_metadata"])
-        if rows:  # one multi-row INSERT carrying the pgvector column too
-            session.execute(
-                text(
-                    "INSERT INTO embedding_chunks (tenant_id, bucket, filename, chunk_index, text, "
-                    "checksum, source, model, loader_metadata, vector, embedding) VALUES (:tenant_id, "
-                    ":bucket, :filename, :chunk_index, :text, :checksum, :source, :model, "
-                    "CAST(:loader_metadata AS json), :vector, CAST(:embedding AS vector))"
-                ),
-                rows,
+        session.execute(  # one multi-row INSERT carrying the pgvector column too
+            text(
+                "INSERT INTO embedding_chunks (tenant_id, bucket, filename, chunk_index, text, "
+                "checksum, source, model, loader_metadata, vector, embedding) VALUES (:tenant_id, "
+                ":bucket, :filename, :chunk_index, :text, :checksum, :source, :model, "
+                "CAST(:loader_metadata AS json), :vector, CAST(:embedding AS vector))"
+            ),
+            rows,
+        )
+
+    def ensure_index(self, dims: int) -> None:
+        """The HNSW index of width `dims` exists (created on first use of a width the migration did not know;
+        on its own connection, before the rows that need it)."""
+        if dims in self._indexed or not 0 < dims <= MAX_HNSW_DIMS:
+            return
+        with self.db.engine.connect() as conn:
+            exists = conn.scalar(
+                text("SELECT 1 FROM pg_indexes WHERE indexname = :n"), {"n": _index_name(dims)}
             )
-        _bump(session, tenant_id, bucket)
+            if not exists:
+                conn.execute(
+                    text(
+                        f"CREATE INDEX IF NOT EXISTS {_index_name(dims)} ON embedding_chunks USING hnsw "
+                        f"((embedding::vector({dims})) vector_ip_ops) WHERE vector_dims(embedding) = {dims}"
+                    )
+                )
+                conn.commit()
+        self._indexed.add(dims)
 
     def search(self, tenant_id: str, bucket: str, query: np.ndarray, k: int) -> list[Hit]:
+        query = np.asarray(query, dtype=np.float32)
         if k <= 0:
             return []
+        dims = int(query.shape[0])
         with self.db.session() as s:
-            found = s.execute(
+            ef = self._ef_search(s, tenant_id, bucket, dims, k + EXTRA)
+            found = self._approximate(s, tenant_id, bucket, query, k + EXTRA, ef) if ef else []
+            if len(found) < k + EXTRA:
+                found = self._exact(s, tenant_id, bucket, query, k + EXTRA)
+            return _hits(s, tenant_id, bucket, query, found, k)
+
+    def _ef_search(self, s: Session, tenant_id: str, bucket: str, dims: int, n: int) -> int:
+        """The `hnsw.ef_search` that finds `n` rows of the bucket, or 0 when exact search is better."""
+        if not 0 < dims <= MAX_HNSW_DIMS:
+            return 0
+        rows = self._bucket_rows(s, tenant_id, bucket)
+        if rows < max(self.ann_min_chunks, n):
+            return 0
+        width_rows = s.scalar(
+            text("SELECT reltuples FROM pg_class WHERE relname = :n"), {"n": _index_name(dims)}
+        )
+        share = min(1.0, rows / width_rows) if width_rows and width_rows > 0 else 1.0
+        ef = max(self.ef_search, math.ceil(2 * n / share))
+        return ef if ef <= MAX_EF_SEARCH else 0
+
+    def _bucket_rows(self, s: Session, tenant_id: str, bucket: str) -> int:
+        generation = s.scalar(
+            select(EmbeddedBucket.generation).where(
+                EmbeddedBucket.tenant_id == tenant_id, EmbeddedBucket.bucket == bucket
+            )
+        )
+        cached = self._counts.get((tenant_id, bucket))
+        if cached is not None and generation is not None and cached[0] == generation:
+            return cached[1]
+        rows = int(
+            s.scalar(select(func.count()).select_from(EmbeddingChunk).where(_scope(tenant_id, bucket))) or 0
+        )
+        if generation is not None:
+            if len(self._counts) > 10_000:
+                self._counts.clear()
+            self._counts[(tenant_id, bucket)] = (generation, rows)
+        return rows
+
+    def _approximate(
+        self, s: Session, tenant_id: str, bucket: str, query: np.ndarray, n: int, ef: int
+    ) -> list[int]:
+        dims = int(query.shape[0])
+        s.execute(text(f"SET LOCAL hnsw.ef_search = {int(ef)}"))
+        return list(
+            s.scalars(
+                text(_approximate_sql(dims)), {"q": _literal(query), "t": tenant_id, "b": bucket, "k": n}
+            )
+        )
+
+    @staticmethod
+    def _exact(s: Session, tenant_id: str, bucket: str, query: np.ndarray, n: int) -> list[int]:
+        return list(
+            s.scalars(
                 text(
-                    "SELECT id, 1 - (embedding <=> CAST(:q AS vector)) AS similarity FROM embedding_chunks "
-                    "WHERE tenant_id = :t AND bucket = :b AND embedding IS NOT NULL "
-                    "AND vector_dims(embedding) = :d "
-                    "ORDER BY embedding <=> CAST(:q AS vector) LIMIT :k"
+                    "SELECT id FROM embedding_chunks WHERE tenant_id = :t AND bucket = :b "
+                    "AND embedding IS NOT NULL AND vector_dims(embedding) = :d "
+                    "ORDER BY embedding <#> CAST(:q AS vector) LIMIT :k"
                 ),
-                {"q": _literal(query), "t": tenant_id, "b": bucket, "d": int(query.shape[0]), "k": k},
-            ).all()
-            rows = {
-                r.id: r
-                for r in s.scalars(select(EmbeddingChunk).where(EmbeddingChunk.id.in_([f.id for f in found])))
-            }
-            return [Hit(_record(rows[f.id]), float(f.similarity)) for f in found if f.id in rows]
+                {"q": _literal(query), "t": tenant_id, "b": bucket, "d": int(query.shape[0]), "k": n},
+            )
+        )
+
+
+def _index_name(dims: int) -> str:
+    return f"ix_embedding_chunks_hnsw_{int(dims)}"
+
+
+def _approximate_sql(dims: int) -> str:
+    """The query the partial HNSW index of width `dims` answers (width inlined: the planner must see that
+    the index predicate holds)."""
+    d = int(dims)
+    return (
+        f"SELECT id FROM embedding_chunks WHERE vector_dims(embedding) = {d} "
+        "AND tenant_id = :t AND bucket = :b "
+        f"ORDER BY embedding::vector({d}) <#> CAST(:q AS vector({d})) LIMIT :k"
+    )
 
 
 def has_pgvector(db: Database) -> bool:

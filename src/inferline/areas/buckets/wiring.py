@@ -16,7 +16,13 @@ from inferline.jobs import JobQueue, JobRegistry
 from inferline.net.safe_http import SafeHttpClient
 from inferline.stores.db import Database
 from inferline.stores.objects import ObservedObjectStore
-from inferline.stores.vectors import ExactVectorIndex, PgVectorIndex, VectorIndex, has_pgvector
+from inferline.stores.vectors import (
+    LocalVectorIndex,
+    PgVectorIndex,
+    VectorIndex,
+    has_pgvector,
+    index_directory,
+)
 
 
 @dataclass(frozen=True)
@@ -38,7 +44,12 @@ def build_buckets(
     transcriber: MediaTranscriber,
 ) -> BucketsArea:
     """Every bucket service; object writes re-embed AI-enabled buckets (auto-sync) through the ingest jobs."""
-    vectors: VectorIndex = PgVectorIndex(db) if has_pgvector(db) else ExactVectorIndex(db)
+    ann_min = settings.vector_ann_min_chunks
+    vectors: VectorIndex = (
+        PgVectorIndex(db, ann_min_chunks=ann_min)
+        if has_pgvector(db)
+        else LocalVectorIndex(db, index_directory(db, settings.data_dir), ann_min_chunks=ann_min)
+    )
     fetcher = SafeHttpClient(
         settings.fetch_allow, max_bytes=settings.crawl_max_page_bytes, timeout=settings.crawl_timeout_seconds
     )
