@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from inferline.stores.tables import Base, KeyLiteralJSON, UTCDateTime, new_id, utcnow
@@ -59,6 +59,8 @@ class InsightTemplate(Base):
     json_schema: Mapped[Any] = mapped_column(JSON, nullable=True)
     webhook: Mapped[str] = mapped_column(Text, default="")
     insight_type: Mapped[str] = mapped_column(String(16), default="custom")
+    # inferline extension: results carry the messages (and quotes) that support them.
+    evidence: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

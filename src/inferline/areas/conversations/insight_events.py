@@ -35,6 +35,7 @@ def insight_event(
         {
             "insight_id": r["insight_id"],
             "result": json.loads(r["result"]) if schemas.get(r["insight_id"]) is not None else r["result"],
+            **{k: r[k] for k in ("evidence", "evidence_verified") if k in r},  # grounded templates only
         }
         for r in run.results
         if r["insight_id"] in insight_ids

@@ -5,7 +5,10 @@ counts of completed results.
 A run is created `pending` with a snapshot of its group's templates, moves to `in_progress` when a worker
 starts it, records each template's result as it finishes (a run taken over after a crash skips those), and
 ends `completed` or `failed` with a reason. Templates with a `json_schema` are decoded under that schema and
-the output is checked against it.
+the output is checked against it. Templates with `evidence` (inferline extension) are grounded: their result
+carries `evidence` (the supporting messages and quotes, see `insight_evidence`) and `evidence_verified`; an
+answer whose quotes do not check out is asked again (`EVIDENCE_ATTEMPTS` in all), then kept and marked
+`evidence_verified: false`.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import jsonschema
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from inferline.areas.conversations import postgrest
+from inferline.areas.conversations import insight_evidence, postgrest
 from inferline.areas.conversations.insight_events import EVENT_TYPE, insight_event, webhook_targets
 from inferline.areas.conversations.insight_templates import group_members, owned_group, schema_object
 from inferline.areas.conversations.webhooks import WebhookService
@@ -38,6 +41,9 @@ from inferline.stores.tables import new_id, utcnow
 RUN_KIND = "run_conversation_insights"
 PENDING, IN_PROGRESS, COMPLETED, FAILED = "pending", "in_progress", "completed", "failed"
 TRANSCRIPT_CHARS = 6000
+EVIDENCE_ATTEMPTS = 3  # a grounded answer whose quotes do not check out is asked again, then marked
+EVIDENCE_TEMPERATURES = (0.2, 0.6, 0.9)
+EVIDENCE_MAX_TOKENS = 384
 
 _FIELD = re.compile(r"^[A-Za-z0-9_\-.]+$")
 _META_PARAM = re.compile(r"metadata(?:\.|\[|->>?)([A-Za-z0-9_\-]+)\]?")
@@ -71,9 +77,7 @@ def _run_view(row: InsightRun) -> dict[str, Any]:
         "id": row.id,
         "created_at": row.created_at,
         "status": row.status,
-        "conversation_insights": [
-            {"insight_id": r["insight_id"], "result": r["result"]} for r in row.results
-        ],
+        "conversation_insights": [result_view(r) for r in row.results],
         "conversation_id": row.conversation_id,
         "insight_group_id": row.group_id,
         "updated_at": row.updated_at,
@@ -81,6 +85,16 @@ def _run_view(row: InsightRun) -> dict[str, Any]:
     }
     if row.error:
         view["error"] = row.error
+    return view
+
+
+def result_view(result: dict[str, Any]) -> dict[str, Any]:
+    """A stored template result as returned: `insight_id`, `result`, and for grounded templates `evidence`
+    and `evidence_verified`."""
+    view = {"insight_id": result["insight_id"], "result": result["result"]}
+    for key in ("evidence", "evidence_verified"):
+        if key in result:
+            view[key] = result[key]
     return view
 
 
@@ -99,21 +113,26 @@ def _run(s: Session, tenant_id: str, run_id: str, conversation_id: str | None = 
     return row
 
 
-def _transcript(s: Session, conversation_id: str) -> str:
-    """The conversation as `role: text` lines (tool calls inlined), its last `TRANSCRIPT_CHARS` characters."""
+def _messages(s: Session, conversation_id: str) -> list[insight_evidence.SourceMessage]:
+    """The conversation's messages in order (tool calls inlined into the text), with their ids."""
     rows = s.scalars(
         select(ConversationMessage)
         .where(ConversationMessage.conversation_id == conversation_id)
         .order_by(ConversationMessage.created_at, ConversationMessage.seq)
     ).all()
-    lines = []
+    out = []
     for m in rows:
         text = m.text or ""
         if m.tool_calls:
             calls = ", ".join(f"{c['function']['name']}({c['function']['arguments']})" for c in m.tool_calls)
             text = f"{text} [tool calls: {calls}]".strip()
-        lines.append(f"{m.role}: {text}")
-    return "\n".join(lines)[-TRANSCRIPT_CHARS:]
+        out.append(insight_evidence.SourceMessage(str(m.seq), m.role, text, m.meta))
+    return out
+
+
+def _transcript(messages: list[insight_evidence.SourceMessage]) -> str:
+    """The conversation as `role: text` lines, its last `TRANSCRIPT_CHARS` characters."""
+    return "\n".join(f"{m.role}: {m.text}" for m in messages)[-TRANSCRIPT_CHARS:]
 
 
 class InsightRunService:
@@ -172,6 +191,7 @@ class InsightRunService:
                     "instructions": t.instructions,
                     "json_schema": schema_object(t.json_schema),
                     "webhook": t.webhook or "",
+                    "evidence": bool(t.evidence),
                 }
                 for t in templates
             ],
@@ -271,18 +291,22 @@ class InsightRunService:
             run.status = IN_PROGRESS
             tenant_id, templates = run.tenant_id, list(run.templates)
             done = {r["insight_id"] for r in run.results}
-            transcript = _transcript(s, run.conversation_id)
+            messages = _messages(s, run.conversation_id)
+        transcript = _transcript(messages)
         for template in templates:
             if template["insight_id"] in done:
                 continue
             ctx.raise_if_cancelled()
-            result = self._apply(tenant_id, template, transcript)
+            if template.get("evidence"):
+                entry = self._apply_grounded(tenant_id, template, messages)
+            else:
+                entry = {"result": self._apply(tenant_id, template, transcript)}
             with self.db.session() as s:
                 run = s.get(InsightRun, run_id)
                 if run is None:
                     return  # the conversation was deleted meanwhile
                 if all(r["insight_id"] != template["insight_id"] for r in run.results):
-                    run.results = [*run.results, {"insight_id": template["insight_id"], "result": result}]
+                    run.results = [*run.results, {"insight_id": template["insight_id"], **entry}]
         with self.db.session() as s:
             run = s.get(InsightRun, run_id, with_for_update=not self.db.is_sqlite)
             if run is None or run.status == COMPLETED:
@@ -345,3 +369,60 @@ class InsightRunService:
                 f"{message}"
             ) from None
         return json.dumps(value, separators=(",", ":"))
+
+    def _apply_grounded(
+        self, tenant_id: str, template: dict[str, Any], messages: list[insight_evidence.SourceMessage]
+    ) -> dict[str, Any]:
+        """A grounded answer: the result, its evidence (each quote checked against the message it cites) and
+        `evidence_verified`; asked up to `EVIDENCE_ATTEMPTS` times until the evidence checks out."""
+        answer = template.get("json_schema")
+        by_id = {m.id: m for m in messages}
+        shown = insight_evidence.transcript(messages, TRANSCRIPT_CHARS)
+        ids = [m.id for m in messages if f"[{m.id}] " in shown]
+        fields = insight_evidence.result_fields(answer)
+        schema = insight_evidence.evidence_schema(answer, ids)
+        system = (
+            "You analyse a conversation between a user and an assistant and answer the instruction below "
+            "about it, briefly. Each transcript line starts with its message id in brackets. Give the answer "
+            "and, as evidence, the ids of the messages that support it with a short exact quote copied from "
+            "each.\n\nInstruction: " + template["instructions"]
+        )
+        if answer is not None:
+            system += "\n\nThe answer is a JSON object that follows this JSON schema:\n" + json.dumps(answer)
+        prompt = [
+            {"role": "system", "content": system},
+            {"role": "user", "content": "Conversation transcript:\n" + shown},
+        ]
+        best: dict[str, Any] | None = None
+        problem = "no answer"
+        for temperature in EVIDENCE_TEMPERATURES[:EVIDENCE_ATTEMPTS]:
+            try:
+                text = self.chat.complete_text(
+                    tenant_id,
+                    prompt,
+                    json_schema=schema,
+                    max_tokens=EVIDENCE_MAX_TOKENS,
+                    temperature=temperature,
+                )
+                value = json.loads(text)
+                jsonschema.validate(value, schema)
+            except (RateLimited, UpstreamTimeout):
+                raise
+            except InferlineError as exc:
+                problem = exc.detail
+                continue
+            except (json.JSONDecodeError, jsonschema.ValidationError) as exc:
+                problem = exc.message if isinstance(exc, jsonschema.ValidationError) else str(exc)
+                continue
+            items, verified = insight_evidence.check_evidence(value["evidence"], by_id, fields)
+            result = value["answer"]
+            best = {
+                "result": result.strip() if answer is None else json.dumps(result, separators=(",", ":")),
+                "evidence": items,
+                "evidence_verified": verified,
+            }
+            if verified:
+                break
+        if best is None:
+            raise JobFailed(f"insight {template['insight_id']}: no grounded answer: {problem}")
+        return best

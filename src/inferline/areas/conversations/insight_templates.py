@@ -59,7 +59,7 @@ def group_members(s: Session, group_id: str) -> list[InsightTemplate]:
 
 
 def _template_view(row: InsightTemplate) -> dict[str, Any]:
-    return {
+    view = {
         "id": row.id,
         "created_at": row.created_at,
         "instructions": row.instructions,
@@ -68,6 +68,9 @@ def _template_view(row: InsightTemplate) -> dict[str, Any]:
         "name": row.name,
         "webhook": row.webhook,
     }
+    if row.evidence:  # inferline extension, shown only when asked for (the Telnyx shape is unchanged)
+        view["evidence"] = True
+    return view
 
 
 def _group_view(s: Session, row: InsightGroup) -> dict[str, Any]:
@@ -98,6 +101,7 @@ class InsightTemplateService:
         instructions: str,
         json_schema: Any = None,
         webhook: str = "",
+        evidence: bool = False,
         idempotency_key: str | None = None,
     ) -> dict[str, Any]:
         schema_object(json_schema)
@@ -112,12 +116,15 @@ class InsightTemplateService:
                 json_schema=json_schema if json_schema != "" else None,
                 webhook=webhook,
                 insight_type="custom",
+                evidence=evidence,
             )
             s.add(row)
             s.flush()
             return _template_view(row)
 
         request = {"name": name, "instructions": instructions, "json_schema": json_schema, "webhook": webhook}
+        if evidence:
+            request["evidence"] = True
         return self.idempotency.run(tenant_id, "insights.create", idempotency_key, request, create)
 
     def get_template(self, tenant_id: str, insight_id: str) -> dict[str, Any]:

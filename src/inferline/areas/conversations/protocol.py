@@ -62,6 +62,7 @@ class InsightCreate(_Body):
     name: str = Field(max_length=500)
     json_schema: str | dict[str, Any] | None = None
     webhook: str = ""
+    evidence: bool = False  # inferline extension (extra_body): results carry supporting message quotes
 
 
 class InsightUpdate(_Body):
@@ -69,6 +70,7 @@ class InsightUpdate(_Body):
     name: str | None = Field(default=None, max_length=500)
     json_schema: str | dict[str, Any] | None = None
     webhook: str | None = None
+    evidence: bool | None = None
 
 
 class InsightGroupCreate(_Body):

@@ -37,6 +37,7 @@ def _conversation_view(row: Conversation) -> dict[str, Any]:
 
 def _message_view(row: ConversationMessage) -> dict[str, Any]:
     view: dict[str, Any] = {
+        "id": str(row.seq),  # inferline extension: what grounded insights' evidence cites
         "role": row.role,
         "text": row.text,
         "created_at": row.created_at,
