@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import httpx
+import openai
 import telnyx
 
 from tests.conftest import LiveServer
@@ -99,3 +100,39 @@ class pytest_raises_not_found:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+def _usage(server: LiveServer, metric: str) -> float:
+    tenant = server.container.keys.authenticate(server.key_a).tenant_id
+    rows = server.container.usage.report(tenant, by="tenant")
+    return float(sum(r["quantity"] for r in rows if r["metric"] == metric))  # type: ignore[misc]
+
+
+def test_audio_traffic_moves_the_audio_counters_and_usage(server: LiveServer) -> None:
+    """Transcription audio seconds and TTS characters are counted and metered for the caller's tenant."""
+    from tests import audio_samples as audio
+
+    oai = openai.OpenAI(api_key=server.key_a, base_url=server.v2 + "/ai/openai", max_retries=0)
+    clip = audio.wav(audio.speech("Hello from the metrics test."))
+    oai.audio.speech.create(model="tts-1", voice="alloy", input="Warm.")  # loads the voice
+    before, usage_before = (
+        scrape(server),
+        (_usage(server, "transcription_seconds"), _usage(server, "tts_characters")),
+    )
+    transcript = oai.audio.transcriptions.create(
+        model="whisper-1", file=("clip.wav", clip), response_format="verbose_json"
+    )
+    text = "Metered speech, forty characters exactly"
+    oai.audio.speech.create(model="tts-1", voice="alloy", input=text).read()
+    after = scrape(server)
+
+    seconds = value(after, "inferline_transcription_audio_seconds_total") - value(
+        before, "inferline_transcription_audio_seconds_total"
+    )
+    assert abs(seconds - transcript.duration) < 0.01
+    characters = value(after, "inferline_tts_characters_total") - value(
+        before, "inferline_tts_characters_total"
+    )
+    assert characters == len(text)
+    assert abs(_usage(server, "transcription_seconds") - usage_before[0] - transcript.duration) < 0.01
+    assert _usage(server, "tts_characters") - usage_before[1] == len(text)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from inferline.stores.db import Database
 
 
 @dataclass
@@ -59,3 +63,16 @@ def refused(reason: str) -> None:
     ops = CURRENT.get()
     if ops is not None:
         ops.refusal = reason
+
+
+def metered(db: Database, tenant_id: str, metric: str, quantity: float, model: str = "") -> None:
+    """Count `quantity` of `metric` for `tenant_id`: into the current request (metered with its key when it
+    ends), or, in a background job, straight into the tenant's usage (key "")."""
+    if CURRENT.get() is not None:
+        note(metric, quantity, model)
+        return
+    from inferline.ops.metrics import count_units
+    from inferline.ops.usage import UsageMeter
+
+    count_units({(metric, model): quantity})
+    UsageMeter(db).record(tenant_id, "", [(metric, model, quantity)])

@@ -28,6 +28,7 @@ from inferline.areas.embeddings.service import EmbeddingsService
 from inferline.errors import EngineUnavailable, NotFound, ValidationFailed
 from inferline.jobs import JobContext, JobFailed, JobQueue, JobView
 from inferline.jobs.worker import JobCancelled
+from inferline.ops import context as ops_context
 from inferline.stores.db import Database, get_owned
 from inferline.stores.embeddings_tables import EmbeddedBucket, EmbeddedFile, EmbeddingTask
 from inferline.stores.objects import ObjectInfo, ObjectStore
@@ -405,6 +406,7 @@ class IngestService:
                     chunks=len(chunks),
                     session=s,
                 )
+            ops_context.metered(self.db, tenant_id, "embedding_chunks", len(chunks), engine.model_id)
             return None
         with self.db.session() as s:
             self.index.delete_file(s, tenant_id, bucket, info.key)

@@ -38,6 +38,7 @@ from inferline.engines.training import (
 from inferline.errors import BadRequest, EngineUnavailable, NotFound, ValidationFailed
 from inferline.jobs import JobContext, JobFailed, JobQueue, JobView
 from inferline.jobs.worker import JobCancelled
+from inferline.ops import context as ops_context
 from inferline.stores.db import Database, get_owned
 from inferline.stores.fine_tuning_tables import FineTuningEvent, FineTuningJob
 from inferline.stores.objects import ObjectStore
@@ -390,6 +391,7 @@ class FineTuningService:
             if done:
                 row = s.get(FineTuningJob, job_id)
                 assert row is not None
+                tenant_id, base_model = row.tenant_id, row.base_model
                 s.add(
                     self._event(
                         row,
@@ -397,6 +399,10 @@ class FineTuningService:
                         f"{result.final_loss:.4f}; model {row.fine_tuned_model}",
                     )
                 )
+        if done:
+            ops_context.metered(
+                self.db, tenant_id, "fine_tuning_trained_tokens", result.trained_tokens, base_model
+            )
         if not done:
             out_path.unlink(missing_ok=True)  # cancelled while the adapter was being written
 

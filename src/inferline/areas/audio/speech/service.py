@@ -20,6 +20,7 @@ import numpy as np
 from inferline.areas.audio.codec import FORMATS, AudioEncoder
 from inferline.engines.tts import TextToSpeech
 from inferline.errors import BadRequest, UnsupportedParameter, model_not_installed
+from inferline.ops import context as ops_context
 
 PROVIDER = "telnyx"
 PROVIDERS = ("aws", "telnyx", "azure", "elevenlabs", "minimax", "rime", "resemble", "xai", "humain", "soniox")
@@ -239,6 +240,8 @@ class SpeechService:
         if not any(isinstance(p, Utterance) and p.text.strip() for p in parts):
             raise BadRequest("There is no text to speak.", pointer="/text")
         encoder = AudioEncoder(fmt, voice.engine.sample_rate, rate)
+        spoken = sum(len(p.text) for p in parts if isinstance(p, Utterance))
+        ops_context.note("tts_characters", spoken, voice.engine.model_id)
         return SpeechStream(
             content_type=_content_type(fmt, encoder.out_rate),
             voice_id=voice.voice_id,
