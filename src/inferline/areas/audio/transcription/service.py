@@ -22,6 +22,7 @@ from inferline.engines.diarization import MAX_SPEAKERS, Diarizer, SpeakerTurn, s
 from inferline.engines.stt import SAMPLE_RATE, Segment, SpeechToText, Word
 from inferline.errors import BadRequest, PayloadTooLarge, RateLimited, UnsupportedParameter, ValidationFailed
 from inferline.net.safe_http import SafeHttpClient
+from inferline.ops import context as ops_context
 from inferline.stores.audio_tables import SttUsageRecord
 from inferline.stores.db import Database
 
@@ -312,7 +313,9 @@ class TranscriptionService:
             )
             s.add(row)
             s.flush()
-            return row.id
+            usage_id = row.id
+        ops_context.metered(self.db, tenant_id, "transcription_seconds", round(seconds * channels, 3), model)
+        return usage_id
 
 
 def split_by_speaker(channel: int | None, segment: Segment, turns: list[SpeakerTurn]) -> list[ChannelSegment]:
