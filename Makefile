@@ -16,7 +16,7 @@ $(BIN)/inferline: pyproject.toml scripts/venv.sh
 
 # Everything the tests and benchmarks need on top: the trainer (torch CPU build) and the client SDKs.
 $(VENV)/.dev-installed: $(BIN)/inferline
-	PYTHON='$(PYTHON)' scripts/venv.sh $(VENV) engines,audio,postgres,s3,train,dev
+	PYTHON='$(PYTHON)' scripts/venv.sh $(VENV) engines,audio,postgres,s3,train,diarize,dev
 	@touch $@
 
 install: $(BIN)/inferline

@@ -35,7 +35,7 @@ def weights_path() -> Path:
     """`pretrained.pt` inside the installed `resemblyzer` package (found without importing it)."""
     spec = importlib.util.find_spec("resemblyzer")
     if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError("resemblyzer is not installed (pip install 'inferline[audio]')")
+        raise ModuleNotFoundError("resemblyzer is not installed (pip install 'inferline[diarize]')")
     return Path(next(iter(spec.submodule_search_locations))) / "pretrained.pt"
 
 

@@ -68,7 +68,7 @@ def build_transcription(settings: Settings, db: Database, models: ModelService) 
 
 def build_diarizer() -> Diarizer | None:
     """Silero VAD + the Resemblyzer speaker encoder + clustering, where the `resemblyzer` package is
-    installed (the `audio` extra); without it `model_config[diarize]` is a 400 naming the package."""
+    installed (the `diarize` extra); without it `model_config[diarize]` is a 400 naming the package."""
     from inferline.engines import resemblyzer_diarizer
 
     if not resemblyzer_diarizer.available():
