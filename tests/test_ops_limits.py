@@ -96,3 +96,21 @@ def test_sdk_default_retries_converge(server: LiveServer) -> None:
     _wait_for_fresh_window(2)
     for n in range(3):
         assert sdk.ai.openai.embeddings.create_embeddings(input=f"retry {n}", model=MINILM).data
+
+
+def test_concurrent_transcriptions_limit(server: LiveServer) -> None:
+    """A slot is taken per running transcription and given back at its end; none left: 429 Retry-After."""
+    from tests import audio_samples as audio
+
+    clip = ("clip.wav", audio.wav(audio.speech("One at a time.")), "audio/x-wav")
+    _, key = server.container.keys.create("limited-stt")
+    server.container.limits.set("limited-stt", concurrent_transcriptions=1)
+    sdk = _sdk(server, key)
+    for _ in range(2):  # one at a time: each finished transcription frees its slot
+        assert sdk.ai.audio.transcribe(model="distil-whisper/distil-large-v2", file=clip).text
+    server.container.limits.set("limited-stt", concurrent_transcriptions=0)
+    time.sleep(1.1)  # limits are re-read at most once a second
+    with pytest.raises(telnyx.RateLimitError) as refused:
+        sdk.ai.audio.transcribe(model="distil-whisper/distil-large-v2", file=clip)
+    assert refused.value.response.headers["retry-after"] == "1"
+    assert refused.value.body["errors"][0]["code"] == "10011"
