@@ -31,6 +31,7 @@ from inferline.areas.clusters.service import ClusterService
 from inferline.areas.clusters.wiring import build_clusters
 from inferline.areas.conversations.insight_runs import InsightRunService
 from inferline.areas.conversations.insight_templates import InsightTemplateService
+from inferline.areas.conversations.recordings import RecordingService
 from inferline.areas.conversations.service import ConversationService
 from inferline.areas.conversations.webhooks import WebhookService, WebhookSigner
 from inferline.areas.conversations.wiring import build_conversations
@@ -83,6 +84,7 @@ class Container:
     insights: InsightTemplateService
     insight_runs: InsightRunService
     conversations: ConversationService
+    recordings: RecordingService
     summarize: SummarizeService
     clusters: ClusterService
     limits: LimitService  # per-tenant/per-key limits (ops)
@@ -128,7 +130,9 @@ def build_container(settings: Settings) -> Container:
     buckets = build_buckets(settings, db, jobs, registry, objects, embeddings, audio.transcription)
     fine_tuning = build_fine_tuning(settings, db, jobs, training_registry, objects, models)
     chat = build_chat(settings, models, buckets.search, fine_tuning)
-    conversations = build_conversations(settings, db, jobs, registry, chat, webhooks)
+    conversations = build_conversations(
+        settings, db, jobs, registry, chat, webhooks, transcription=audio.transcription
+    )
     summarize = build_summarize(settings, objects, chat, audio.transcription)
     clusters = build_clusters(db, jobs, registry, objects, chat)
 
@@ -157,6 +161,7 @@ def build_container(settings: Settings) -> Container:
         insights=conversations.insights,
         insight_runs=conversations.insight_runs,
         conversations=conversations.conversations,
+        recordings=conversations.recordings,
         summarize=summarize,
         clusters=clusters,
         limits=LimitService(db),

@@ -7,10 +7,14 @@ lists carry `meta`, deletes/assign/message answer an empty 200. The static paths
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 
+from inferline.areas.audio.transcription.protocol import read_form
 from inferline.areas.conversations import postgrest
 from inferline.areas.conversations.protocol import (
     ConversationCreate,
@@ -22,6 +26,8 @@ from inferline.areas.conversations.protocol import (
     InsightUpdate,
     MessageCreate,
 )
+from inferline.areas.conversations.recordings import MODES, RecordingRequest, parse_roles
+from inferline.errors import BadRequest, ValidationFailed
 from inferline.web.deps import ContainerDep, PageDep, TenantDep
 
 router = APIRouter(tags=["conversations"])
@@ -52,6 +58,80 @@ def aggregate_conversation_insights(request: Request, container: ContainerDep, p
     """Counts of completed insight results grouped by result fields and `metadata.<key>`."""
     params = postgrest.bounded(request.query_params.multi_items())
     return {"data": container.insight_runs.aggregate(principal.tenant_id, params)}
+
+
+# ---- call recordings (inferline extension) ----------------------------------------------------------------
+RECORDING_FIELDS = (
+    "file",
+    "file_url",
+    "name",
+    "metadata",
+    "insight_group_id",
+    "channel_roles",
+    "speaker_roles",
+    "mode",
+    "model",
+    "language",
+    "redact",
+)
+
+
+@router.post(f"{BASE}/recordings")
+async def create_from_recording(request: Request, container: ContainerDep, principal: TenantDep) -> Json:
+    """A call recording (multipart `file` or `file_url`) transcribed into a new conversation with roles and
+    timestamps; its insight group's run starts at once (see `recordings.py`)."""
+    form = await read_form(request)
+    fields: dict[str, str] = {}
+    upload: UploadFile | None = None
+    for key, value in form.multi_items():
+        if key not in RECORDING_FIELDS:
+            raise BadRequest(
+                f"Unknown field {key!r} (accepted: {', '.join(RECORDING_FIELDS)}).", pointer=f"/{key}"
+            )
+        if isinstance(value, UploadFile) != (key == "file"):
+            raise BadRequest(
+                f"`{key}` must be {'a file part' if key == 'file' else 'text'}.", pointer=f"/{key}"
+            )
+        if isinstance(value, UploadFile):
+            upload = value
+        else:
+            fields[key] = value
+    if (upload is None) == (not fields.get("file_url")):
+        raise BadRequest("Send exactly one of `file` and `file_url`.", pointer="/file")
+    mode = fields.get("mode") or "auto"
+    if mode not in MODES:
+        raise ValidationFailed(f"mode must be one of {', '.join(MODES)}.", pointer="/mode")
+    redact = (fields.get("redact") or "false").lower()
+    if redact not in ("true", "false"):
+        raise ValidationFailed("redact must be true or false.", pointer="/redact")
+    body = RecordingRequest(
+        data=await upload.read() if upload is not None else None,
+        file_url=fields.get("file_url") or None,
+        filename=upload.filename if upload is not None else None,
+        name=fields.get("name") or None,
+        metadata=_string_object(fields.get("metadata"), "/metadata"),
+        insight_group_id=fields.get("insight_group_id") or None,
+        channel_roles=parse_roles(fields.get("channel_roles"), "/channel_roles"),
+        speaker_roles=parse_roles(fields.get("speaker_roles"), "/speaker_roles"),
+        mode=mode,
+        model=fields.get("model") or None,
+        language=fields.get("language") or None,
+        redact=redact == "true",
+    )
+    return {"data": await run_in_threadpool(container.recordings.create, principal.tenant_id, body)}
+
+
+def _string_object(value: str | None, pointer: str) -> dict[str, str]:
+    """A form field holding a JSON object of strings (conversation metadata)."""
+    if not value:
+        return {}
+    try:
+        raw = json.loads(value)
+    except json.JSONDecodeError:
+        raise BadRequest(f"{pointer[1:]} must be a JSON object.", pointer=pointer) from None
+    if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+        raise ValidationFailed(f"{pointer[1:]} must be a JSON object of strings.", pointer=pointer)
+    return raw
 
 
 # ---- insight templates ------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from inferline.areas.conversations.insight_runs import RUN_KIND, ChatCompleter, InsightRunService
 from inferline.areas.conversations.insight_templates import InsightTemplateService
+from inferline.areas.conversations.recordings import RecordingService, Transcriber
 from inferline.areas.conversations.service import ConversationService
 from inferline.areas.conversations.webhooks import DELIVER_KIND, WebhookService, WebhookSigner
 from inferline.config import Settings
@@ -19,6 +20,7 @@ class ConversationsArea:
     insights: InsightTemplateService
     insight_runs: InsightRunService
     conversations: ConversationService
+    recordings: RecordingService
 
 
 def build_conversations(
@@ -28,9 +30,12 @@ def build_conversations(
     registry: JobRegistry,
     chat: ChatCompleter,
     webhooks: WebhookService | None = None,
+    *,
+    transcription: Transcriber,
 ) -> ConversationsArea:
     """Insight runs and webhook deliveries are jobs registered here; runs ask `chat` for each insight.
-    `webhooks` is the container's signed-webhook service (shared with audio); one is built when not given."""
+    `webhooks` is the container's signed-webhook service (shared with audio); one is built when not given.
+    Call recordings become conversations through `transcription`."""
     webhooks = webhooks or WebhookService(db, jobs, WebhookSigner(db), allowed_hosts=settings.webhook_allow)
     runs = InsightRunService(db, jobs, webhooks, chat)
     registry.register(DELIVER_KIND, webhooks.deliver, on_failure=webhooks.on_failure)
@@ -40,4 +45,5 @@ def build_conversations(
         insights=InsightTemplateService(db, webhooks),
         insight_runs=runs,
         conversations=ConversationService(db, runs),
+        recordings=RecordingService(db, transcription, runs),
     )
