@@ -50,6 +50,7 @@ class MessageCreate(_Body):
     tool_call_id: str | None = Field(default=None, max_length=200)
     tool_calls: list[ToolCall] | None = None
     tool_choice: str | dict[str, Any] | None = None
+    redact: bool = False  # inferline extension (extra_body): personal data replaced before it is stored
 
     @field_validator("sent_at")
     @classmethod

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from inferline.areas.conversations import postgrest
+from inferline.areas.conversations import postgrest, redaction
 from inferline.areas.conversations.idempotency import Idempotency
 from inferline.areas.conversations.insight_runs import InsightRunService
 from inferline.stores.conversations_tables import Conversation, ConversationMessage
@@ -138,9 +138,13 @@ class ConversationService:
         tool_calls: list[dict[str, Any]] | None = None,
         tool_call_id: str | None = None,
         tool_choice: Any = None,
+        redact: bool = False,
         idempotency_key: str | None = None,
     ) -> None:
-        """Append a message; with the end-of-conversation marker, also start the insight run."""
+        """Append a message; with the end-of-conversation marker, also start the insight run. With `redact`,
+        personal data in the content is replaced (`redaction.redact`) before it is stored."""
+        if redact:
+            content = redaction.redact(content).text
 
         def create(s: Session) -> bool:
             conversation = self._get(s, tenant_id, conversation_id)
