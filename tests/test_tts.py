@@ -145,7 +145,7 @@ def test_ssml_breaks_and_substitutions(http: httpx.Client, client: telnyx.Telnyx
         ({"text": "<speak>unclosed", "voice": VOICE, "text_type": "ssml"}, 400, "/text"),
         ({"text": "   ", "voice": VOICE}, 400, "/text"),
         ({"voice": VOICE}, 400, "/text"),
-        ({"text": "Hi", "voice": VOICE, "output_type": "audio_id"}, 422, "/output_type"),
+        ({"text": "Hi", "voice": VOICE, "output_type": "audio_url"}, 422, "/output_type"),
         ({"text": "Hi", "voice": VOICE, "surprise": True}, 422, "/surprise"),
     ],
 )

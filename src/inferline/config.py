@@ -116,6 +116,12 @@ class Settings(BaseSettings):
     job_lease_seconds: float = Field(
         default=30.0, description="A job whose worker is silent this long is re-run."
     )
+    tts_audio_ttl_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="How long speech made with `output_type: audio_id` can be fetched "
+        "(`GET /v2/text-to-speech/speech/{audio_id}`); then a 404, deleted by the next such request.",
+    )
     webhook_allowed_hosts: str = Field(
         default="",
         description="Comma-separated hosts, IPs or CIDRs that webhooks may target although they are "

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from inferline.areas.audio.reports.service import SttReportService
 from inferline.areas.audio.speech.service import SpeechService
+from inferline.areas.audio.speech.stored import StoredSpeechService
 from inferline.areas.audio.transcription.async_jobs import AsyncTranscriptionService
 from inferline.areas.audio.transcription.service import TranscriptionService
 from inferline.areas.audio.wiring import build_audio
@@ -71,6 +72,7 @@ class Container:
     embeddings: EmbeddingsService
     transcription: TranscriptionService
     speech: SpeechService
+    stored_speech: StoredSpeechService  # `output_type: audio_id`
     stt_reports: SttReportService
     async_transcriptions: AsyncTranscriptionService
     buckets: BucketService
@@ -148,6 +150,7 @@ def build_container(settings: Settings) -> Container:
         embeddings=embeddings,
         transcription=audio.transcription,
         speech=audio.speech,
+        stored_speech=audio.stored_speech,
         stt_reports=audio.stt_reports,
         async_transcriptions=audio.async_transcriptions,
         buckets=buckets.buckets,

@@ -69,3 +69,32 @@ class SttTranscriptionJob(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class TtsAudio(Base):
+    """Speech asked for with `output_type: audio_id`: produced in the background, served by id until
+    `expires_at`. Its encoded audio is the `TtsAudioChunk` rows in `seq` order."""
+
+    __tablename__ = "tts_audio"
+    __table_args__ = (Index("ix_tts_audio_expires", "expires_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="in_progress")  # in_progress | completed | failed
+    content_type: Mapped[str] = mapped_column(String(64))
+    voice_id: Mapped[str] = mapped_column(String(200))
+    chunks: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)  # the producer's last sign
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class TtsAudioChunk(Base):
+    """One encoded piece of a `TtsAudio` (a sentence's worth), appended as it is synthesised."""
+
+    __tablename__ = "tts_audio_chunks"
+
+    audio_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)

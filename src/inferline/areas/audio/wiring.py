@@ -9,6 +9,7 @@ from inferline import catalog
 from inferline.areas.audio.reports.service import JOB_KIND as STT_REPORT_KIND
 from inferline.areas.audio.reports.service import SttReportService
 from inferline.areas.audio.speech.service import SpeechService
+from inferline.areas.audio.speech.stored import StoredSpeechService
 from inferline.areas.audio.transcription.async_jobs import JOB_KIND as ASYNC_KIND
 from inferline.areas.audio.transcription.async_jobs import AsyncTranscriptionService, Webhooks
 from inferline.areas.audio.transcription.protocol import render_async
@@ -25,6 +26,7 @@ from inferline.stores.db import Database
 class AudioArea:
     transcription: TranscriptionService
     speech: SpeechService
+    stored_speech: StoredSpeechService
     stt_reports: SttReportService
     async_transcriptions: AsyncTranscriptionService
 
@@ -44,7 +46,8 @@ def build_audio(
     transcription = build_transcription(settings, db, models)
     async_transcriptions = AsyncTranscriptionService(db, jobs, transcription, webhooks, render_async)
     registry.register(ASYNC_KIND, async_transcriptions.run, on_failure=async_transcriptions.on_failure)
-    return AudioArea(transcription, build_speech(models), stt_reports, async_transcriptions)
+    stored_speech = StoredSpeechService(db, settings.tts_audio_ttl_seconds)  # `output_type: audio_id`
+    return AudioArea(transcription, build_speech(models), stored_speech, stt_reports, async_transcriptions)
 
 
 def build_transcription(settings: Settings, db: Database, models: ModelService) -> TranscriptionService:

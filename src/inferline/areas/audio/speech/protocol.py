@@ -34,7 +34,8 @@ class GenerateSpeechRequest(BaseModel):
     text: str | None = Field(default=None, max_length=10_000)
     voice: str | None = None
     provider: Provider | None = None
-    output_type: Literal["binary_output", "base64_output"] = "binary_output"
+    # `audio_id`: synthesised in the background, fetched with GET /text-to-speech/speech/{audio_id}.
+    output_type: Literal["binary_output", "base64_output", "audio_id"] = "binary_output"
     text_type: Literal["text", "ssml"] = "text"
     language: str | None = None
     disable_cache: bool = False  # nothing is cached here: every request is synthesised afresh
@@ -137,3 +138,9 @@ class VoicesResponse(BaseModel):
 
 class Base64Audio(BaseModel):
     base64_audio: str
+
+
+class AudioIdResponse(BaseModel):
+    """`output_type: audio_id`: the id to fetch the audio by (`GET /text-to-speech/speech/{audio_id}`)."""
+
+    audio_id: str

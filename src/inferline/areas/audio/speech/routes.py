@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response, StreamingResponse
 
 from inferline.areas.audio.speech.protocol import (
+    AudioIdResponse,
     Base64Audio,
     GenerateSpeechRequest,
     OpenAISpeechRequest,
@@ -17,7 +18,7 @@ from inferline.areas.audio.speech.protocol import (
     VoicesResponse,
 )
 from inferline.areas.audio.speech.service import SpeechStream
-from inferline.web.deps import ContainerDep
+from inferline.web.deps import ContainerDep, TenantDep
 
 router = APIRouter(tags=["text-to-speech"])
 
@@ -30,11 +31,24 @@ def _audio(stream: SpeechStream) -> Response:
 
 
 @router.post("/text-to-speech/speech", response_model=None)
-def generate_speech(body: GenerateSpeechRequest, container: ContainerDep) -> Response | Base64Audio:
+def generate_speech(
+    body: GenerateSpeechRequest, container: ContainerDep, principal: TenantDep
+) -> Response | Base64Audio | AudioIdResponse:
     stream = container.speech.speak(body.to_request())
     if body.output_type == "base64_output":
         return Base64Audio(base64_audio=base64.b64encode(stream.read_all()).decode())
+    if body.output_type == "audio_id":
+        return AudioIdResponse(audio_id=container.stored_speech.start(principal.tenant_id, stream))
     return _audio(stream)
+
+
+@router.get("/text-to-speech/speech/{audio_id}", response_model=None)
+def get_speech(audio_id: str, container: ContainerDep, principal: TenantDep) -> Response:
+    """Speech made with `output_type: audio_id`: streamed while it is synthesised, then until it expires."""
+    stored = container.stored_speech.open(principal.tenant_id, audio_id)
+    return StreamingResponse(
+        stored.chunks, media_type=stored.content_type, headers={"x-inferline-voice": stored.voice_id}
+    )
 
 
 @router.post("/audio/speech")
