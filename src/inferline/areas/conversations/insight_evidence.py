@@ -15,8 +15,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-MAX_EVIDENCE = 4
-MAX_QUOTE_CHARS = 200
+MAX_EVIDENCE = 3
+MAX_QUOTE_CHARS = 160
+MAX_ANSWER_CHARS = 400  # a free-text answer, so answer and evidence fit the token budget
 _SPACE = re.compile(r"\s+")
 _EDGE = " \t\n\"'`.,;:!?()[]{}"
 
@@ -69,7 +70,9 @@ def evidence_schema(answer: dict[str, Any] | None, message_ids: list[str]) -> di
     return {
         "type": "object",
         "properties": {
-            "answer": answer if answer is not None else {"type": "string", "minLength": 1},
+            "answer": answer
+            if answer is not None
+            else {"type": "string", "minLength": 1, "maxLength": MAX_ANSWER_CHARS},
             "evidence": {"type": "array", "items": item, "minItems": 1, "maxItems": MAX_EVIDENCE},
         },
         "required": ["answer", "evidence"],

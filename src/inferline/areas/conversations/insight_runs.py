@@ -43,7 +43,7 @@ PENDING, IN_PROGRESS, COMPLETED, FAILED = "pending", "in_progress", "completed",
 TRANSCRIPT_CHARS = 6000
 EVIDENCE_ATTEMPTS = 3  # a grounded answer whose quotes do not check out is asked again, then marked
 EVIDENCE_TEMPERATURES = (0.2, 0.6, 0.9)
-EVIDENCE_MAX_TOKENS = 384
+EVIDENCE_MAX_TOKENS = 512  # bounded answer (MAX_ANSWER_CHARS) and quotes fit in it
 
 _FIELD = re.compile(r"^[A-Za-z0-9_\-.]+$")
 _META_PARAM = re.compile(r"metadata(?:\.|\[|->>?)([A-Za-z0-9_\-]+)\]?")
