@@ -100,6 +100,7 @@ def test_clusters_recover_the_topics_and_are_named(client: telnyx.Telnyx, cluste
             assert sub.cluster_summary.strip()
             assert {node.filename for node in sub.nodes or []} <= {node.filename for node in cluster.nodes}
     assert found == set(TOPICS)
+    assert any(cluster.subclusters for cluster in result.clusters)  # min_subcluster_size=3 splits some topics
 
     # Nodes come most central first; top_n_nodes cuts that list; by default no nodes and no sub-clusters.
     top2 = client.ai.clusters.retrieve(clustered, top_n_nodes=2).data
