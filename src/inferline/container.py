@@ -3,8 +3,11 @@
 `build_container` builds the shared core (database, keys, models, job queue, object store), then each area in
 dependency order, handing every area what it needs as plain constructor arguments:
 
-    embeddings → audio → buckets (embeddings, transcription) → fine-tuning → chat (bucket search, fine-tunes)
-    → conversations (chat) → summarize (chat, transcription) → clusters (chat)
+    embeddings → webhooks → audio (webhooks) → buckets (embeddings, transcription) → fine-tuning
+    → chat (bucket search, fine-tunes) → conversations (chat, webhooks, transcription)
+    → summarize (chat, transcription) → clusters (chat)
+
+The HTTP-only areas (responses, anthropic, admin, console) build nothing: their routes use these services.
 
 Each area's `wiring.py` builds its services and registers its job handlers; the queue wakes this process's
 workers after every commit that enqueued a job.
