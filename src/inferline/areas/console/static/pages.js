@@ -53,19 +53,18 @@ async function overview(page, { signal }) {
     const u = await api("admin/usage?by=day", { signal });
     const perDay = new Map();
     for (const row of u.data || []) {
-      if (!/request/.test(row.metric)) continue;
+      if (row.unit !== "tokens") continue;
       perDay.set(row.day, (perDay.get(row.day) || 0) + Number(row.quantity || 0));
     }
     const days = [...perDay.entries()].sort().slice(-30);
     const max = Math.max(1, ...days.map(([, n]) => n));
-    const chart = h("div", { class: "chart", role: "img", "aria-label": "Requests per day" });
+    const chart = h("div", { class: "chart", id: "usage-chart", role: "img", "aria-label": "Tokens per day (chat and embeddings)" });
     for (const [day, n] of days) {
-      const bar = h("div", { title: `${day}: ${n} requests` });
-      bar.style.height = `${(100 * n) / max}%`;
+      const bar = h("div", { class: "usage-bar", title: `${day}: ${n} tokens` });
+      bar.style.height = `${Math.max(2, (100 * n) / max)}%`;
       chart.append(bar);
     }
-    if (!days.length) usage.append(h("p", { class: "muted", text: "No requests recorded yet." }));
-    usage.append(chart);
+    usage.append(h("p", { class: "muted", text: days.length ? `Tokens per day, last ${days.length} day(s); most: ${max}` : "No usage recorded yet." }), chart);
   } catch (e) {
     usage.append(h("p", { class: "muted", text: e.status === 403 ? "Usage needs an admin key." : e.message }));
   }
@@ -94,6 +93,26 @@ function codeFor(kind, body) {
   return `curl ${base}/ai/chat/completions \\\n  -H "Authorization: Bearer $INFERLINE_API_KEY" \\\n  -H "Content-Type: application/json" \\\n  -d '${json.replace(/'/g, "'\\''")}'\n`;
 }
 
+/** The tools textarea as function tools, checked before anything is sent; throws with a readable reason. */
+export function parseTools(text) {
+  if (!text.trim()) return [];
+  let tools;
+  try { tools = JSON.parse(text); } catch (e) { throw new Error(`Tools are not valid JSON: ${e.message}`); }
+  if (!Array.isArray(tools)) tools = [tools];
+  tools.forEach((t, i) => {
+    const where = `Tool ${i + 1}`;
+    if (!t || typeof t !== "object" || Array.isArray(t)) throw new Error(`${where} is not an object.`);
+    if (t.type !== "function") throw new Error(`${where}: "type" must be "function".`);
+    const f = t.function;
+    if (!f || typeof f !== "object" || Array.isArray(f)) throw new Error(`${where}: "function" must be an object.`);
+    if (typeof f.name !== "string" || !/^[A-Za-z0-9_-]{1,64}$/.test(f.name)) throw new Error(`${where}: "function.name" must be 1-64 letters, digits, _ or -.`);
+    if (f.parameters !== undefined && (typeof f.parameters !== "object" || f.parameters === null || Array.isArray(f.parameters))) {
+      throw new Error(`${where}: "function.parameters" must be a JSON schema object.`);
+    }
+  });
+  return tools;
+}
+
 async function playground(page, { signal }) {
   page.append(h("h1", { text: "Playground" }));
   const list = await models(signal);
@@ -106,6 +125,20 @@ async function playground(page, { signal }) {
   const beam = h("input", { type: "checkbox" });
   const bestOf = h("input", { type: "number", min: "1", max: "8", value: "2" });
   const prompt = h("textarea", { rows: 3, required: true });
+  const tools = h("textarea", { id: "tools", rows: 4, placeholder: '[{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]' });
+  const toolChoice = h("select", { id: "tool-choice" });
+  const toolsError = h("p", { id: "tools-error", class: "error", role: "alert" });
+  const toolCalls = h("div", { id: "tool-calls" });
+  function refreshChoices() {
+    const keep = toolChoice.value;
+    let names = [];
+    try { names = parseTools(tools.value).map((t) => t.function.name); toolsError.textContent = ""; } catch (e) { toolsError.textContent = e.message; }
+    toolChoice.replaceChildren(...["(default)", "auto", "none", "required"].map((v) => h("option", { value: v, text: v })),
+      ...names.map((n) => h("option", { value: `function:${n}`, text: `function ${n}` })));
+    if ([...toolChoice.options].some((o) => o.value === keep)) toolChoice.value = keep;
+  }
+  tools.addEventListener("input", refreshChoices);
+  refreshChoices();
   const send = h("button", { type: "submit", text: "Send" });
   const stop = h("button", { type: "button", class: "secondary", text: "Stop", disabled: true });
   const transcript = h("div", { id: "transcript", "aria-live": "polite" });
@@ -123,6 +156,11 @@ async function playground(page, { signal }) {
     if (guided.value === "regex") b.guided_regex = g;
     if (guided.value === "choice") b.guided_choice = g.split("\n").map((s) => s.trim()).filter(Boolean);
     if (beam.checked) { b.use_beam_search = true; b.best_of = Number(bestOf.value); }
+    const list = parseTools(tools.value);
+    if (list.length) b.tools = list;
+    const choice = toolChoice.value;
+    if (choice.startsWith("function:")) b.tool_choice = { type: "function", function: { name: choice.slice(9) } };
+    else if (choice !== "(default)") b.tool_choice = choice;
     return b;
   }
 
@@ -132,22 +170,38 @@ async function playground(page, { signal }) {
     if (!text) return;
     history.push({ role: "user", content: text });
     transcript.append(h("div", { class: "msg user" }, h("strong", { text: "user" }), h("div", { class: "text", text })));
+    let request;
+    try { request = { ...body(), stream: !beam.checked }; } catch (e) {
+      history.pop();
+      toolsError.textContent = e.message;
+      (e.message.startsWith("Tool") ? tools : guidance).focus();
+      return;
+    }
+    toolsError.textContent = "";
     prompt.value = "";
     const out = h("div", { class: "text assistant-text" });
     transcript.append(h("div", { class: "msg assistant" }, h("strong", { text: model.value }), out));
-    let request;
-    try { request = { ...body(), stream: !beam.checked }; } catch (e) { out.textContent = `Invalid guidance: ${e.message}`; history.pop(); return; }
+    toolCalls.replaceChildren();
     if (request.stream) request.stream_options = { include_usage: true };
     controller = new AbortController();
     send.disabled = true; stop.disabled = false;
     const started = performance.now();
     let first = null, chunks = 0, usage = null, answer = "";
+    const calls = [];
     try {
       const response = await api("ai/openai/chat/completions", { method: "POST", body: request, raw: true, signal: controller.signal });
       if (request.stream) {
         for await (const chunk of sse(response)) {
           if (chunk.usage) usage = chunk.usage;
           const delta = chunk.choices && chunk.choices[0] && chunk.choices[0].delta;
+          for (const tc of (delta && delta.tool_calls) || []) {
+            if (first === null) first = performance.now();
+            const i = tc.index ?? calls.length;
+            calls[i] = calls[i] || { id: "", type: "function", function: { name: "", arguments: "" } };
+            if (tc.id) calls[i].id = tc.id;
+            if (tc.function && tc.function.name) calls[i].function.name += tc.function.name;
+            if (tc.function && tc.function.arguments) calls[i].function.arguments += tc.function.arguments;
+          }
           if (delta && delta.content) {
             if (first === null) first = performance.now();
             chunks += 1;
@@ -159,10 +213,17 @@ async function playground(page, { signal }) {
         const done = await response.json();
         first = performance.now();
         answer = done.choices[0].message.content || "";
+        calls.push(...(done.choices[0].message.tool_calls || []));
         usage = done.usage;
         out.textContent = answer;
       }
-      history.push({ role: "assistant", content: answer });
+      const made = calls.filter(Boolean);
+      history.push(made.length ? { role: "assistant", content: answer || null, tool_calls: made } : { role: "assistant", content: answer });
+      if (made.length) {
+        if (!answer) out.textContent = `(called ${made.map((c) => c.function.name).join(", ")})`;
+        toolCalls.replaceChildren(h("h2", { text: "Tool calls" }), table(["Call", "Function", "Arguments"], made.map((c) => [
+          c.id, h("span", { class: "tool-name", text: c.function.name }), h("pre", { class: "tool-args", text: c.function.arguments })])));
+      }
       const end = performance.now();
       const tokens = usage ? usage.completion_tokens : chunks;
       const genSeconds = Math.max(1e-3, (end - (first ?? end)) / 1000);
@@ -193,8 +254,9 @@ async function playground(page, { signal }) {
       field("Model", model), field("Temperature", temperature), field("Max tokens", maxTokens),
       field("Guided decoding", guided), field("Guidance", guidance),
       field("Beam search", beam), field("Beams (best_of)", bestOf),
-      field("System prompt", system), field("Message", prompt), send, stop),
-    stats, transcript,
+      field("System prompt", system), field("Tools (JSON function tools)", tools), field("Tool choice", toolChoice),
+      field("Message", prompt), send, stop),
+    toolsError, stats, transcript, toolCalls,
     h("h2", { text: "Copy as code" }),
     h("div", { class: "row" },
       h("button", { type: "button", class: "secondary", onclick: showCode("telnyx"), text: "telnyx Python" }),
@@ -232,15 +294,15 @@ async function buckets(page, { signal, status }) {
       next ? h("button", { type: "button", class: "secondary", text: "More", onclick: () => showObjects(next) }) : "");
   }
   async function showFiles() {
-    files.replaceChildren();
-    if (!select.value) return;
+    // Concurrent refreshes (the initial one and a bucket change) each replace the whole list, never append.
+    if (!select.value) { files.replaceChildren(); return; }
     try {
       const body = await api(`ai/embeddings/buckets/${encodeURIComponent(select.value)}`, { signal });
-      files.append(h("h2", { text: "Embedding status per file" }),
+      files.replaceChildren(h("h2", { text: "Embedding status per file" }),
         table(["File", "Status", "Error"], (body.data || []).map((f) => [f.filename, f.status, f.error_reason || ""])));
     } catch (e) {
       if (!(e instanceof ApiError && e.status === 404)) throw e;
-      files.append(h("p", { class: "muted", text: "Not embedded yet." }));
+      files.replaceChildren(h("p", { class: "muted", text: "Not embedded yet." }));
     }
   }
   async function refresh() { await showObjects(); await showFiles(); }
@@ -301,11 +363,114 @@ async function buckets(page, { signal, status }) {
 }
 
 // ---- conversations ------------------------------------------------------------------------------------
+async function deliveriesOf(c, runs) {
+  const rows = [];
+  for (const run of runs) {
+    const list = await api(`ai/conversations/${encodeURIComponent(c.id)}/conversations-insights/${encodeURIComponent(run.id)}/deliveries`)
+      .then((b) => b.data || []).catch(() => []);
+    for (const d of list) {
+      const attempts = h("ol", { class: "attempts" }, (d.attempts || []).map((a) => h("li", {
+        text: `${a.status_code ?? "no response"}${a.error ? ` — ${a.error}` : ""} · ${a.duration_ms ?? "?"} ms · ${when(a.created_at)}` })));
+      rows.push([d.url, d.event_type, h("span", { class: `delivery-status ${d.status}`, text: d.status }), attempts]);
+    }
+  }
+  return rows.length ? table(["URL", "Event", "Status", "Attempts"], rows) : h("p", { class: "muted", text: "No webhook deliveries." });
+}
+
+/** The JSON schema textarea checked before save: "" (none), or a JSON object that looks like a JSON schema. */
+export function checkSchema(text) {
+  if (!text.trim()) return null;
+  let schema;
+  try { schema = JSON.parse(text); } catch (e) { throw new Error(`The JSON schema is not valid JSON: ${e.message}`); }
+  if (!schema || typeof schema !== "object" || Array.isArray(schema)) throw new Error("The JSON schema must be a JSON object.");
+  const types = ["object", "array", "string", "number", "integer", "boolean", "null"];
+  const known = ["type", "properties", "items", "enum", "const", "anyOf", "oneOf", "allOf", "$ref", "$schema"];
+  if (!known.some((k) => k in schema)) throw new Error(`The JSON schema needs one of: ${known.join(", ")}.`);
+  const walk = (node, path) => {
+    if (!node || typeof node !== "object" || Array.isArray(node)) throw new Error(`${path} must be a schema object.`);
+    if ("type" in node) {
+      const t = Array.isArray(node.type) ? node.type : [node.type];
+      if (!t.length || t.some((x) => !types.includes(x))) throw new Error(`${path}.type must be one of ${types.join(", ")}.`);
+    }
+    if ("properties" in node) {
+      if (!node.properties || typeof node.properties !== "object" || Array.isArray(node.properties)) throw new Error(`${path}.properties must be an object.`);
+      for (const [k, v] of Object.entries(node.properties)) walk(v, `${path}.properties.${k}`);
+    }
+    if ("required" in node && (!Array.isArray(node.required) || node.required.some((x) => typeof x !== "string"))) throw new Error(`${path}.required must be a list of names.`);
+    if ("items" in node && typeof node.items !== "boolean") walk(node.items, `${path}.items`);
+    if ("enum" in node && !Array.isArray(node.enum)) throw new Error(`${path}.enum must be a list.`);
+  };
+  walk(schema, "schema");
+  return schema;
+}
+
+async function insightEditor(box, signal) {
+  const [templates, groups] = await Promise.all([
+    api("ai/conversations/insights?page[size]=100", { signal }), api("ai/conversations/insight-groups?page[size]=100", { signal })]);
+  const name = h("input", { id: "insight-name", required: true });
+  const instructions = h("textarea", { id: "insight-instructions", rows: 2, required: true });
+  const schema = h("textarea", { id: "insight-schema", rows: 4, placeholder: '{"type": "object", "properties": {"score": {"type": "integer"}}}' });
+  const webhook = h("input", { id: "insight-webhook", type: "url" });
+  const error = h("p", { id: "insight-error", class: "error", role: "alert" });
+  let editing = null;
+  const reload = () => insightEditor(box, signal);
+  const edit = (t) => {
+    editing = t.id; name.value = t.name || ""; instructions.value = t.instructions || ""; webhook.value = t.webhook || "";
+    schema.value = !t.json_schema ? "" : typeof t.json_schema === "string" ? t.json_schema : JSON.stringify(t.json_schema, null, 2);
+    name.focus();
+  };
+  const save = async (e) => {
+    e.preventDefault();
+    error.textContent = "";
+    let parsed;
+    try { parsed = checkSchema(schema.value); } catch (err) { error.textContent = err.message; schema.focus(); return; }
+    const body = { name: name.value, instructions: instructions.value, webhook: webhook.value };
+    if (parsed) body.json_schema = JSON.stringify(parsed);
+    try {
+      await api(editing ? `ai/conversations/insights/${encodeURIComponent(editing)}` : "ai/conversations/insights", { method: editing ? "PUT" : "POST", body });
+      await reload();
+    } catch (err) { error.textContent = err.message; }
+  };
+  const groupName = h("input", { id: "group-name", required: true });
+  const groupWebhook = h("input", { id: "group-webhook", type: "url" });
+  const groupError = h("p", { id: "group-error", class: "error", role: "alert" });
+  const groupSel = h("select", { id: "assign-group" }, (groups.data || []).map((g) => h("option", { value: g.id, text: g.name })));
+  const insightSel = h("select", { id: "assign-insight" }, (templates.data || []).map((t) => h("option", { value: t.id, text: t.name })));
+  box.replaceChildren(
+    h("h2", { text: "Insight templates" }),
+    table(["Name", "Schema", ""], (templates.data || []).map((t) => [t.name, t.json_schema ? "yes" : "no",
+      h("button", { type: "button", class: "secondary", text: "Edit", "aria-label": `Edit ${t.name}`, onclick: () => edit(t) })])),
+    h("form", { onsubmit: save, "aria-label": "Insight template" }, field("Template name", name), field("Instructions", instructions),
+      field("JSON schema", schema), field("Template webhook", webhook), h("button", { type: "submit", text: "Save template" }),
+      h("button", { type: "button", class: "secondary", text: "New template", onclick: () => { editing = null; for (const c of [name, instructions, schema, webhook]) c.value = ""; } })),
+    error,
+    h("h2", { text: "Insight groups" }),
+    table(["Group", "Webhook", "Templates"], (groups.data || []).map((g) => [g.name, g.webhook || "",
+      (g.insights || []).map((t) => t.name || t.id).join(", ")])),
+    h("form", { "aria-label": "Insight group", onsubmit: async (e) => {
+      e.preventDefault();
+      groupError.textContent = "";
+      try {
+        await api("ai/conversations/insight-groups", { method: "POST", body: { name: groupName.value, webhook: groupWebhook.value } });
+        await reload();
+      } catch (err) { groupError.textContent = err.message; }
+    } }, field("Group name", groupName), field("Group webhook", groupWebhook), h("button", { type: "submit", text: "Create group" })),
+    h("form", { "aria-label": "Assign", onsubmit: async (e) => {
+      e.preventDefault();
+      try {
+        await api(`ai/conversations/insight-groups/${encodeURIComponent(groupSel.value)}/insights/${encodeURIComponent(insightSel.value)}/assign`, { method: "POST" });
+        await reload();
+      } catch (err) { groupError.textContent = err.message; }
+    } }, field("Group", groupSel), field("Template", insightSel), h("button", { type: "submit", text: "Assign" })),
+    groupError);
+}
+
 async function conversations(page, { signal }) {
   page.append(h("h1", { text: "Conversations" }));
   const nameFilter = h("input", { type: "search" });
   const listBox = h("div", { id: "conversation-list" });
   const detail = h("div", { id: "conversation-detail" });
+  const editor = h("div", { id: "insight-editor" });
 
   async function openConversation(c, msgPage = 1) {
     const msgs = await api(`ai/conversations/${encodeURIComponent(c.id)}/messages?page[number]=${msgPage}&page[size]=${PAGE}`, { signal });
@@ -322,7 +487,9 @@ async function conversations(page, { signal }) {
       (insights.data || []).length
         ? table(["Insight", "Status", "Result"], insights.data.flatMap((run) => (run.conversation_insights || [run]).map((r) => [
           r.insight_id || run.id || "", run.status || "", h("div", { class: "text", text: typeof r.result === "string" ? r.result : JSON.stringify(r.result ?? "") })])))
-        : h("p", { class: "muted", text: "No insight runs." }));
+        : h("p", { class: "muted", text: "No insight runs." }),
+      h("h2", { text: "Webhook deliveries" }),
+      await deliveriesOf(c, insights.data || []));
     detail.querySelector("h2").tabIndex = -1;
     detail.querySelector("h2").focus();
   }
@@ -339,11 +506,22 @@ async function conversations(page, { signal }) {
       pager(offset, rows.length, (body.data || []).length > PAGE, show));
   }
   page.append(h("form", { onsubmit: (e) => { e.preventDefault(); show(0); } }, field("Name contains", nameFilter), h("button", { type: "submit", text: "Filter" })),
-    h("div", { class: "grid" }, listBox, detail));
+    h("div", { class: "grid" }, listBox, detail), editor);
   await show(0);
+  await insightEditor(editor, signal);
 }
 
 // ---- audio --------------------------------------------------------------------------------------------
+/** SRT or WebVTT text from transcription segments (`start`/`end` in seconds). */
+export function subtitles(kind, segments) {
+  const stamp = (t) => {
+    const iso = new Date(Math.max(0, t) * 1000).toISOString().slice(11, 23);
+    return kind === "srt" ? iso.replace(".", ",") : iso;
+  };
+  const cues = segments.map((s, i) => `${kind === "srt" ? `${i + 1}\n` : ""}${stamp(s.start)} --> ${stamp(s.end)}\n${String(s.text).trim()}\n`);
+  return (kind === "vtt" ? "WEBVTT\n\n" : "") + cues.join("\n");
+}
+
 async function audio(page, { signal }) {
   page.append(h("h1", { text: "Audio" }));
   const list = await models(signal);
@@ -355,24 +533,60 @@ async function audio(page, { signal }) {
   const voice = h("select", { id: "voice" }, voices.map((v) => h("option", { value: v.voice_id, text: `${v.name} (${v.language})` })));
   const text = h("textarea", { id: "tts-text", rows: 3 });
   const player = h("audio", { id: "tts-audio", controls: true });
+  const record = h("button", { type: "button", id: "record", text: "Record" });
+  const recState = h("span", { id: "record-state", class: "muted", role: "status" });
+  let recorder = null;
+
+  async function transcribe(blob, filename) {
+    const form = new FormData();
+    form.append("file", blob, filename);
+    form.append("model", sttModel.value);
+    form.append("response_format", "verbose_json");
+    transcript.replaceChildren(h("p", { class: "muted", text: "Transcribing…" }));
+    try {
+      const r = await api("ai/audio/transcriptions", { method: "POST", body: form });
+      const fmt = (s) => new Date(s * 1000).toISOString().slice(11, 23);
+      const segments = r.segments && r.segments.length ? r.segments : [{ start: 0, end: r.duration || 0, text: r.text || "" }];
+      const link = (kind) => {
+        const url = URL.createObjectURL(new Blob([subtitles(kind, segments)], { type: kind === "vtt" ? "text/vtt" : "text/plain" }));
+        return h("a", { href: url, download: `transcript.${kind}`, id: `download-${kind}`, text: `Download ${kind.toUpperCase()}` });
+      };
+      transcript.replaceChildren(h("p", { class: "text", id: "transcript-text", text: r.text }),
+        table(["Start", "End", "Text"], (r.segments || []).map((s) => [fmt(s.start), fmt(s.end), s.text])),
+        h("div", { class: "row" }, link("srt"), link("vtt")));
+    } catch (err) { transcript.replaceChildren(h("p", { class: "error", text: err.message })); }
+  }
+
+  record.addEventListener("click", async () => {
+    if (recorder) { recorder.stop(); return; }
+    let stream;
+    try { stream = await navigator.mediaDevices.getUserMedia({ audio: true }); } catch (err) {
+      recState.textContent = `No microphone: ${err.message}`; return;
+    }
+    const chunks = [];
+    recorder = new MediaRecorder(stream);
+    recorder.addEventListener("dataavailable", (e) => { if (e.data.size) chunks.push(e.data); });
+    recorder.addEventListener("stop", () => {
+      for (const t of stream.getTracks()) t.stop();
+      const type = recorder.mimeType || "audio/webm";
+      recorder = null;
+      record.textContent = "Record";
+      recState.textContent = "Recorded; transcribing.";
+      transcribe(new Blob(chunks, { type }), type.includes("ogg") ? "recording.ogg" : "recording.webm");
+    });
+    recorder.start();
+    record.textContent = "Stop recording";
+    recState.textContent = "Recording…";
+  });
 
   page.append(
     h("h2", { text: "Transcribe" }),
     h("form", { onsubmit: async (e) => {
       e.preventDefault();
       if (!file.files[0]) return;
-      const form = new FormData();
-      form.append("file", file.files[0]);
-      form.append("model", sttModel.value);
-      form.append("response_format", "verbose_json");
-      transcript.replaceChildren(h("p", { class: "muted", text: "Transcribing…" }));
-      try {
-        const r = await api("ai/audio/transcriptions", { method: "POST", body: form });
-        const fmt = (s) => new Date(s * 1000).toISOString().slice(11, 23);
-        transcript.replaceChildren(h("p", { class: "text", text: r.text }),
-          table(["Start", "End", "Text"], (r.segments || []).map((s) => [fmt(s.start), fmt(s.end), s.text])));
-      } catch (err) { transcript.replaceChildren(h("p", { class: "error", text: err.message })); }
+      await transcribe(file.files[0], file.files[0].name);
     } }, field("Audio file", file), field("Model", sttModel), h("button", { type: "submit", text: "Transcribe" })),
+    h("div", { class: "row" }, record, recState),
     transcript,
     h("h2", { text: "Speak" }),
     h("form", { onsubmit: async (e) => {
@@ -389,18 +603,88 @@ async function audio(page, { signal }) {
 }
 
 // ---- jobs ---------------------------------------------------------------------------------------------
+const FINAL = new Set(["succeeded", "failed", "cancelled"]);
+
+/** A line chart of the loss per step on a canvas (drawn with the 2D API; no markup, no inline style). */
+function drawLoss(canvas, points) {
+  const ctx = canvas.getContext("2d");
+  const { width: w, height: ht } = canvas;
+  ctx.clearRect(0, 0, w, ht);
+  ctx.strokeStyle = "#d5dae0"; ctx.strokeRect(0.5, 0.5, w - 1, ht - 1);
+  canvas.dataset.points = String(points.length);
+  if (!points.length) return;
+  const maxStep = Math.max(1, ...points.map((p) => p.step));
+  const losses = points.map((p) => p.loss);
+  const lo = Math.min(...losses), hi = Math.max(...losses), span = hi - lo || 1;
+  const x = (step) => 30 + ((w - 40) * step) / maxStep;
+  const y = (loss) => 10 + (ht - 30) * (1 - (loss - lo) / span);
+  ctx.strokeStyle = "#0b6bcb"; ctx.lineWidth = 2; ctx.beginPath();
+  points.forEach((p, i) => (i ? ctx.lineTo(x(p.step), y(p.loss)) : ctx.moveTo(x(p.step), y(p.loss))));
+  ctx.stroke();
+  ctx.fillStyle = "#0b6bcb";
+  for (const p of points) { ctx.beginPath(); ctx.arc(x(p.step), y(p.loss), 3, 0, 2 * Math.PI); ctx.fill(); }
+  ctx.fillStyle = "#5b6470"; ctx.font = "11px sans-serif";
+  ctx.fillText(hi.toFixed(3), 2, 14); ctx.fillText(lo.toFixed(3), 2, ht - 20); ctx.fillText(`step ${maxStep}`, w - 60, ht - 5);
+}
+
+/** A fine-tuning job's live view: polls the job and its events until it ends (or the page is left). */
+async function watchFineTune(box, jobId, signal) {
+  const state = h("p", { id: "ft-state", role: "status" });
+  const bar = h("progress", { id: "ft-progress", max: "1", value: "0", "aria-label": "Training progress" });
+  const canvas = h("canvas", { id: "ft-loss", width: 560, height: 200, role: "img", "aria-label": "Training loss per step" });
+  const log = h("ol", { id: "ft-events", class: "muted" });
+  box.replaceChildren(h("h2", { text: `Fine-tune ${jobId}` }), state, bar, h("h3", { text: "Loss" }), canvas, log);
+  const points = [];
+  let after = null;
+  box.dataset.job = jobId;
+  try { await pollFineTune(jobId, box, signal, { state, bar, canvas, log, points, after }); } catch (e) {
+    if (e.name !== "AbortError") state.textContent = e.message;
+  }
+}
+
+async function pollFineTune(jobId, box, signal, { state, bar, canvas, log, points, after }) {
+  while (!signal.aborted && box.dataset.job === jobId) {
+    const job = await api(`ai/fine_tuning/jobs/${encodeURIComponent(jobId)}`, { signal });
+    for (;;) {
+      const q = new URLSearchParams({ limit: "1000" });
+      if (after !== null) q.set("after", String(after));
+      const ev = await api(`ai/fine_tuning/jobs/${encodeURIComponent(jobId)}/events?${q}`, { signal });
+      for (const e of ev.data || []) {
+        after = e.id;
+        if (e.type === "metrics" && e.data && e.data.loss !== null) points.push({ step: e.data.step, loss: Number(e.data.loss) });
+        else if (e.message) log.append(h("li", { text: `${when(e.created_at)} ${e.message}` }));
+      }
+      if (!ev.has_more) break;
+    }
+    const p = job.progress || {};
+    bar.max = p.total_steps || 1;
+    bar.value = job.status === "succeeded" ? bar.max : p.step || 0;
+    state.dataset.status = job.status;
+    state.textContent = `${job.status}` + (p.total_steps ? ` · step ${p.step || 0} of ${p.total_steps}` : "") +
+      (p.loss === null || p.loss === undefined ? "" : ` · loss ${Number(p.loss).toFixed(4)}`) +
+      (job.error && job.error.message ? ` · ${job.error.message}` : "");
+    drawLoss(canvas, points);
+    if (FINAL.has(job.status)) break;
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+}
+
 async function jobs(page, { signal }) {
   page.append(h("h1", { text: "Jobs" }));
   const tasks = await api("ai/embeddings", { signal });
   page.append(h("h2", { text: "Embedding tasks" }),
     table(["Task", "Bucket", "Status", "Created"], (tasks.data || []).map((t) => [t.task_id, t.bucket || "", t.status, when(t.created_at)])));
   const tunes = await api("ai/fine_tuning/jobs", { signal });
+  const detail = h("div", { id: "ft-detail" });
   page.append(h("h2", { text: "Fine-tuning jobs" }),
     table(["Job", "Base model", "Status", "Progress", "Loss"], (tunes.data || []).map((j) => {
       const p = j.progress || {};
       const bar = h("progress", { max: String(p.total_steps || 1), value: String(p.step || 0), "aria-label": `Progress of ${j.id}` });
-      return [j.id, j.model, j.status, bar, p.loss === undefined || p.loss === null ? "" : Number(p.loss).toFixed(4)];
-    })));
+      return [h("button", { type: "button", class: "secondary ft-open", text: j.id, onclick: () => watchFineTune(detail, j.id, signal) }),
+        j.model, j.status, bar, p.loss === undefined || p.loss === null ? "" : Number(p.loss).toFixed(4)];
+    })), detail);
+  const wanted = location.hash.split("/")[1];
+  if (wanted) watchFineTune(detail, decodeURIComponent(wanted), signal);
   const reports = await api("legacy/reporting/batch_detail_records/speech_to_text", { signal }).catch(() => null);
   if (reports) {
     page.append(h("h2", { text: "Speech-to-text reports" }),
