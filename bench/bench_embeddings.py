@@ -3,29 +3,21 @@
 * texts/s through `POST /v2/ai/openai/embeddings` (batches of 32, base64 and float) vs the MiniLM ONNX model
   called directly (onnxruntime + tokenizers, batch padded to its longest text, mean pooling);
 * single-text latency through the API vs the direct call;
-* search latency at 10k and 100k chunks (synthetic unit vectors): `ExactVectorIndex.search` (warm cache) and
-  `POST /v2/ai/embeddings/similarity-search` (query embedding included) vs numpy brute force over the same
-  in-memory matrix.
+* similarity search is measured by `bench_search.py`.
 """
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
-import uuid
 from collections.abc import Callable
 
 import httpx
 import numpy as np
-from sqlalchemy import delete
 
 from bench.common import BENCH_KEY, Row, live_server, pick
 from inferline import catalog
 from inferline.container import Container
-from inferline.stores.db import Database
-from inferline.stores.embeddings_tables import EmbeddedBucket, EmbeddingChunk
-from inferline.stores.vectors import ChunkRecord, PgVectorIndex, VectorIndex, has_pgvector
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "engineers", "measure"]
@@ -102,80 +94,6 @@ def _single_text_rates(url: str, texts: list[str]) -> tuple[float, float]:
     return sequential, asyncio.run(drive(CLIENTS, pick(12, 2)))
 
 
-def _fill(
-    db: Database, index: VectorIndex, bucket: str, n: int, tenant: str = "default", dims: int = 384
-) -> np.ndarray:
-    """Index `n` synthetic chunks (unit vectors) in `bucket` of `tenant`; returns the matrix."""
-    rng = np.random.default_rng(n)
-    matrix = rng.standard_normal((n, dims)).astype(np.float32)
-    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
-    with db.session() as s:
-        s.add(
-            EmbeddedBucket(
-                tenant_id=tenant,
-                bucket=bucket,
-                embedding_model=MINILM,
-                chunk_size=1024,
-                chunk_overlap=512,
-                loader="default",
-                generation=0,
-            )
-        )
-    per_file = 2000
-    for start in range(0, n, per_file):
-        rows = matrix[start : start + per_file]
-        chunks = [
-            ChunkRecord(f"f{start}.txt", i, f"chunk {start + i}", "0" * 32, "s3://b/f", MINILM)
-            for i in range(len(rows))
-        ]
-        with db.session() as s:
-            index.replace_file(s, tenant, bucket, f"f{start}.txt", chunks, rows)
-    return matrix
-
-
-def _brute(matrix: np.ndarray, query: np.ndarray) -> Callable[[], object]:
-    def search() -> object:
-        scores = matrix @ query
-        top = np.argpartition(-scores, 4)[:5]
-        return top[np.argsort(-scores[top])]
-
-    return search
-
-
-def _pgvector_rows(query: np.ndarray) -> list[Row]:
-    """pgvector search latency, when INFERLINE_BENCH_PG_URL names a PostgreSQL database with pgvector."""
-    url = os.environ.get("INFERLINE_BENCH_PG_URL")
-    if not url:
-        return []
-    db = Database(url)
-    db.migrate()
-    if not has_pgvector(db):
-        return []
-    index, tenant, rows = PgVectorIndex(db), f"bench-{uuid.uuid4().hex[:8]}", []
-    try:
-        for n in (10_000, 100_000):
-            bucket = f"pg-{n // 1000}k"
-            matrix = _fill(db, index, bucket, n, tenant=tenant)
-            latency = _latency_ms(lambda bucket=bucket: index.search(tenant, bucket, query, 5), rounds=10)
-            base = _latency_ms(_brute(matrix, query))
-            rows.append(
-                Row(
-                    f"pgvector search top-5, {n // 1000}k chunks",
-                    latency,
-                    base,
-                    "ms",
-                    "numpy in memory",
-                    False,
-                )
-            )
-    finally:
-        with db.session() as s:
-            s.execute(delete(EmbeddingChunk).where(EmbeddingChunk.tenant_id == tenant))
-            s.execute(delete(EmbeddedBucket).where(EmbeddedBucket.tenant_id == tenant))
-        db.dispose()
-    return rows
-
-
 def run() -> list[Row]:
     rows: list[Row] = []
     texts = _texts(BATCH)
@@ -209,65 +127,4 @@ def run() -> list[Row]:
                 )
             )
 
-        query = container.embeddings.engine.embed(["latency of vector search"])[0]
-        for n in pick((10_000, 100_000), (4_000,)):
-            bucket = f"bench-{n // 1000}k"
-            matrix = _fill(container.db, container.vectors, bucket, n)
-            started = time.perf_counter()
-            container.vectors.search("default", bucket, query, 5)
-            cold = (time.perf_counter() - started) * 1000
-            brute = _brute(matrix, query)
-            warm = _latency_ms(lambda bucket=bucket: container.vectors.search("default", bucket, query, 5))
-            base = _latency_ms(brute)
-            rows.append(
-                Row(
-                    f"index search top-5, {n // 1000}k chunks (warm)",
-                    warm,
-                    base,
-                    "ms",
-                    "numpy in memory",
-                    False,
-                )
-            )
-            rows.append(
-                Row(
-                    f"index search top-5, {n // 1000}k chunks (cold load)",
-                    cold,
-                    base,
-                    "ms",
-                    "numpy in memory",
-                    False,
-                )
-            )
-            changed = matrix[:2000][
-                ::-1
-            ].copy()  # one file's chunks replaced: the cache refreshes incrementally
-            records = [
-                ChunkRecord("f0.txt", i, f"changed {i}", "1" * 32, "s3://b/f", MINILM) for i in range(2000)
-            ]
-            with container.db.session() as s:
-                container.vectors.replace_file(s, "default", bucket, "f0.txt", records, changed)
-            started = time.perf_counter()
-            container.vectors.search("default", bucket, query, 5)
-            refresh = (time.perf_counter() - started) * 1000
-            rows.append(
-                Row(
-                    f"index search top-5, {n // 1000}k chunks (2k changed)",
-                    refresh,
-                    base,
-                    "ms",
-                    "numpy in memory",
-                    False,
-                )
-            )
-            payload = {"bucket_name": bucket, "query": "latency of vector search", "num_of_docs": 5}
-            api = _latency_ms(
-                lambda payload=payload: http.post(
-                    "/ai/embeddings/similarity-search", json=payload
-                ).raise_for_status(),
-                rounds=15,
-            )
-            rows.append(
-                Row(f"similarity-search API, {n // 1000}k chunks", api, base, "ms", "numpy in memory", False)
-            )
-    return rows + _pgvector_rows(query)
+    return rows

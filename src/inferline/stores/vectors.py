@@ -284,6 +284,7 @@ class LocalVectorIndex(_ChunkWriter):
         ef_search: int = EF_SEARCH,
         compact_min: int = 2000,
         compact_share: float = 0.02,
+        compact_delay: float = 5.0,
         build_threads: int = max(1, (os.cpu_count() or 2) // 2),
         cache_bytes: int = 1 << 30,
     ) -> None:
@@ -293,6 +294,10 @@ class LocalVectorIndex(_ChunkWriter):
         self.ef_search = ef_search
         self.compact_min = compact_min  # changes that trigger a compaction: at least this many
         self.compact_share = compact_share  # ... and at least this share of the graph
+        self.compact_delay = (
+            compact_delay  # seconds from due to the build: a burst of writes folds in one go,
+        )
+        # and the searches right after a change do not share the CPU with the build starting
         self.build_threads = build_threads  # usearch insertion threads (default: half the cores)
         self.cache_bytes = cache_bytes  # exact-searched vectors kept in memory, least recently used evicted
         self._spaces: OrderedDict[Key, _Space] = OrderedDict()
@@ -543,6 +548,7 @@ class LocalVectorIndex(_ChunkWriter):
                 while not self._pending:
                     self._wake.wait()
                 key = next(iter(self._pending))
+            time.sleep(self.compact_delay)
             try:
                 self._build(key, blocking=False)
                 self._adopt(key)
