@@ -18,6 +18,10 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(
+    bool(os.environ.get("INFERLINE_TEST_DATABASE_URL")),
+    reason="the benchmarks run on their own SQLite servers: once per CI run (the SQLite pass) is enough",
+)
 def test_every_benchmark_runs_in_smoke_mode(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("INFERLINE_")}
     env.update(BENCH_SMOKE="1", INFERLINE_CONFIG="", INFERLINE_CHAT_THREADS="1")
