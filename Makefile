@@ -85,5 +85,23 @@ fmt: install-dev
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
 
+# An offline install bundle (docs/DEPLOYMENT.md): dist/inferline-<version>-<PROFILE>-py<X.Y>-<platform>.tar with
+# every pinned wheel of the runtime extras, the profile's verified models and install.sh. The target's Python
+# and platform default to this machine's (TARGET_PYTHON=3.12 TARGET_PLATFORM=manylinux_2_28_aarch64 for another);
+# BUNDLE_MODELS adds models by id (catalog ones, or ones registered with `inferline models add`).
+.PHONY: bundle image
+PROFILE ?= $(or $(INFERLINE_PROFILE),default)
+BUNDLE_EXTRAS ?= engines,audio,postgres,s3
+bundle: install
+	$(BIN)/inferline bundle --profile $(PROFILE) --extras $(BUNDLE_EXTRAS) --output dist \
+	  $(if $(TARGET_PYTHON),--python-version $(TARGET_PYTHON)) $(if $(TARGET_PLATFORM),--platform $(TARGET_PLATFORM)) \
+	  $(foreach m,$(BUNDLE_MODELS),--model $(m))
+
+# The container image inferline:$(PROFILE) from that bundle, built with no network (packaging/Containerfile), then
+# timed from start to /ready on a loopback port; figures in dist/image-figures.json. BASE_IMAGE (default
+# python:3.11-slim-bookworm) must already be on the engine (docker or podman: ENGINE=...).
+image: bundle
+	$(BIN)/python scripts/build_image.py --profile $(PROFILE) $(if $(BASE_IMAGE),--base-image $(BASE_IMAGE))
+
 clean:
 	rm -rf $(VENV) tests/js/node_modules

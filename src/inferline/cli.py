@@ -17,6 +17,7 @@ from inferline import catalog, logs
 from inferline.areas.fine_tuning.cli import add_commands as add_fine_tuning_commands
 from inferline.areas.models.cli import add_commands as add_model_commands
 from inferline.areas.models.cli import preflight
+from inferline.bundle import add_commands as add_bundle_commands
 from inferline.config import Settings, config_file, display_url
 from inferline.errors import InferlineError
 from inferline.keys import DEFAULT_SCOPE, SCOPES, ApiKeyService, s3_credentials
@@ -233,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument("--prefix", default="", help="key prefix, e.g. `docs/`")
     upload.set_defaults(func=cmd_bucket_upload)
     add_fine_tuning_commands(sub)
+    add_bundle_commands(sub)  # inferline bundle: the offline install tarball
     add_ops_commands(sub)  # inferline usage
     webhooks = sub.add_parser("webhooks", help="signed webhooks").add_subparsers(
         dest="webhooks_command", required=True
