@@ -63,13 +63,13 @@ def shot(pg: sync_api.Page, name: str) -> None:
     pg.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
-def s3_client(server: LiveServer) -> Any:
+def s3_client(server: LiveServer, key: str | None = None) -> Any:
     return boto3.client(
         "s3",
         endpoint_url=server.url + "/s3",
         region_name="us-east-1",
         config=Config(retries={"max_attempts": 1}),
-        **s3_auth(server.key_a),
+        **s3_auth(key or server.key_a),
     )
 
 

@@ -198,10 +198,12 @@ def test_insight_template_editor_checks_the_schema_before_save(
     shot(page, "insight-editor")
 
 
-def test_fine_tune_progress_and_loss_are_watched_live(
-    page: sync_api.Page, server: LiveServer, client: telnyx.Telnyx
-) -> None:
-    s3 = s3_client(server)
+def test_fine_tune_progress_and_loss_are_watched_live(browser: sync_api.Browser, server: LiveServer) -> None:
+    """On a tenant of its own: the fine-tuning tests expect tenant A to start with no jobs."""
+    _, key = server.container.keys.create("console-fine-tune", name="fine-tune watcher")
+    client = telnyx.Telnyx(api_key=key, base_url=server.v2, _strict_response_validation=True, max_retries=0)
+    page = sign_in(browser, server, key)
+    s3 = s3_client(server, key)
     s3.create_bucket(Bucket="console-ft")
     rows = [
         {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": "Blue."}]}

@@ -155,7 +155,7 @@ class ChatCompletionRequest(_Strict):
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)  # llama.cpp takes a 64-bit seed
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     use_beam_search: bool | None = None
