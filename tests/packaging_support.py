@@ -154,6 +154,7 @@ def docker() -> Iterator[Docker]:
                 pytest.skip(f"dockerd cannot run in this sandbox; its log ends:\n{tail}")
             time.sleep(0.5)
         yield found
+        found.run("image", "prune", "-f", check=False)  # the builds' dangling images, in this daemon's cache
     finally:
         if daemon.poll() is None:
             daemon.send_signal(signal.SIGTERM)
@@ -161,6 +162,8 @@ def docker() -> Iterator[Docker]:
                 daemon.wait(30)
             except subprocess.TimeoutExpired:
                 daemon.kill()
+        for mount in run_dir.glob("exec/netns/*"):  # dockerd's network namespace stays bind-mounted
+            subprocess.run(["umount", str(mount)], capture_output=True)
         shutil.rmtree(run_dir, ignore_errors=True)
 
 

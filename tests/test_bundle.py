@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,13 @@ from tests.packaging_support import ALIAS, REGISTERED, clean_env, extract
 
 pytestmark = pytest.mark.slow
 offline_bundle = packaging_support.offline_bundle  # the session fixture: the built tarball
+
+
+@pytest.fixture
+def scratch(tmp_path: Path) -> Iterator[Path]:
+    """tmp_path, emptied afterwards: an extracted bundle and an install take over a gigabyte."""
+    yield tmp_path
+    shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 def netns_skip_reason() -> str | None:
@@ -47,12 +55,12 @@ def install(bundle: Path, work: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*args, "--no-start"], env=clean_env(), capture_output=True, text=True, timeout=600)
 
 
-def test_bundle_holds_pinned_hashed_wheels_and_verified_models(offline_bundle: Path, tmp_path: Path) -> None:
+def test_bundle_holds_pinned_hashed_wheels_and_verified_models(offline_bundle: Path, scratch: Path) -> None:
     with tarfile.open(offline_bundle) as tar:
         names = tar.getnames()
     top = names[0].split("/")[0]
     assert all(n.startswith(top + "/") for n in names)
-    bundle = extract(offline_bundle, tmp_path)
+    bundle = extract(offline_bundle, scratch)
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["profile"] == "test" and manifest["extras"] == "engines,audio,postgres,s3"
     assert manifest["python"] == f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -95,11 +103,11 @@ def test_bundle_holds_pinned_hashed_wheels_and_verified_models(offline_bundle: P
     )
 
 
-def test_bundle_installs_and_serves_with_no_network(offline_bundle: Path, tmp_path: Path) -> None:
+def test_bundle_installs_and_serves_with_no_network(offline_bundle: Path, scratch: Path) -> None:
     if reason := netns_skip_reason():
         pytest.skip(reason)
-    bundle = extract(offline_bundle, tmp_path / "bundle")
-    work = tmp_path / "target"
+    bundle = extract(offline_bundle, scratch / "bundle")
+    work = scratch / "target"
     work.mkdir()
     out = subprocess.run(
         ["unshare", "-n", sys.executable, str(REPO / "tests" / "packaging_smoke.py"), "offline", str(bundle),
@@ -142,21 +150,21 @@ def test_bundle_installs_and_serves_with_no_network(offline_bundle: Path, tmp_pa
         assert check.returncode == 0 and not check.stderr.strip(), check.stderr
 
 
-def test_a_damaged_bundle_installs_nothing(offline_bundle: Path, tmp_path: Path) -> None:
-    bundle = extract(offline_bundle, tmp_path / "bundle")
+def test_a_damaged_bundle_installs_nothing(offline_bundle: Path, scratch: Path) -> None:
+    bundle = extract(offline_bundle, scratch / "bundle")
     model = bundle / "models" / "sentence-transformers--all-MiniLM-L6-v2" / "model.onnx"
     data = bytearray(model.read_bytes())
     data[len(data) // 2] ^= 0xFF
     model.write_bytes(bytes(data))
-    out = install(bundle, tmp_path / "target")
+    out = install(bundle, scratch / "target")
     assert out.returncode != 0
     assert "model.onnx: FAILED" in out.stdout + out.stderr and "the bundle is damaged" in out.stderr
-    assert not (tmp_path / "target").exists()
+    assert not (scratch / "target").exists()
 
 
-def test_a_wheel_that_does_not_match_its_pinned_hash_is_refused(offline_bundle: Path, tmp_path: Path) -> None:
+def test_a_wheel_that_does_not_match_its_pinned_hash_is_refused(offline_bundle: Path, scratch: Path) -> None:
     """With SHA256SUMS made to agree, pip's --require-hashes refuses a wheel that is not the pinned one."""
-    bundle = extract(offline_bundle, tmp_path / "bundle")
+    bundle = extract(offline_bundle, scratch / "bundle")
     (wheel,) = (bundle / "wheels").glob("six-*.whl")
     with wheel.open("ab") as fh:
         fh.write(b"\0")
@@ -168,8 +176,8 @@ def test_a_wheel_that_does_not_match_its_pinned_hash_is_refused(offline_bundle: 
             for line in sums.read_text().splitlines()
         )
     )
-    out = install(bundle, tmp_path / "target")
+    out = install(bundle, scratch / "target")
     assert out.returncode != 0
     assert "DO NOT MATCH THE HASHES" in out.stdout + out.stderr
     assert "pip could not install the bundled wheels" in out.stderr
-    assert not (tmp_path / "target" / "data" / "models").exists()
+    assert not (scratch / "target" / "data" / "models").exists()
