@@ -4,8 +4,9 @@
 import os
 import sys
 import urllib.request
+from pathlib import Path
 
-command = open("/proc/1/cmdline", "rb").read().split(b"\0")
+command = Path("/proc/1/cmdline").read_bytes().split(b"\0")
 if b"worker" in command:
     sys.exit(0)  # PID 1 is the worker itself: it is running
 host = os.environ.get("INFERLINE_HOST", "127.0.0.1")
