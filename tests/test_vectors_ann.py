@@ -219,6 +219,22 @@ def test_deleted_bucket_loses_its_graph(server: LiveServer, tmp_path: Path) -> N
     assert hits[0] == "again:0" and sorted(hits) == ["again:0", "again:1", "again:2"]
 
 
+def test_close_stops_a_pending_build(server: LiveServer, tmp_path: Path) -> None:
+    """A build that fell due is abandoned by close() (the server closes the index before the database)."""
+    db = server.container.db
+    tenant, bucket = f"close-{uuid.uuid4().hex[:6]}", "b"
+    index = LocalVectorIndex(db, tmp_path / "vectors", ann_min_chunks=1000, compact_delay=60)
+    matrix, _ = clustered(1500, 1, seed=23)
+    add_bucket(db, tenant, bucket)
+    fill(db, index, tenant, bucket, matrix)
+    assert index.search(tenant, bucket, matrix[0], 1)[0].chunk.text == "m:0"  # exact, and a build falls due
+    thread = index._thread
+    assert thread is not None and thread.is_alive()
+    index.close()
+    assert not thread.is_alive()
+    assert not list((tmp_path / "vectors").glob("*.json"))
+
+
 WRITER = textwrap.dedent(
     """
     import sys

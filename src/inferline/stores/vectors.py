@@ -63,7 +63,7 @@ def _stop_children() -> None:
 ANN_MIN_CHUNKS = 20_000  # below this many chunks a bucket is searched exactly (numpy: about 1 ms at 20k)
 EF_SEARCH = 64  # HNSW candidate list per search: recall@10 0.99+ on clustered 384-d data
 MAX_SPACES = 512  # buckets (per width) a process keeps open, least recently searched closed first
-RETRY_SECONDS = 30.0  # a build that left the space due (failed, or lost the lock) is retried after this
+RETRY_SECONDS = 30.0  # a space whose build left it due (failed, or lost the lock) waits this long to retry
 EXTRA = 4  # candidates fetched beyond k, re-scored exactly (covers rows deleted since the catch-up)
 
 
@@ -107,6 +107,10 @@ class VectorIndex(Protocol):
 
     def search(self, tenant_id: str, bucket: str, query: np.ndarray, k: int) -> list[Hit]:
         """The `k` chunks most similar (cosine) to the unit vector `query`, best first."""
+        ...
+
+    def close(self) -> None:
+        """Stop background work (before the database goes away)."""
         ...
 
 
@@ -306,6 +310,8 @@ class LocalVectorIndex(_ChunkWriter):
         self._pending: set[Key] = set()
         self._wake = threading.Condition(self._lock)
         self._thread: threading.Thread | None = None
+        self._closed = False
+        self._children: set[subprocess.Popen[bytes]] = set()  # builds running for this index
         self._rejected: dict[Key, int] = {}  # published versions found unusable (rebuilt when due)
         self._retry_at: dict[Key, float] = {}  # a space whose build just ran waits before the next one
 
@@ -488,27 +494,26 @@ class LocalVectorIndex(_ChunkWriter):
         Reads rows, then deletions, then the floor: a floor read last that is not past `del_seq` proves no
         deletion the space needs had been pruned when the log was read."""
         tenant_id, bucket, dims = key
-        scope = {"t": tenant_id, "b": bucket}
-        added = _driver_rows(  # thousands of rows with their vectors: plain DB-API rows, a third of the CPU
+        added = _driver_rows(  # thousands of rows with their vectors: plain DB-API tuples, a third of the CPU
             s,
             "SELECT id, vector FROM embedding_chunks WHERE tenant_id = ? AND bucket = ? AND id > ? "
             "AND length(vector) = ? ORDER BY id",
             (tenant_id, bucket, space.max_id, dims * 4),
         )
-        removed = s.execute(
-            text(
-                "SELECT seq, chunk_id FROM embedding_chunk_deletions WHERE tenant_id = :t AND bucket = :b "
-                "AND seq > :s ORDER BY seq"
-            ),
-            {**scope, "s": space.del_seq},
-        ).all()
+        removed = _driver_rows(
+            s,
+            "SELECT seq, chunk_id FROM embedding_chunk_deletions WHERE tenant_id = ? AND bucket = ? "
+            "AND seq > ? ORDER BY seq",
+            (tenant_id, bucket, space.del_seq),
+        )
         if self._floor(s, tenant_id, bucket) > space.del_seq:
             return None
         if not added and not removed:
             return replace(space, generation=generation)
-        gone = np.fromiter((r[1] for r in removed), dtype=np.int64, count=len(removed))
-        new_ids = np.fromiter((r[0] for r in added), dtype=np.int64, count=len(added))
-        new_vectors = np.frombuffer(b"".join(r[1] for r in added), dtype="<f4").reshape(len(added), dims)
+        gone_ids = [r[1] for r in removed]
+        gone = np.array(gone_ids, dtype=np.int64)
+        new_ids = np.array([r[0] for r in added], dtype=np.int64)
+        new_vectors = np.frombuffer(b"".join([r[1] for r in added]), dtype="<f4").reshape(len(added), dims)
         keep_old = ~np.isin(space.ids, gone)
         keep_new = ~np.isin(new_ids, gone)
         return replace(
@@ -517,9 +522,9 @@ class LocalVectorIndex(_ChunkWriter):
             ids=np.concatenate([space.ids[keep_old], new_ids[keep_new]]),
             vectors=np.concatenate([space.vectors[keep_old], new_vectors[keep_new]]),
             # Deleted ids a graph may hold: any id seen before (a compaction may be inserting it right now).
-            dead=space.dead | {int(i) for i in gone if i <= space.max_id},
+            dead=space.dead | {i for i in gone_ids if i <= space.max_id},
             max_id=max(space.max_id, int(new_ids[-1]) if len(new_ids) else 0),
-            del_seq=max(space.del_seq, int(removed[-1][0]) if removed else 0),
+            del_seq=max(space.del_seq, removed[-1][0] if removed else 0),
         )
 
     # -- compaction -----------------------------------------------------------------------------------------
@@ -531,12 +536,23 @@ class LocalVectorIndex(_ChunkWriter):
         changes = len(space.ids) + len(space.dead)
         return changes >= max(self.compact_min, self.compact_share * len(space.graph))
 
+    def close(self) -> None:
+        """Stop the background builds: a running child is killed (the published file stays as it was)."""
+        with self._wake:
+            self._closed = True
+            self._pending.clear()
+            self._wake.notify_all()
+            children = list(self._children)
+        for child in children:
+            child.kill()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
     def _schedule(self, key: Key) -> None:
         with self._wake:
-            if key in self._pending or time.monotonic() < self._retry_at.get(key, 0.0):
+            if self._closed or key in self._pending or time.monotonic() < self._retry_at.get(key, 0.0):
                 return
             self._pending.add(key)
-            self._retry_at[key] = time.monotonic() + RETRY_SECONDS
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="vector-compaction", daemon=True)
                 self._thread.start()
@@ -545,12 +561,25 @@ class LocalVectorIndex(_ChunkWriter):
     def _run(self) -> None:
         while True:
             with self._wake:
-                while not self._pending:
+                while not self._pending and not self._closed:
                     self._wake.wait()
+                if self._closed:
+                    return
                 key = next(iter(self._pending))
-            time.sleep(self.compact_delay)
+                start = time.monotonic() + self.compact_delay
+                while not self._closed and (left := start - time.monotonic()) > 0:
+                    self._wake.wait(left)  # close() ends the wait
+                if self._closed:
+                    return
+                held = self._spaces.get(key)
             try:
+                if held is None or not self._due(held):
+                    continue  # caught up meanwhile (a sync, another process's graph): nothing to build
                 self._build(key, blocking=False)
+                with self._wake:
+                    self._retry_at[key] = time.monotonic() + RETRY_SECONDS
+                if self._closed:
+                    return
                 self._adopt(key)
             except Exception:
                 log.exception("vector index compaction of %s/%s failed", key[0], key[1])
@@ -572,12 +601,16 @@ class LocalVectorIndex(_ChunkWriter):
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
+        with self._lock:
+            self._children.add(child)
         _children.add(child)
         try:
             _, errors = child.communicate()
         finally:
             _children.discard(child)
-        if child.returncode:
+            with self._lock:
+                self._children.discard(child)
+        if child.returncode and not self._closed:
             tail = errors.decode(errors="replace")[-2000:]
             log.warning(
                 "vector index build of %s/%s failed (%s): %s", tenant_id, bucket, child.returncode, tail
@@ -680,12 +713,17 @@ class LocalVectorIndex(_ChunkWriter):
                 floor.seq = max(floor.seq, seq)
 
 
-def _driver_rows(s: Session, sql: str, params: tuple[Any, ...]) -> list[Any]:
-    """Rows of `sql` (qmark placeholders) straight from the DB-API cursor, in the session's transaction."""
+def _driver_rows(s: Session, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    """Tuples of `sql` (qmark placeholders) straight from a DB-API cursor of the session's connection."""
     conn = s.connection()
     if conn.dialect.paramstyle != "qmark":
         sql = sql.replace("?", "%s")
-    return list(conn.exec_driver_sql(sql, params).fetchall())
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(sql, params)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
 
 
 def _ids(ids: frozenset[int]) -> np.ndarray:
@@ -727,6 +765,9 @@ class PgVectorIndex(_ChunkWriter):
         self.ef_search = ef_search
         self._indexed: set[int] = set()
         self._counts: dict[tuple[str, str], tuple[int, int]] = {}  # (tenant, bucket) -> (generation, rows)
+
+    def close(self) -> None:
+        """Nothing runs in the background."""
 
     def _insert(self, session: Session, rows: list[dict[str, Any]], vectors: np.ndarray) -> None:
         self.ensure_index(int(np.asarray(vectors).shape[1]))
