@@ -112,6 +112,7 @@ class Container:
                 worker.stop()
         self.worker = self.training_worker = None
         self.chat.close()
+        self.vectors.close()
         self.db.dispose()
 
 
