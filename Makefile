@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 export INFERLINE_DATA_DIR   ?= $(CURDIR)/data
 export INFERLINE_MODELS_DIR ?= $(INFERLINE_DATA_DIR)/models
 
-.PHONY: browser-deps browser-deps install install-dev serve test test-postgres bench bench-smoke lint fmt node-deps models-default models-test clean
+.PHONY: browser-deps install install-dev serve test test-postgres bench bench-smoke lint fmt node-deps models-default models-test clean
 
 # The server's runtime (what `make serve` needs); torch for fine-tuning is the optional `train` extra.
 $(BIN)/inferline: pyproject.toml scripts/venv.sh
@@ -39,13 +39,6 @@ tests/js/node_modules/.package-lock.json: tests/js/package.json tests/js/package
 	cd tests/js && npm ci --no-audit --no-fund --silent
 
 node-deps: tests/js/node_modules/.package-lock.json
-
-# The console's browser tests drive Debian's chromium through Playwright (no browser download); without it,
-# and without root to install it, tests/test_console.py skips with a message saying so.
-browser-deps:
-	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || \
-	  { apt-get update -qq && apt-get install -y -qq chromium; } || \
-	  echo "inferline: install chromium (apt install chromium) for the console tests" >&2
 
 # The console's browser tests drive Debian's chromium through Playwright (no browser download); without it,
 # and without root to install it, tests/test_console.py skips with a message saying so.

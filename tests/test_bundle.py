@@ -23,7 +23,13 @@ from tests.conftest import REPO
 from tests.packaging_smoke import MINILM, SMOL
 from tests.packaging_support import ALIAS, REGISTERED, clean_env, extract
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        bool(os.environ.get("INFERLINE_TEST_DATABASE_URL")),
+        reason="packaging does not depend on the test database: it runs once per CI run (the SQLite pass)",
+    ),
+]
 offline_bundle = packaging_support.offline_bundle  # the session fixture: the built tarball
 
 

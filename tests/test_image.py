@@ -11,6 +11,7 @@ cannot run in the sandbox).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -27,7 +28,13 @@ from tests.conftest import REPO, free_port
 from tests.packaging_smoke import KEY, SMOL, smoke, wait_ready
 from tests.packaging_support import ALIAS, PG_BIN, REGISTERED, Docker
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        bool(os.environ.get("INFERLINE_TEST_DATABASE_URL")),
+        reason="packaging does not depend on the test database: it runs once per CI run (the SQLite pass)",
+    ),
+]
 offline_bundle = packaging_support.offline_bundle
 docker = packaging_support.docker
 base_image = packaging_support.base_image
