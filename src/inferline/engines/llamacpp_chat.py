@@ -282,7 +282,11 @@ class LlamaCppChatEngine:
                     pointer="/logit_bias",
                 )
 
-    def _stream(self, body: dict[str, Any], on_chunk: OnChunk) -> None:
+    def complete_prompt(self, body: dict[str, Any], on_chunk: OnChunk) -> None:
+        """A raw-prompt text completion (llama.cpp's OpenAI `/completions`), streamed like `_stream`."""
+        self._stream(body, on_chunk, completions=True)
+
+    def _stream(self, body: dict[str, Any], on_chunk: OnChunk, *, completions: bool = False) -> None:
         server = self._load()
         failure: list[ChatEngineError] = []
 
@@ -296,7 +300,8 @@ class LlamaCppChatEngine:
             return bool(on_chunk(chunk))
 
         try:
-            server.handle_chat_completions(body, callback)
+            handle = server.handle_completions if completions else server.handle_chat_completions
+            handle(body, callback)
         except ValueError as exc:  # e.g. a JSON schema llama.cpp cannot turn into a grammar
             raise ChatEngineError(400, str(exc)) from exc
         if failure:

@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from inferline.areas.chat import completions
+from inferline.areas.chat.completions_protocol import CompletionRequest
 from inferline.areas.chat.output import sse
 from inferline.areas.chat.protocol import ChatCompletionRequest
 from inferline.areas.chat.service import ChatStream
@@ -31,6 +33,30 @@ async def create_chat_completion(
         return StreamingResponse(_events(started), media_type="text/event-stream", headers=headers)
     result, telemetry = await container.chat.complete(principal.tenant_id, body, request.is_disconnected)
     return JSONResponse(result.model_dump(exclude_unset=True), headers=telemetry.headers())
+
+
+@router.post("/ai/openai/completions", response_model=None)
+async def create_completion(
+    body: CompletionRequest, request: Request, container: ContainerDep, principal: TenantDep
+) -> Response:
+    """OpenAI's legacy text completions (a raw prompt, no chat template) on local models."""
+    chunks = await completions.start(container.chat.pool, principal.tenant_id, body)
+    if body.stream:
+        return StreamingResponse(
+            _completion_events(chunks), media_type="text/event-stream", headers={"cache-control": "no-cache"}
+        )
+    return JSONResponse(await completions.collect(chunks, request.is_disconnected))
+
+
+async def _completion_events(chunks: AsyncIterator[dict]) -> AsyncIterator[str]:
+    try:
+        async for chunk in chunks:
+            yield sse(chunk)
+    except InferlineError as exc:
+        yield sse({"error": {"message": exc.detail, "type": exc.title, "code": exc.code}})
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
+    yield sse("[DONE]")
 
 
 async def _events(stream: ChatStream) -> AsyncIterator[str]:
