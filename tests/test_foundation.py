@@ -13,7 +13,7 @@ from tests.conftest import LiveServer
 def assert_envelope(response: httpx.Response, status: int) -> dict:
     assert response.status_code == status, response.text
     body = response.json()
-    openai_path = "/ai/openai/" in response.request.url.path  # OpenAI's error object rides beside the envelope
+    openai_path = "/ai/openai/" in response.request.url.path  # OpenAI's error object rides beside
     assert set(body) == ({"errors", "error"} if openai_path else {"errors"})
     (error,) = body["errors"]
     if openai_path:
