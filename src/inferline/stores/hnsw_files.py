@@ -127,6 +127,11 @@ class GraphFiles:
         for description in self.directory.glob(f"{stem}-*.json"):
             self.remove(tenant_id, bucket, int(description.stem.rsplit("-", 1)[1]))
 
+    def busy(self, tenant_id: str, bucket: str, dims: int) -> bool:
+        """Whether a process is rewriting the graph right now (holds its lock)."""
+        with self.lock(tenant_id, bucket, dims, blocking=False) as held:
+            return not held
+
     @contextlib.contextmanager
     def lock(self, tenant_id: str, bucket: str, dims: int, blocking: bool) -> Iterator[bool]:
         """Hold the bucket's rewrite lock (across processes); yields False when `blocking` is off and

@@ -573,8 +573,13 @@ class LocalVectorIndex(_ChunkWriter):
                     return
                 held = self._spaces.get(key)
             try:
-                if held is None or not self._due(held):
-                    continue  # caught up meanwhile (a sync, another process's graph): nothing to build
+                if held is None or not self._due(held) or self.files is None:
+                    continue  # caught up meanwhile (a sync, another process's graph)
+                if self.files.busy(*key):  # another process is rewriting it: wait, then take its graph
+                    with self.files.lock(*key, blocking=True):
+                        pass
+                    self._adopt(key)
+                    continue
                 self._build(key, blocking=False)
                 with self._wake:
                     self._retry_at[key] = time.monotonic() + RETRY_SECONDS
