@@ -41,7 +41,15 @@ class Database:
             self.engine: Engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
             event.listen(self.engine, "connect", _sqlite_pragmas)
         else:
-            self.engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+            # UTF-8 on the wire whatever the database's encoding: on a SQL_ASCII database the driver would
+            # otherwise hand back bytes (nothing works) and could not send non-ASCII text (model metadata).
+            self.engine = create_engine(
+                url,
+                pool_pre_ping=True,
+                pool_size=10,
+                max_overflow=10,
+                connect_args={"client_encoding": "utf8"},
+            )
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def migrate(self) -> None:
