@@ -221,14 +221,11 @@ def test_speak_plays_audio(page: sync_api.Page) -> None:
     shot(page, "audio")
 
 
-def test_jobs_and_admin_pages(page: sync_api.Page) -> None:
+def test_jobs_page(page: sync_api.Page) -> None:
+    """The Admin page of a key without the admin scope: tests/test_console_scope.py."""
     page.get_by_role("link", name="Jobs").click()
     page.get_by_role("heading", name="Fine-tuning jobs").wait_for()
     shot(page, "jobs")
-    page.get_by_role("link", name="Admin").click()
-    page.get_by_role("heading", name="Admin").wait_for()
-    page.locator("#page p, #page table").first.wait_for()
-    shot(page, "admin-needs-scope")
 
 
 def test_admin_creates_a_key_shown_once(browser: sync_api.Browser, server: LiveServer) -> None:

@@ -19,6 +19,7 @@ from inferline.areas.buckets.routes import router as embeddings_router
 from inferline.areas.buckets.s3.routes import router as s3_router
 from inferline.areas.chat.routes import router as chat_router
 from inferline.areas.clusters.routes import router as clusters_router
+from inferline.areas.console.routes import api_router as console_api_router
 from inferline.areas.console.routes import router as console_router
 from inferline.areas.conversations.routes import router as conversations_router
 from inferline.areas.embeddings.routes import router as openai_embeddings_router
@@ -58,6 +59,7 @@ AREA_ROUTERS: tuple[APIRouter, ...] = (
     summarize_router,
     clusters_router,
     admin_router,  # /v2/admin: admin-scoped keys only
+    console_api_router,  # /v2/console/whoami: the key's tenant and scope, for the console
 )
 
 

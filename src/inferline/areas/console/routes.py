@@ -1,16 +1,22 @@
 """`/console`: the page and its static assets. No API key here: the page signs in with a key that its script
-sends as `Authorization: Bearer` to `/v2`. Every response carries a strict Content-Security-Policy."""
+sends as `Authorization: Bearer` to `/v2`. Every response carries a strict Content-Security-Policy.
+
+`GET /v2/console/whoami` (`api_router`, mounted with the API areas) tells the page its key's tenant and scope,
+so that it shows only what the key may do."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from inferline.errors import NotFound
+from inferline.web.deps import TenantDep
 
 router = APIRouter(include_in_schema=False)
+api_router = APIRouter(prefix="/console", tags=["Console"])
 STATIC = Path(__file__).resolve().parent / "static"
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
@@ -48,3 +54,16 @@ def console_index() -> Response:
 @router.get("/console/static/{name}")
 def console_static(name: str) -> Response:
     return _file(name)
+
+
+@api_router.get("/whoami")
+def whoami(principal: TenantDep) -> dict[str, Any]:
+    """The calling key's tenant, id and scope (`admin`, `inference` or `read`); never a secret."""
+    return {
+        "data": {
+            "record_type": "principal",
+            "tenant_id": principal.tenant_id,
+            "key_id": principal.key_id,
+            "scope": principal.scope,
+        }
+    }

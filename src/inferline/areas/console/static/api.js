@@ -8,6 +8,21 @@ export const session = {
   clear() { sessionStorage.removeItem(KEY); },
 };
 
+/** The signed-in key's tenant and scope (from GET /v2/console/whoami); decides what the pages offer. */
+export const who = {
+  tenant: null,
+  scope: null,
+  get isAdmin() { return this.scope === "admin"; },
+  get canWrite() { return this.scope !== null && this.scope !== "read"; },
+};
+
+/** Why write actions are disabled, as text shown on the page ("" — nothing — when the key may write). */
+export function readOnlyNote(what) {
+  if (who.canWrite) return "";
+  return h("p", { class: "notice read-only-note", role: "note",
+    text: `This key has the '${who.scope}' scope: it can look but not change anything, so ${what} are disabled.` });
+}
+
 export class ApiError extends Error {
   constructor(status, message) { super(message); this.status = status; }
 }
@@ -62,11 +77,16 @@ export async function* sse(response) {
   }
 }
 
-/** An element: attributes set as properties or attributes, children appended as nodes or text (never HTML). */
+/** An element: attributes set as properties or attributes, children appended as nodes or text (never HTML).
+ * `write: true` marks a control that changes something: disabled when the key has the read scope. */
 export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
   for (const [name, value] of Object.entries(attrs || {})) {
     if (value === undefined || value === null || value === false) continue;
+    if (name === "write") {
+      if (!who.canWrite) { el.disabled = true; el.dataset.readOnly = ""; el.title = "Needs a key that may write"; }
+      continue;
+    }
     if (name.startsWith("on")) el.addEventListener(name.slice(2), value);
     else if (name === "class") el.className = value;
     else if (name === "text") el.textContent = value;

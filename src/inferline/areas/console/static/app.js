@@ -1,5 +1,6 @@
-// The console's shell: sign-in, hash routing between pages, focus moved to each page's heading.
-import { api, session, h } from "./api.js";
+// The console's shell: sign-in, the key's tenant and scope (what the pages offer), hash routing between pages,
+// focus moved to each page's heading.
+import { api, session, h, who } from "./api.js";
 import { pages } from "./pages.js";
 
 const $ = (id) => document.getElementById(id);
@@ -10,18 +11,33 @@ export function status(text, isError = false) {
   el.className = isError ? "status error" : "status";
 }
 
+/** Learn the key's tenant and scope; show them, and the Admin link only to an admin key. */
+async function learnKey() {
+  const me = (await api("console/whoami")).data;
+  who.tenant = me.tenant_id;
+  who.scope = me.scope;
+  $("whoami").textContent = `Tenant ${me.tenant_id} · ${me.scope} key`;
+  $("nav-admin").hidden = !who.isAdmin;
+}
+
+function forget() {
+  session.clear();
+  who.tenant = null;
+  who.scope = null;
+}
+
 async function signIn(event) {
   event.preventDefault();
   const key = $("api-key").value.trim();
   $("sign-in-error").textContent = "";
   session.set(key);
   try {
-    await api("ai/openai/models");
+    await learnKey();
     $("api-key").value = "";
     if (!location.hash) location.hash = "#overview";
     route();
   } catch (e) {
-    session.clear();
+    forget();
     $("sign-in-error").textContent = e.status === 401 ? "That key is unknown or revoked." : e.message;
   }
 }
@@ -33,6 +49,13 @@ async function route() {
   $("nav").hidden = !signedIn;
   $("page").hidden = !signedIn;
   if (!signedIn) { $("api-key").focus(); return; }
+  if (who.scope === null) {  // a reload: the key is in session storage, its scope is not
+    try { await learnKey(); } catch (e) {
+      if (e.status === 401) { forget(); route(); return; }
+      $("page").replaceChildren(h("p", { class: "error", role: "alert", text: e.message }));
+      return;
+    }
+  }
   const name = (location.hash.slice(1).split("/")[0]) || "overview";
   const render = pages[name] || pages.overview;
   for (const a of document.querySelectorAll("#nav a")) {
@@ -53,6 +76,6 @@ async function route() {
 }
 
 $("sign-in").addEventListener("submit", signIn);
-$("sign-out").addEventListener("click", () => { session.clear(); location.hash = ""; route(); });
+$("sign-out").addEventListener("click", () => { forget(); location.hash = ""; route(); });
 window.addEventListener("hashchange", route);
 route();

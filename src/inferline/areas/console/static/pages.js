@@ -1,5 +1,5 @@
 // The console's pages. Every value from the server is put in the page as text (textContent), never as HTML.
-import { api, sse, h, field, table, when, session, ApiError } from "./api.js";
+import { api, sse, h, field, table, when, session, who, readOnlyNote, ApiError } from "./api.js";
 import { s3 } from "./sigv4.js";
 
 const PAGE = 20;
@@ -49,6 +49,10 @@ async function overview(page, { signal }) {
   ];
   jobs.append(rows.length ? table(["Kind", "Subject", "Status", "Created"], rows) : h("p", { class: "muted", text: "No active jobs." }));
 
+  if (!who.isAdmin) {
+    usage.append(h("p", { class: "muted", text: "Usage over time needs a key with the admin scope." }));
+    return;
+  }
   try {
     const u = await api("admin/usage?by=day", { signal });
     const perDay = new Map();
@@ -114,7 +118,7 @@ export function parseTools(text) {
 }
 
 async function playground(page, { signal }) {
-  page.append(h("h1", { text: "Playground" }));
+  page.append(h("h1", { text: "Playground" }), readOnlyNote("sending chat messages"));
   const list = await models(signal);
   const model = modelSelect(list, "chat");
   const system = h("textarea", { rows: 2, placeholder: "You are a helpful assistant." });
@@ -139,7 +143,7 @@ async function playground(page, { signal }) {
   }
   tools.addEventListener("input", refreshChoices);
   refreshChoices();
-  const send = h("button", { type: "submit", text: "Send" });
+  const send = h("button", { type: "submit", text: "Send", write: true });
   const stop = h("button", { type: "button", class: "secondary", text: "Stop", disabled: true });
   const transcript = h("div", { id: "transcript", "aria-live": "polite" });
   const stats = h("div", { class: "stats", id: "chat-stats" });
@@ -270,43 +274,66 @@ const xmlAll = (xml, tag) => Array.from(xml.getElementsByTagName(tag));
 const xmlText = (node, tag) => { const n = node.getElementsByTagName(tag)[0]; return n ? n.textContent : ""; };
 
 async function buckets(page, { signal, status }) {
-  page.append(h("h1", { text: "Buckets" }));
+  page.append(h("h1", { text: "Buckets" }), readOnlyNote("uploads, new buckets, embedding, crawling and similarity search"));
   const key = session.key;
-  const listing = await s3(key, "GET", "");
+  const listing = await s3(key, "GET", "", "", { signal });
   const names = xmlAll(listing, "Bucket").map((b) => xmlText(b, "Name"));
   const embedded = new Set(((await api("ai/embeddings/buckets", { signal })).data || {}).buckets || []);
   const select = h("select", { id: "bucket" }, names.map((n) => h("option", { value: n, text: n + (embedded.has(n) ? " (embedded)" : "") })));
   const newName = h("input", { id: "new-bucket", pattern: "[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]" });
+  const prefix = h("input", { id: "object-prefix", type: "search" });
   const objects = h("div", { id: "objects" });
   const files = h("div", { id: "file-status" });
   const results = h("div", { id: "search-results" });
-  const fileInput = h("input", { type: "file", multiple: true });
-  const drop = h("div", { class: "drop", tabindex: "0", text: "Drop files here to upload them to the selected bucket" });
+  const fileInput = h("input", { type: "file", multiple: true, write: true });
+  const drop = h("div", { class: "drop", tabindex: "0", hidden: !who.canWrite, text: "Drop files here to upload them to the selected bucket" });
+  const report = (e) => { if (e.name !== "AbortError") status(e.message, true); };
 
-  async function showObjects(token) {
-    if (!select.value) { objects.replaceChildren(h("p", { class: "muted", text: "No buckets yet." })); return; }
+  // One listing of each kind is current: starting one (a bucket change, a filter, a page) aborts the one in
+  // flight, and an answer that arrives for a listing no longer current is dropped, never shown.
+  const current = { objects: null, files: null };
+  function begin(kind) {
+    if (current[kind]) current[kind].abort();
+    const ctrl = new AbortController();
+    signal.addEventListener("abort", () => ctrl.abort(), { once: true });
+    current[kind] = ctrl;
+    return ctrl;
+  }
+
+  /** A page of the selected bucket's objects, paged by the server (ListObjectsV2 continuation tokens).
+   * `tokens[n]` is page n's token, kept so that Previous goes back without listing from the start. */
+  async function showObjects(ctrl, n = 0, tokens = [""]) {
+    const bucket = select.value;
+    if (!bucket) { objects.replaceChildren(h("p", { class: "muted", text: "No buckets yet." })); return; }
     const query = { "list-type": "2", "max-keys": String(PAGE) };
-    if (token) query["continuation-token"] = token;
-    const xml = await s3(key, "GET", select.value, "", { query });
+    if (tokens[n]) query["continuation-token"] = tokens[n];
+    if (prefix.value) query.prefix = prefix.value;
+    const xml = await s3(key, "GET", bucket, "", { query, signal: ctrl.signal });
+    if (ctrl !== current.objects) return;  // a newer listing started meanwhile
     const rows = xmlAll(xml, "Contents").map((c) => [xmlText(c, "Key"), xmlText(c, "Size"), when(xmlText(c, "LastModified"))]);
     const next = xmlText(xml, "NextContinuationToken");
-    objects.replaceChildren(h("h2", { text: `Objects in ${select.value}` }), table(["Key", "Bytes", "Modified"], rows),
-      next ? h("button", { type: "button", class: "secondary", text: "More", onclick: () => showObjects(next) }) : "");
+    if (next) tokens[n + 1] = next;
+    const go = (offset) => showObjects(begin("objects"), offset / PAGE, tokens).catch(report);
+    objects.replaceChildren(h("h2", { text: `Objects in ${bucket}` + (prefix.value ? ` starting with ${prefix.value}` : "") }),
+      table(["Key", "Bytes", "Modified"], rows), pager(n * PAGE, rows.length, Boolean(next), go));
+    objects.dataset.bucket = bucket;
   }
-  async function showFiles() {
-    // Concurrent refreshes (the initial one and a bucket change) each replace the whole list, never append.
-    if (!select.value) { files.replaceChildren(); return; }
+  async function showFiles(ctrl) {
+    const bucket = select.value;
+    if (!bucket) { files.replaceChildren(); return; }
     try {
-      const body = await api(`ai/embeddings/buckets/${encodeURIComponent(select.value)}`, { signal });
+      const body = await api(`ai/embeddings/buckets/${encodeURIComponent(bucket)}`, { signal: ctrl.signal });
+      if (ctrl !== current.files) return;
       files.replaceChildren(h("h2", { text: "Embedding status per file" }),
         table(["File", "Status", "Error"], (body.data || []).map((f) => [f.filename, f.status, f.error_reason || ""])));
     } catch (e) {
       if (!(e instanceof ApiError && e.status === 404)) throw e;
-      files.replaceChildren(h("p", { class: "muted", text: "Not embedded yet." }));
+      if (ctrl === current.files) files.replaceChildren(h("p", { class: "muted", text: "Not embedded yet." }));
     }
   }
-  async function refresh() { await showObjects(); await showFiles(); }
+  async function refresh() { await Promise.all([showObjects(begin("objects")), showFiles(begin("files"))]); }
   async function upload(list) {
+    if (!who.canWrite) return;
     const bucket = select.value;
     for (const file of list) {
       status(`Uploading ${file.name}…`);
@@ -315,12 +342,12 @@ async function buckets(page, { signal, status }) {
     status(`Uploaded ${list.length} file(s) to ${bucket}.`);
     await refresh();
   }
-  fileInput.addEventListener("change", () => upload(Array.from(fileInput.files)).catch((e) => status(e.message, true)));
+  fileInput.addEventListener("change", () => upload(Array.from(fileInput.files)).catch(report));
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-  drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); upload(Array.from(e.dataTransfer.files)).catch((err) => status(err.message, true)); });
+  drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); upload(Array.from(e.dataTransfer.files)).catch(report); });
   drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") fileInput.click(); });
-  select.addEventListener("change", () => refresh().catch((e) => status(e.message, true)));
+  select.addEventListener("change", () => refresh().catch(report));
 
   const query = h("input", { id: "search-query", type: "search" });
   const count = h("input", { type: "number", min: "1", max: "50", value: "5" });
@@ -329,17 +356,17 @@ async function buckets(page, { signal, status }) {
   page.append(
     h("form", { onsubmit: async (e) => {
       e.preventDefault();
-      await s3(key, "PUT", newName.value).catch((err) => status(err.message, true));
+      try { await s3(key, "PUT", newName.value); } catch (err) { status(err.message, true); return; }
       select.append(h("option", { value: newName.value, text: newName.value }));
       select.value = newName.value; newName.value = ""; await refresh();
-    } }, field("New bucket", newName), h("button", { type: "submit", text: "Create bucket" })),
+    } }, field("New bucket", newName), h("button", { type: "submit", text: "Create bucket", write: true })),
     h("div", { class: "row" }, field("Bucket", select), field("Upload files", fileInput),
-      h("button", { type: "button", id: "embed", text: "Embed bucket", onclick: async () => {
+      h("button", { type: "button", id: "embed", text: "Embed bucket", write: true, onclick: async () => {
         try {
           const task = await api("ai/embeddings", { method: "POST", body: { bucket_name: select.value } });
           status(`Embedding task ${task.data.task_id}: ${task.data.status}`);
-          await showFiles();
-        } catch (e) { status(e.message, true); }
+          await showFiles(begin("files"));
+        } catch (e) { report(e); }
       } })),
     drop,
     h("form", { onsubmit: async (e) => {
@@ -348,7 +375,7 @@ async function buckets(page, { signal, status }) {
         const task = await api("ai/embeddings/url", { method: "POST", body: { bucket_name: select.value, url: url.value } });
         status(`Crawl task ${task.data.task_id}: ${task.data.status}`);
       } catch (err) { status(err.message, true); }
-    } }, field("Crawl a URL into the bucket", url), h("button", { type: "submit", text: "Crawl" })),
+    } }, field("Crawl a URL into the bucket", url), h("button", { type: "submit", text: "Crawl", write: true })),
     h("form", { onsubmit: async (e) => {
       e.preventDefault();
       results.replaceChildren();
@@ -357,8 +384,11 @@ async function buckets(page, { signal, status }) {
         results.append(table(["Score", "File", "Chunk"], (body.data || []).map((r) => [
           (1 - r.distance).toFixed(3), r.metadata ? r.metadata.filename : "", h("div", { class: "text", text: r.document_chunk })])));
       } catch (err) { results.append(h("p", { class: "error", text: err.message })); }
-    } }, field("Similarity search", query), field("Results", count), h("button", { type: "submit", text: "Search" })),
-    results, files, objects);
+    } }, field("Similarity search", query), field("Results", count), h("button", { type: "submit", text: "Search", write: true })),
+    results, files,
+    h("form", { "aria-label": "Filter objects", onsubmit: (e) => { e.preventDefault(); showObjects(begin("objects")).catch(report); } },
+      field("Key prefix", prefix), h("button", { type: "submit", text: "Filter" })),
+    objects);
   await refresh();
 }
 
@@ -437,11 +467,11 @@ async function insightEditor(box, signal) {
   const groupSel = h("select", { id: "assign-group" }, (groups.data || []).map((g) => h("option", { value: g.id, text: g.name })));
   const insightSel = h("select", { id: "assign-insight" }, (templates.data || []).map((t) => h("option", { value: t.id, text: t.name })));
   box.replaceChildren(
-    h("h2", { text: "Insight templates" }),
+    h("h2", { text: "Insight templates" }), readOnlyNote("saving templates, creating groups and assigning templates"),
     table(["Name", "Schema", ""], (templates.data || []).map((t) => [t.name, t.json_schema ? "yes" : "no",
       h("button", { type: "button", class: "secondary", text: "Edit", "aria-label": `Edit ${t.name}`, onclick: () => edit(t) })])),
     h("form", { onsubmit: save, "aria-label": "Insight template" }, field("Template name", name), field("Instructions", instructions),
-      field("JSON schema", schema), field("Template webhook", webhook), h("button", { type: "submit", text: "Save template" }),
+      field("JSON schema", schema), field("Template webhook", webhook), h("button", { type: "submit", text: "Save template", write: true }),
       h("button", { type: "button", class: "secondary", text: "New template", onclick: () => { editing = null; for (const c of [name, instructions, schema, webhook]) c.value = ""; } })),
     error,
     h("h2", { text: "Insight groups" }),
@@ -454,14 +484,14 @@ async function insightEditor(box, signal) {
         await api("ai/conversations/insight-groups", { method: "POST", body: { name: groupName.value, webhook: groupWebhook.value } });
         await reload();
       } catch (err) { groupError.textContent = err.message; }
-    } }, field("Group name", groupName), field("Group webhook", groupWebhook), h("button", { type: "submit", text: "Create group" })),
+    } }, field("Group name", groupName), field("Group webhook", groupWebhook), h("button", { type: "submit", text: "Create group", write: true })),
     h("form", { "aria-label": "Assign", onsubmit: async (e) => {
       e.preventDefault();
       try {
         await api(`ai/conversations/insight-groups/${encodeURIComponent(groupSel.value)}/insights/${encodeURIComponent(insightSel.value)}/assign`, { method: "POST" });
         await reload();
       } catch (err) { groupError.textContent = err.message; }
-    } }, field("Group", groupSel), field("Template", insightSel), h("button", { type: "submit", text: "Assign" })),
+    } }, field("Group", groupSel), field("Template", insightSel), h("button", { type: "submit", text: "Assign", write: true })),
     groupError);
 }
 
@@ -523,7 +553,7 @@ export function subtitles(kind, segments) {
 }
 
 async function audio(page, { signal }) {
-  page.append(h("h1", { text: "Audio" }));
+  page.append(h("h1", { text: "Audio" }), readOnlyNote("transcribing, recording and speaking"));
   const list = await models(signal);
   const sttModels = list.filter((m) => /whisper/i.test(m.id));
   const sttModel = h("select", {}, (sttModels.length ? sttModels : list).map((m) => h("option", { value: m.id, text: m.id })));
@@ -533,7 +563,7 @@ async function audio(page, { signal }) {
   const voice = h("select", { id: "voice" }, voices.map((v) => h("option", { value: v.voice_id, text: `${v.name} (${v.language})` })));
   const text = h("textarea", { id: "tts-text", rows: 3 });
   const player = h("audio", { id: "tts-audio", controls: true });
-  const record = h("button", { type: "button", id: "record", text: "Record" });
+  const record = h("button", { type: "button", id: "record", text: "Record", write: true });
   const recState = h("span", { id: "record-state", class: "muted", role: "status" });
   let recorder = null;
 
@@ -585,7 +615,7 @@ async function audio(page, { signal }) {
       e.preventDefault();
       if (!file.files[0]) return;
       await transcribe(file.files[0], file.files[0].name);
-    } }, field("Audio file", file), field("Model", sttModel), h("button", { type: "submit", text: "Transcribe" })),
+    } }, field("Audio file", file), field("Model", sttModel), h("button", { type: "submit", text: "Transcribe", write: true })),
     h("div", { class: "row" }, record, recState),
     transcript,
     h("h2", { text: "Speak" }),
@@ -598,7 +628,7 @@ async function audio(page, { signal }) {
         player.src = URL.createObjectURL(blob);
         await player.play().catch(() => {});
       } catch (err) { page.append(h("p", { class: "error", text: err.message })); }
-    } }, field("Voice", voice), field("Text", text), h("button", { type: "submit", text: "Speak" })),
+    } }, field("Voice", voice), field("Text", text), h("button", { type: "submit", text: "Speak", write: true })),
     field("Speech", player));
 }
 
@@ -695,6 +725,11 @@ async function jobs(page, { signal }) {
 // ---- admin --------------------------------------------------------------------------------------------
 async function admin(page, { signal, status }) {
   page.append(h("h1", { text: "Admin" }));
+  if (!who.isAdmin) {
+    page.append(h("p", { class: "notice", id: "admin-needs-scope", role: "note",
+      text: `The admin pages need a key with the admin scope; this key has the '${who.scope}' scope.` }));
+    return;
+  }
   let keys;
   try { keys = await api("admin/keys", { signal }); } catch (e) {
     page.append(h("p", { class: "muted", text: e.status === 403 ? "The admin pages need a key with the admin scope." : e.message }));

@@ -83,8 +83,8 @@ export function s3Credentials(apiKey) {
 
 const encode = (s) => encodeURIComponent(s).replace(/[!'()*]/g, (c) => "%" + c.charCodeAt(0).toString(16).toUpperCase());
 
-/** A signed fetch to the S3 endpoint: `bucket`, optional `key`, `query` as an object. */
-export async function s3(apiKey, method, bucket, key = "", { query = {}, body, headers = {} } = {}) {
+/** A signed fetch to the S3 endpoint: `bucket`, optional `key`, `query` as an object; `signal` aborts it. */
+export async function s3(apiKey, method, bucket, key = "", { query = {}, body, headers = {}, signal } = {}) {
   const { accessKeyId, secret } = s3Credentials(apiKey);
   const path = "/s3/" + [bucket, ...(key ? key.split("/") : [])].filter((p, i) => i === 0 ? p : true).map(encode).join("/");
   const canonicalQuery = Object.keys(query).sort().map((k) => `${encode(k)}=${encode(String(query[k]))}`).join("&");
@@ -102,7 +102,7 @@ export async function s3(apiKey, method, bucket, key = "", { query = {}, body, h
     `Signature=${hex(hmac(signingKey, toSign))}`;
   const url = (bucket ? path : "/s3/") + (canonicalQuery ? "?" + canonicalQuery : "");
   const response = await fetch(url, {
-    method, body, credentials: "omit",
+    method, body, signal, credentials: "omit",
     headers: { ...headers, Authorization: authorization, "x-amz-date": amzDate, "x-amz-content-sha256": "UNSIGNED-PAYLOAD" },
   });
   const text = await response.text();
