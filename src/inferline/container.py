@@ -51,6 +51,7 @@ from inferline.config import Settings
 from inferline.jobs import JobQueue, JobRegistry, Worker
 from inferline.keys import ApiKeyService
 from inferline.ops.limits import LimitService
+from inferline.ops.storage import StorageMeter
 from inferline.ops.usage import UsageMeter
 from inferline.stores.db import Database
 from inferline.stores.objects import LocalObjectStore, ObjectStore, ObservedObjectStore, S3ObjectStore
@@ -94,6 +95,7 @@ class Container:
     clusters: ClusterService
     limits: LimitService  # per-tenant/per-key limits (ops)
     usage: UsageMeter  # usage metering (ops)
+    storage: StorageMeter  # bucket storage quotas and bytes-stored metering (ops)
     worker: Worker | None = None  # started by `start_worker` (embedded in the API, or `inferline worker`)
     training_worker: Worker | None = None
 
@@ -128,14 +130,19 @@ def build_container(settings: Settings) -> Container:
     jobs = JobQueue(db, lease_seconds=settings.job_lease_seconds)
     registry, training_registry = JobRegistry(), JobRegistry()
     objects = build_object_store(settings)
+    limits, usage = LimitService(db), UsageMeter(db)
+    storage = StorageMeter(objects, limits, usage)
+    objects.on_change(storage.changed)
 
     embeddings = build_embeddings(settings, models)
     # Signed webhooks: built before the areas that announce through them (audio, conversations).
     webhooks = WebhookService(db, jobs, WebhookSigner(db), allowed_hosts=settings.webhook_allow)
     audio = build_audio(settings, db, jobs, registry, models, webhooks)
-    buckets = build_buckets(settings, db, jobs, registry, objects, embeddings, audio.transcription)
+    buckets = build_buckets(
+        settings, db, jobs, registry, objects, embeddings, audio.transcription, quota=storage
+    )
     fine_tuning = build_fine_tuning(settings, db, jobs, training_registry, objects, models)
-    chat = build_chat(settings, models, buckets.search, fine_tuning)
+    chat = build_chat(settings, models, buckets.search, fine_tuning, db=db)
     conversations = build_conversations(
         settings, db, jobs, registry, chat, webhooks, transcription=audio.transcription
     )
@@ -171,8 +178,9 @@ def build_container(settings: Settings) -> Container:
         recordings=conversations.recordings,
         summarize=summarize,
         clusters=clusters,
-        limits=LimitService(db),
-        usage=UsageMeter(db),
+        limits=limits,
+        usage=usage,
+        storage=storage,
     )
 
 

@@ -7,6 +7,8 @@ import json
 from datetime import date
 
 from inferline.config import Settings
+from inferline.ops.limits import LimitService
+from inferline.ops.storage import StorageMeter
 from inferline.ops.usage import GROUPINGS, UsageMeter
 from inferline.stores.db import Database
 
@@ -15,7 +17,13 @@ def cmd_usage(settings: Settings, args: argparse.Namespace) -> int:
     db = Database(settings.resolved_database_url)
     db.migrate()
     try:
-        rows = UsageMeter(db).report(args.tenant, args.since, args.by)
+        from inferline.container import build_object_store
+
+        meter = UsageMeter(db)
+        StorageMeter(build_object_store(settings), LimitService(db), meter).snapshot(
+            [args.tenant] if args.tenant else None
+        )  # today's bucket bytes
+        rows = meter.report(args.tenant, args.since, args.by)
     finally:
         db.dispose()
     if args.json:

@@ -49,12 +49,22 @@ def chat_finished(
     ttft: float | None,
     rate: float | None,
     wait: float,
+    *,
+    db: Database | None = None,
+    tenant_id: str = "",
 ) -> None:
-    """A finished chat generation: its tokens (metered), time to first token, decode rate and queue wait."""
+    """A finished chat generation: its tokens (metered: with the request's key, or, outside a request and
+    given `db`, as the tenant's background usage), time to first token, decode rate and queue wait."""
     from inferline.ops.metrics import observe_chat
 
-    note("chat_prompt_tokens", prompt_tokens, model)
-    note("chat_completion_tokens", completion_tokens, model)
+    for metric, tokens in (
+        ("chat_prompt_tokens", prompt_tokens),
+        ("chat_completion_tokens", completion_tokens),
+    ):
+        if db is not None and tenant_id:
+            metered(db, tenant_id, metric, tokens, model)
+        else:
+            note(metric, tokens, model)
     observe_chat(model, ttft, rate, wait)
 
 
@@ -75,4 +85,5 @@ def metered(db: Database, tenant_id: str, metric: str, quantity: float, model: s
     from inferline.ops.usage import UsageMeter
 
     count_units({(metric, model): quantity})
-    UsageMeter(db).record(tenant_id, "", [(metric, model, quantity)])
+    if quantity:
+        UsageMeter(db).record(tenant_id, "", [(metric, model, quantity)])

@@ -254,19 +254,6 @@ class LimitService:
             with self.db.session() as s:
                 s.execute(delete(InflightSlot).where(InflightSlot.id.startswith(slot + ":")))
 
-    def check_storage(self, tenant_id: str, stored_bytes: int, incoming: int) -> None:
-        """Refuse (429) a write that would take the tenant's stored bytes past its `storage_bytes` quota."""
-        limit = next(
-            (
-                lim.storage_bytes
-                for lim in self.applicable(Principal(tenant_id, ""))
-                if lim.storage_bytes is not None
-            ),
-            None,
-        )
-        if limit is not None and stored_bytes + incoming > limit:
-            raise RateLimited(f"Storage quota of {limit} bytes reached ({stored_bytes} bytes stored).")
-
     @staticmethod
     def _subject(lim: Limits, category: str) -> str:
         return f"k:{lim.key_id}:{category}" if lim.key_id else f"t:{lim.tenant_id}:{category}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -21,7 +21,9 @@ METRICS = {
     "transcription_seconds": "seconds",
     "tts_characters": "characters",
     "fine_tuning_trained_tokens": "tokens",
-    "bucket_bytes_stored": "bytes",  # a level, not a sum: read from the object store when reported
+    # A level, not a sum: each day's row is the bytes stored at that day's last snapshot (ops.storage), so
+    # summed over days it is byte-days.
+    "bucket_bytes_stored": "byte-days",
 }
 GROUPINGS = ("day", "model", "key", "tenant")
 
@@ -57,6 +59,35 @@ class UsageMeter:
                         set_={"quantity": UsageDaily.__table__.c["quantity"] + stmt.excluded["quantity"]},
                     )
                 )
+
+    def set_level(self, tenant_id: str, metric: str, quantity: float, day: date | None = None) -> None:
+        """Set (not add) a level metric of a tenant for a day, key "" and no model; a zero level is only
+        written over an existing row."""
+        today = (day or datetime.now(UTC).date()).isoformat()
+        with self.db.session() as s:
+            if not quantity:
+                s.execute(
+                    update(UsageDaily)
+                    .where(
+                        UsageDaily.day == today,
+                        UsageDaily.tenant_id == tenant_id,
+                        UsageDaily.key_id == "",
+                        UsageDaily.metric == metric,
+                        UsageDaily.model == "",
+                    )
+                    .values(quantity=0.0)
+                )
+                return
+            insert = sqlite_insert if s.get_bind().dialect.name == "sqlite" else pg_insert
+            stmt = insert(UsageDaily).values(
+                day=today, tenant_id=tenant_id, key_id="", metric=metric, model="", quantity=quantity
+            )
+            s.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["day", "tenant_id", "key_id", "metric", "model"],
+                    set_={"quantity": stmt.excluded["quantity"]},
+                )
+            )
 
     def report(
         self, tenant_id: str | None = None, since: date | None = None, by: str = "day"

@@ -17,6 +17,7 @@ from urllib.robotparser import RobotFileParser
 from inferline.errors import InferlineError
 from inferline.jobs import JobContext, JobFailed
 from inferline.net.safe_http import SafeHttpClient
+from inferline.ops.storage import StorageMeter, StorageQuotaExceeded
 from inferline.stores.objects import ObjectStore
 
 log = logging.getLogger("inferline.crawler")
@@ -68,10 +69,23 @@ def object_key(url: str) -> str:
 class Crawler:
     """Fetches a site into a bucket; returns `{object key: page URL}` of what it stored."""
 
-    def __init__(self, objects: ObjectStore, fetcher: SafeHttpClient, *, max_pages: int = 50) -> None:
+    def __init__(
+        self,
+        objects: ObjectStore,
+        fetcher: SafeHttpClient,
+        *,
+        max_pages: int = 50,
+        quota: StorageMeter | None = None,
+    ) -> None:
         self.objects = objects
         self.fetcher = fetcher
         self.max_pages = max_pages
+        self.quota = quota
+
+    def check_room(self, tenant_id: str) -> None:
+        """Refuse (413), before queueing, a crawl for a tenant whose storage quota is spent."""
+        if self.quota is not None:
+            self.quota.require_room(tenant_id)
 
     def check_url(self, url: str) -> str:
         """Refuse, before queueing, a URL that is not absolute http(s) or whose host is not public."""
@@ -113,6 +127,14 @@ class Crawler:
                 continue  # redirected off the site
             html = looks_like_html(body)
             key = object_key(final)
+            if self.quota is not None:
+                try:
+                    self.quota.check(tenant_id, bucket, key, len(body))
+                except StorageQuotaExceeded as exc:  # keep what is stored, stop crawling
+                    if not stored:
+                        raise JobFailed(exc.detail) from None
+                    log.info("crawl of %s stopped: %s", start, exc.detail)
+                    break
             self.objects.put_bytes(tenant_id, bucket, key, body, "text/html" if html else None)
             stored[key] = final
             if html and depth < MAX_DEPTH:

@@ -121,6 +121,7 @@ class IngestService:
 
     def create_url_task(self, tenant_id: str, bucket: str, url: str) -> dict[str, Any]:
         """Queue a crawl of `url` into the existing `bucket`, then an embedding of the bucket."""
+        self.crawler.check_room(tenant_id)  # 413 while the storage quota is spent
         self.crawler.check_url(url)
         with self.db.session() as s:
             config = self._config(s, tenant_id, bucket)
@@ -172,6 +173,16 @@ class IngestService:
             if config is None:
                 raise NotFound(f"Bucket {bucket!r} has no embeddings.", pointer="/bucket_name")
             return config.embedding_model
+
+    def bucket_settings(self, tenant_id: str, bucket: str) -> EmbedSettings:
+        """The settings the bucket is embedded with, or the defaults for a bucket not embedded yet."""
+        with self.db.session() as s:
+            config = self._config(s, tenant_id, bucket)
+            if config is None:
+                return EmbedSettings()
+            return EmbedSettings(
+                config.embedding_model, config.chunk_size, config.chunk_overlap, config.loader
+            )
 
     def get_task(self, tenant_id: str, task_id: str) -> dict[str, Any]:
         with self.db.session() as s:

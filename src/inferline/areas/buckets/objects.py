@@ -13,13 +13,14 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from inferline.errors import BadRequest, NotFound
+from inferline.ops.storage import StorageMeter
 from inferline.stores.objects import (
     BucketInfo,
     Headers,
@@ -32,6 +33,8 @@ from inferline.stores.objects import (
 
 MAX_PARTS = 10_000
 MIN_PART_BYTES = 5 * 1024 * 1024  # every part but the last, as in S3
+# Progress of `upload_paths`: (bucket/key, file size, bytes written so far), before and after each chunk.
+UploadProgress = Callable[[str, int, int], None]
 
 
 class NoSuchUpload(NotFound):
@@ -104,11 +107,17 @@ class ListPage:
 
 
 class BucketService:
-    """Tenant-scoped bucket operations over an `ObjectStore`."""
+    """Tenant-scoped bucket operations over an `ObjectStore`; writes of a known size are checked against the
+    tenant's storage quota (`quota`)."""
 
-    def __init__(self, objects: ObjectStore, uploads_dir: Path) -> None:
+    def __init__(self, objects: ObjectStore, uploads_dir: Path, quota: StorageMeter | None = None) -> None:
         self.objects = objects
         self.uploads_dir = uploads_dir
+        self.quota = quota
+
+    def _check_quota(self, tenant_id: str, bucket: str, key: str, size: int) -> None:
+        if self.quota is not None:
+            self.quota.check(tenant_id, bucket, key, size)
 
     # -- buckets ---------------------------------------------------------------------------------------
     def create_bucket(self, tenant_id: str, bucket: str) -> BucketInfo:
@@ -135,7 +144,11 @@ class BucketService:
         *,
         headers: Headers | None = None,
         metadata: Headers | None = None,
+        size: int | None = None,
     ) -> ObjectInfo:
+        """Write an object; with its `size`, refused past the storage quota before anything is written."""
+        if size is not None:
+            self._check_quota(tenant_id, bucket, key, size)
         return self.objects.put_stream(
             tenant_id, bucket, key, chunks, content_type, headers=headers, metadata=metadata
         )
@@ -166,6 +179,7 @@ class BucketService:
             attrs.content_type,
             headers=attrs.headers,
             metadata=attrs.metadata,
+            size=source.size,
         )
 
     def open(self, tenant_id: str, bucket: str, key: str) -> tuple[ObjectInfo, Iterator[bytes]]:
@@ -219,9 +233,16 @@ class BucketService:
         return ListPage(contents, prefixes, truncated, _encode_token(last) if truncated else None)
 
     def upload_paths(
-        self, tenant_id: str, bucket: str, paths: list[Path], prefix: str = "", create: bool = True
+        self,
+        tenant_id: str,
+        bucket: str,
+        paths: list[Path],
+        prefix: str = "",
+        create: bool = True,
+        progress: UploadProgress | None = None,
     ) -> list[ObjectInfo]:
-        """Upload files (directories recursively, keyed by relative path under `prefix`)."""
+        """Upload files (directories recursively, keyed by relative path under `prefix`); `progress` hears of
+        each file before its first chunk and after every chunk written."""
         if create and not self.objects.bucket_exists(tenant_id, bucket):
             self.objects.create_bucket(tenant_id, bucket)
         self.require_bucket(tenant_id, bucket)
@@ -235,8 +256,12 @@ class BucketService:
                 raise BadRequest(f"{path} is not a file or directory.")
         uploaded = []
         for path, name in files:
+            self._check_quota(tenant_id, bucket, prefix + name, path.stat().st_size)
             with path.open("rb") as fh:
-                chunks = iter(lambda fh=fh: fh.read(1 << 20), b"")  # type: ignore[misc]
+                chunks: Iterator[bytes] = iter(lambda fh=fh: fh.read(1 << 20), b"")  # type: ignore[misc]
+                if progress is not None:
+                    size = os.fstat(fh.fileno()).st_size
+                    chunks = _reported(chunks, f"{bucket}/{prefix}{name}", size, progress)
                 uploaded.append(
                     self.objects.put_stream(tenant_id, bucket, prefix + name, chunks, _guess(path))
                 )
@@ -298,6 +323,9 @@ class BucketService:
         if not 1 <= part_number <= MAX_PARTS:
             raise BadRequest(f"partNumber must be between 1 and {MAX_PARTS}.", pointer="/partNumber")
         path, _ = self._upload(tenant_id, bucket, key, upload_id)
+        if self.quota is not None:  # the upload's other parts and this one count
+            others = sum(r["size"] for r in self._parts(path) if r["number"] != part_number)
+            self._check_quota(tenant_id, bucket, key, others + len(data))
         data_name = f"part-{uuid.uuid4().hex}"
         (path / data_name).write_bytes(data)
         etag = hashlib.md5(data, usedforsecurity=False).hexdigest()
@@ -398,6 +426,7 @@ class BucketService:
                     f"Part {record['number']} is {record['size']} bytes; every part but the last must be at "
                     f"least {MIN_PART_BYTES} bytes."
                 )
+        self._check_quota(tenant_id, bucket, key, sum(r["size"] for r in records))
         info = self.objects.put_parts(
             tenant_id,
             bucket,
@@ -413,6 +442,16 @@ class BucketService:
     def abort_upload(self, tenant_id: str, bucket: str, key: str, upload_id: str) -> None:
         path, _ = self._upload(tenant_id, bucket, key, upload_id)
         shutil.rmtree(path, ignore_errors=True)
+
+
+def _reported(chunks: Iterator[bytes], name: str, size: int, progress: UploadProgress) -> Iterator[bytes]:
+    """`chunks`, telling `progress` the bytes taken so far: 0 first, then after the store took each chunk."""
+    done = 0
+    progress(name, size, done)
+    for chunk in chunks:
+        yield chunk
+        done += len(chunk)
+        progress(name, size, done)
 
 
 def _guess(path: Path) -> str:

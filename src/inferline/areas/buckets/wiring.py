@@ -14,6 +14,7 @@ from inferline.areas.embeddings.service import EmbeddingsService
 from inferline.config import Settings
 from inferline.jobs import JobQueue, JobRegistry
 from inferline.net.safe_http import SafeHttpClient
+from inferline.ops.storage import StorageMeter
 from inferline.stores.db import Database
 from inferline.stores.objects import ObservedObjectStore
 from inferline.stores.vectors import (
@@ -42,8 +43,10 @@ def build_buckets(
     objects: ObservedObjectStore,
     embeddings: EmbeddingsService,
     transcriber: MediaTranscriber,
+    quota: StorageMeter | None = None,
 ) -> BucketsArea:
-    """Every bucket service; object writes re-embed AI-enabled buckets (auto-sync) through the ingest jobs."""
+    """Every bucket service; object writes re-embed AI-enabled buckets (auto-sync) through the ingest jobs
+    and are checked against the tenants' storage quotas (`quota`)."""
     ann_min = settings.vector_ann_min_chunks
     vectors: VectorIndex = (
         PgVectorIndex(db, ann_min_chunks=ann_min)
@@ -53,7 +56,7 @@ def build_buckets(
     fetcher = SafeHttpClient(
         settings.fetch_allow, max_bytes=settings.crawl_max_page_bytes, timeout=settings.crawl_timeout_seconds
     )
-    crawler = Crawler(objects, fetcher, max_pages=settings.crawl_max_pages)
+    crawler = Crawler(objects, fetcher, max_pages=settings.crawl_max_pages, quota=quota)
     ingest = IngestService(
         db,
         objects,
@@ -67,7 +70,7 @@ def build_buckets(
     objects.on_change(ingest.bucket_changed)
     registry.register(EMBED_BUCKET_KIND, ingest.run, on_failure=ingest.fail_task)
     return BucketsArea(
-        buckets=BucketService(objects, settings.data_dir / "uploads"),
+        buckets=BucketService(objects, settings.data_dir / "uploads", quota=quota),
         vectors=vectors,
         crawler=crawler,
         ingest=ingest,

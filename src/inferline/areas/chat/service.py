@@ -53,6 +53,7 @@ from inferline.errors import (
 )
 from inferline.logs import REQUEST_ID
 from inferline.ops import context as ops_context
+from inferline.stores.db import Database
 
 log = logging.getLogger("inferline.chat")
 
@@ -124,9 +125,10 @@ class ChatStream:
 class ChatService:
     """Serves chat completions on the pool's engines; `search` serves the `retrieval` tool."""
 
-    def __init__(self, pool: EnginePool, search: DocumentSearch) -> None:
+    def __init__(self, pool: EnginePool, search: DocumentSearch, db: Database | None = None) -> None:
         self.pool = pool
         self.search = search
+        self.db = db  # meters the tokens of generations run outside a request (background jobs)
 
     def in_flight(self) -> int:
         """Chat requests admitted and not finished (running or queued), over all models."""
@@ -299,6 +301,8 @@ class ChatService:
                 None if telemetry.ttft_ms is None else telemetry.ttft_ms / 1000,
                 telemetry.tokens_per_second,
                 telemetry.queue_ms / 1000,
+                db=self.db,
+                tenant_id=tenant_id,
             )
 
     @staticmethod

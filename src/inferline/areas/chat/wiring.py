@@ -6,12 +6,18 @@ from inferline.areas.chat.engine_pool import EnginePool, TenantModels
 from inferline.areas.chat.service import ChatService, DocumentSearch
 from inferline.areas.models.service import ModelService
 from inferline.config import Settings
+from inferline.stores.db import Database
 
 
 def build_chat(
-    settings: Settings, models: ModelService, search: DocumentSearch, tenant_models: TenantModels
+    settings: Settings,
+    models: ModelService,
+    search: DocumentSearch,
+    tenant_models: TenantModels,
+    db: Database | None = None,
 ) -> ChatService:
-    """Chat completions; `search` serves the `retrieval` tool, `tenant_models` the tenants' fine-tunes."""
+    """Chat completions; `search` serves the `retrieval` tool, `tenant_models` the tenants' fine-tunes; `db`
+    meters the tokens of background generations."""
     pool = EnginePool(
         models,
         parallel=settings.chat_parallel,
@@ -22,4 +28,4 @@ def build_chat(
         remote=models.remote("chat"),  # INFERLINE_REMOTE_CHAT_MODELS and the models file
         tenant_models=tenant_models,
     )
-    return ChatService(pool, search)
+    return ChatService(pool, search, db)

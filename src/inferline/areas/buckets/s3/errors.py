@@ -19,6 +19,7 @@ from inferline.areas.buckets.objects import (
 )
 from inferline.areas.buckets.s3 import sigv4, xml
 from inferline.errors import AuthenticationFailed, BadRequest, InferlineError, NotFound, PayloadTooLarge
+from inferline.ops.storage import StorageQuotaExceeded
 from inferline.stores.objects import (
     BucketAlreadyExists,
     BucketNotEmpty,
@@ -51,6 +52,7 @@ _CODES: list[tuple[type[InferlineError], int, str]] = [
     (EntityTooSmall, 400, "EntityTooSmall"),
     (InvalidCopy, 400, "InvalidRequest"),
     (AuthenticationFailed, 403, "InvalidAccessKeyId"),
+    (StorageQuotaExceeded, 403, "QuotaExceeded"),  # as Ceph RGW; MinIO: 400 XMinioAdminBucketQuotaExceeded
     (PayloadTooLarge, 400, "EntityTooLarge"),
     (NotFound, 404, "NoSuchKey"),
     (BadRequest, 400, "InvalidRequest"),

@@ -229,6 +229,7 @@ def _put_object(bucket: str, key: str, call: S3Call) -> Response:
         attrs.content_type,
         headers=attrs.headers,
         metadata=attrs.metadata,
+        size=len(call.body),
     )
     return Response(status_code=200, headers={"ETag": f'"{info.etag}"'})
 
