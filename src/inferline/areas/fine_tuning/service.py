@@ -25,7 +25,8 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from inferline.areas.models.service import ModelService, metadata
+from inferline.areas.models.cache import TTLCache
+from inferline.areas.models.service import REGISTRY_TTL_SECONDS, ModelService, metadata
 from inferline.catalog import ModelEntry
 from inferline.engines.lora_trainer import SUPPORTED_ARCHS
 from inferline.engines.training import (
@@ -194,6 +195,9 @@ class FineTuningService:
         self.available = available
         self.config = config or TrainingConfig()
         self.architectures = architectures
+        # tenant -> the `ModelMetadata` of its fine-tunes: a job finishing in this process shows at once (the
+        # cache is forgotten), one finished by another replica within the TTL
+        self._listed: TTLCache[str, list[dict[str, Any]]] = TTLCache(REGISTRY_TTL_SECONDS)
 
     # ---- API ------------------------------------------------------------------------------------------
     def create(
@@ -308,8 +312,16 @@ class FineTuningService:
             ).first()
         return self._as_model(row) if row is not None else None
 
+    def cached_model_metadata(self, tenant_id: str) -> list[dict[str, Any]] | None:
+        """`model_metadata(tenant_id)` if it was read less than the TTL ago, else None (no I/O)."""
+        return self._listed.get(tenant_id)
+
     def model_metadata(self, tenant_id: str) -> list[dict[str, Any]]:
-        """`ModelMetadata` of the tenant's fine-tuned models (`base_model` set, owned by the tenant)."""
+        """`ModelMetadata` of the tenant's fine-tuned models (`base_model` set, owned by the tenant); served
+        from a cache for `REGISTRY_TTL_SECONDS` per tenant (the list is shared: do not modify it)."""
+        return self._listed.get_or_load(tenant_id, lambda: self._model_metadata(tenant_id))
+
+    def _model_metadata(self, tenant_id: str) -> list[dict[str, Any]]:
         out = []
         for m in self.fine_tuned_models(tenant_id):
             meta = metadata(m.base)
@@ -400,6 +412,7 @@ class FineTuningService:
                     )
                 )
         if done:
+            self._listed.forget()  # the new model is listed at once here (other replicas: within the TTL)
             ops_context.metered(
                 self.db, tenant_id, "fine_tuning_trained_tokens", result.trained_tokens, base_model
             )

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from inferline import catalog
+from inferline.areas.models.cache import TTLCache
 from inferline.areas.models.config import ModelSettings
 from inferline.areas.models.registry import ModelRegistry, Registered
 from inferline.catalog import ModelEntry, ModelKind
@@ -122,6 +123,8 @@ class ModelService:
         self.configured = {c.id: c for c in configured}
         self._cache: tuple[float, list[Registered]] | None = None
         self._lock = threading.Lock()
+        # tenant -> its models list (installed files and the registry, read at most every TTL per tenant)
+        self._listed: TTLCache[str | None, list[dict[str, Any]]] = TTLCache(REGISTRY_TTL_SECONDS)
 
     # ---- what exists -------------------------------------------------------------------------------------
     def registered(self) -> list[Registered]:
@@ -132,8 +135,10 @@ class ModelService:
             return self._cache[1]
 
     def forget_cache(self) -> None:
+        """Read the registry (and the installed files) again at the next use: after a local change."""
         with self._lock:
             self._cache = None
+        self._listed.forget()
 
     def find(self, model_id: str) -> ModelEntry | None:
         """The packaged or registered model named `model_id` (an id or an alias), installed or not."""
@@ -235,8 +240,18 @@ class ModelService:
         return request.model_copy(update=update) if update else request
 
     # ---- listings ----------------------------------------------------------------------------------------
+    def cached_metadata(self, tenant_id: str | None) -> list[dict[str, Any]] | None:
+        """`list_metadata(tenant_id)` if read less than `REGISTRY_TTL_SECONDS` ago, else None (no I/O)."""
+        return self._listed.get(tenant_id)
+
     def list_metadata(self, tenant_id: str | None = None) -> list[dict[str, Any]]:
-        """Installed and remote models `tenant_id` may use (its own fine-tunes come from fine-tuning)."""
+        """Installed and remote models `tenant_id` may use (its own fine-tunes come from fine-tuning); served
+        from a cache for `REGISTRY_TTL_SECONDS` per tenant (the list is shared: do not modify it)."""
+        return self._listed.get_or_load(tenant_id, lambda: self._list_metadata(tenant_id))
+
+    def _list_metadata(self, tenant_id: str | None) -> list[dict[str, Any]]:
+        with self._lock:  # read the registry now: the list is then at most REGISTRY_TTL_SECONDS old
+            self._cache = None
         local = [metadata(e) for e in self.installed(tenant_id=tenant_id)]
         remote = [
             remote_metadata(model_id, kind, cfg)
