@@ -1,5 +1,7 @@
 # inferline: `make serve` installs and starts the server; `make test` installs and runs the tests.
 # Python 3.11-3.13: scripts/venv.sh picks the first of python3.11/3.12/3.13/python3 that is one (or PYTHON=...).
+# BASE_VENV=path/to/.venv: build $(VENV) offline on that environment's packages (installs only this checkout's
+# inferline; see scripts/venv.sh). INFERLINE_PROFILE=test make serve: the test profile's small models.
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 # The checkout's data/ (absolute, so it does not depend on the folder a command runs in). `make install`
@@ -11,12 +13,12 @@ export INFERLINE_MODELS_DIR ?= $(INFERLINE_DATA_DIR)/models
 
 # The server's runtime (what `make serve` needs); torch for fine-tuning is the optional `train` extra.
 $(BIN)/inferline: pyproject.toml scripts/venv.sh
-	PYTHON='$(PYTHON)' scripts/venv.sh $(VENV) engines,audio,postgres,s3
+	PYTHON='$(PYTHON)' BASE_VENV='$(BASE_VENV)' scripts/venv.sh $(VENV) engines,audio,postgres,s3
 	@touch $@
 
 # Everything the tests and benchmarks need on top: the trainer (torch CPU build) and the client SDKs.
 $(VENV)/.dev-installed: $(BIN)/inferline
-	PYTHON='$(PYTHON)' scripts/venv.sh $(VENV) engines,audio,postgres,s3,train,diarize,dev
+	PYTHON='$(PYTHON)' BASE_VENV='$(BASE_VENV)' scripts/venv.sh $(VENV) engines,audio,postgres,s3,train,diarize,dev
 	@touch $@
 
 install: $(BIN)/inferline
@@ -47,7 +49,8 @@ browser-deps:
 	  { apt-get update -qq && apt-get install -y -qq chromium; } || \
 	  echo "inferline: install chromium (apt install chromium) for the console tests" >&2
 
-serve: models-default
+serve: install
+	$(BIN)/inferline models install --profile $${INFERLINE_PROFILE:-default}
 	INFERLINE_PROFILE=$${INFERLINE_PROFILE:-default} $(BIN)/inferline serve
 
 test: models-test node-deps browser-deps

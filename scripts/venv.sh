@@ -7,6 +7,11 @@
 # creation or install fails is deleted, so the next run starts clean instead of reusing a half-built one; an
 # existing one whose update fails is left as it was (pip stops before changing anything when it cannot
 # resolve) and the next run retries.
+#
+# BASE_VENV=/path/to/.venv (`make BASE_VENV=...`) builds VENV offline from another environment's packages (a
+# second checkout, CI, tests/test_walkthrough.py): VENV gets a .pth naming BASE_VENV's site-packages and only
+# this checkout's inferline is installed into it (editable, no dependencies, no package index). BASE_VENV must
+# already hold the extras.
 set -eu
 venv=$1
 extras=$2
@@ -14,6 +19,29 @@ extras=$2
 supported() {
     "$1" -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 13))' 2>/dev/null
 }
+
+if [ -n "${BASE_VENV:-}" ]; then
+    if ! supported "$BASE_VENV/bin/python"; then
+        echo "inferline: BASE_VENV=$BASE_VENV has no Python 3.11, 3.12 or 3.13 in bin/python." >&2
+        exit 1
+    fi
+    if [ -e "$venv" ] && [ "$(cd "$venv" && pwd -P)" = "$(cd "$BASE_VENV" && pwd -P)" ]; then
+        echo "inferline: BASE_VENV is $venv itself; name another environment." >&2
+        exit 1
+    fi
+    purelib='import sysconfig; print(sysconfig.get_path("purelib"))'
+    rm -rf "$venv"
+    echo "inferline: creating $venv on the packages of $BASE_VENV (no package index)"
+    if ! "$BASE_VENV/bin/python" -m venv --without-pip "$venv" ||
+        ! "$BASE_VENV/bin/python" -c "$purelib" >"$("$venv/bin/python" -c "$purelib")/inferline-base.pth" ||
+        ! PIP_NO_INDEX=1 "$venv/bin/python" -m pip install -q --no-deps --no-build-isolation --ignore-installed -e .
+    then
+        rm -rf "$venv"
+        echo "inferline: building $venv on $BASE_VENV failed (the message is above); $venv was removed" >&2
+        exit 1
+    fi
+    exit 0
+fi
 
 python=
 if [ -n "${PYTHON:-}" ]; then

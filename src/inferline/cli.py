@@ -152,24 +152,37 @@ def cmd_models_install(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_bucket_upload(settings: Settings, args: argparse.Namespace) -> int:
+    """Upload (each file's progress on stderr); with `--embed`, then embed the bucket and follow the task file
+    by file until it ends: exit 0 only when every file was embedded."""
     from pathlib import Path
 
+    from inferline.areas.buckets.progress import UploadProgress, file_states, follow_task
     from inferline.container import build_container
 
     report = announce_new_data(settings)
     container = build_container(settings)
     report()
+    status = "success"
     try:
         tenant = container.keys.authenticate(args.key).tenant_id if args.key else args.tenant
+        before = file_states(container.ingest, tenant, args.bucket) if args.embed else {}
         uploaded = container.buckets.upload_paths(
-            tenant, args.bucket, [Path(p) for p in args.paths], args.prefix
+            tenant,
+            args.bucket,
+            [Path(p) for p in args.paths],
+            args.prefix,
+            progress=UploadProgress(sys.stderr),
         )
+        for info in uploaded:
+            print(f"{info.size:>12}  {info.etag}  {args.bucket}/{info.key}", flush=True)
+        print(f"uploaded {len(uploaded)} file(s) to {args.bucket} (tenant {tenant})", file=sys.stderr)
+        if args.embed:
+            ingest = container.ingest
+            task = ingest.create_task(tenant, args.bucket, ingest.bucket_settings(tenant, args.bucket))
+            status = follow_task(ingest, tenant, task["task_id"], args.bucket, before, sys.stderr)
     finally:
         container.close()
-    for info in uploaded:
-        print(f"{info.size:>12}  {info.etag}  {args.bucket}/{info.key}")
-    print(f"uploaded {len(uploaded)} file(s) to {args.bucket} (tenant {tenant})", file=sys.stderr)
-    return 0
+    return 0 if status == "success" else 1
 
 
 def cmd_webhooks_public_key(settings: Settings, args: argparse.Namespace) -> int:
@@ -232,6 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument("--tenant", default="default", help="owner tenant (default: `default`)")
     upload.add_argument("--key", default=None, help="an API key whose tenant owns the bucket")
     upload.add_argument("--prefix", default="", help="key prefix, e.g. `docs/`")
+    upload.add_argument(
+        "--embed",
+        action="store_true",
+        help="then embed the bucket (as POST /v2/ai/embeddings) and show each file's status until the task "
+        "ends; `inferline serve` or `inferline worker` on the same data runs it",
+    )
     upload.set_defaults(func=cmd_bucket_upload)
     add_fine_tuning_commands(sub)
     add_bundle_commands(sub)  # inferline bundle: the offline install tarball

@@ -170,7 +170,11 @@ class ApiKeyService:
             row = s.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
             if row is None or row.revoked_at is not None:
                 self._accepted.pop(digest, None)
-                raise AuthenticationFailed("The API key is unknown or revoked.")
+                raise AuthenticationFailed(
+                    "The API key is unknown or revoked. Keys live in the server's database: create one with "
+                    "`inferline keys create` on the server's data (its INFERLINE_DATA_DIR or "
+                    "INFERLINE_DATABASE_URL), or list them with `inferline keys list`."
+                )
             principal = Principal(tenant_id=row.tenant_id, key_id=row.id, scope=row.scope or DEFAULT_SCOPE)
         if len(self._accepted) >= AUTH_CACHE_MAX:
             self._accepted.clear()

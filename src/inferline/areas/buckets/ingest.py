@@ -174,6 +174,16 @@ class IngestService:
                 raise NotFound(f"Bucket {bucket!r} has no embeddings.", pointer="/bucket_name")
             return config.embedding_model
 
+    def bucket_settings(self, tenant_id: str, bucket: str) -> EmbedSettings:
+        """The settings the bucket is embedded with, or the defaults for a bucket not embedded yet."""
+        with self.db.session() as s:
+            config = self._config(s, tenant_id, bucket)
+            if config is None:
+                return EmbedSettings()
+            return EmbedSettings(
+                config.embedding_model, config.chunk_size, config.chunk_overlap, config.loader
+            )
+
     def get_task(self, tenant_id: str, task_id: str) -> dict[str, Any]:
         with self.db.session() as s:
             detail = f"Embedding task {task_id!r} does not exist."

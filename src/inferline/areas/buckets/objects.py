@@ -13,7 +13,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +33,8 @@ from inferline.stores.objects import (
 
 MAX_PARTS = 10_000
 MIN_PART_BYTES = 5 * 1024 * 1024  # every part but the last, as in S3
+# Progress of `upload_paths`: (bucket/key, file size, bytes written so far), before and after each chunk.
+UploadProgress = Callable[[str, int, int], None]
 
 
 class NoSuchUpload(NotFound):
@@ -231,9 +233,16 @@ class BucketService:
         return ListPage(contents, prefixes, truncated, _encode_token(last) if truncated else None)
 
     def upload_paths(
-        self, tenant_id: str, bucket: str, paths: list[Path], prefix: str = "", create: bool = True
+        self,
+        tenant_id: str,
+        bucket: str,
+        paths: list[Path],
+        prefix: str = "",
+        create: bool = True,
+        progress: UploadProgress | None = None,
     ) -> list[ObjectInfo]:
-        """Upload files (directories recursively, keyed by relative path under `prefix`)."""
+        """Upload files (directories recursively, keyed by relative path under `prefix`); `progress` hears of
+        each file before its first chunk and after every chunk written."""
         if create and not self.objects.bucket_exists(tenant_id, bucket):
             self.objects.create_bucket(tenant_id, bucket)
         self.require_bucket(tenant_id, bucket)
@@ -249,7 +258,10 @@ class BucketService:
         for path, name in files:
             self._check_quota(tenant_id, bucket, prefix + name, path.stat().st_size)
             with path.open("rb") as fh:
-                chunks = iter(lambda fh=fh: fh.read(1 << 20), b"")  # type: ignore[misc]
+                chunks: Iterator[bytes] = iter(lambda fh=fh: fh.read(1 << 20), b"")  # type: ignore[misc]
+                if progress is not None:
+                    size = os.fstat(fh.fileno()).st_size
+                    chunks = _reported(chunks, f"{bucket}/{prefix}{name}", size, progress)
                 uploaded.append(
                     self.objects.put_stream(tenant_id, bucket, prefix + name, chunks, _guess(path))
                 )
@@ -430,6 +442,16 @@ class BucketService:
     def abort_upload(self, tenant_id: str, bucket: str, key: str, upload_id: str) -> None:
         path, _ = self._upload(tenant_id, bucket, key, upload_id)
         shutil.rmtree(path, ignore_errors=True)
+
+
+def _reported(chunks: Iterator[bytes], name: str, size: int, progress: UploadProgress) -> Iterator[bytes]:
+    """`chunks`, telling `progress` the bytes taken so far: 0 first, then after the store took each chunk."""
+    done = 0
+    progress(name, size, done)
+    for chunk in chunks:
+        yield chunk
+        done += len(chunk)
+        progress(name, size, done)
 
 
 def _guess(path: Path) -> str:
