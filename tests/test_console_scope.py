@@ -98,6 +98,10 @@ def test_a_read_key_sees_but_cannot_change(browser: sync_api.Browser, server: Li
         assert pg.get_by_role("button", name=name, exact=True).is_disabled(), name
     assert pg.get_by_role("button", name="Filter").is_enabled()
 
+    pg.reload()  # the key stays in session storage; its scope is learnt again
+    pg.get_by_role("heading", name="Insight templates").wait_for()
+    assert pg.get_by_role("button", name="Save template").is_disabled()
+    assert pg.locator("#whoami").inner_text() == f"Tenant {tenant} · read key"
     pg.goto(server.url + "/console/#admin")
     explanation = pg.locator("#admin-needs-scope")
     explanation.wait_for()
@@ -236,5 +240,39 @@ def test_a_late_listing_of_another_bucket_does_not_overwrite_the_current_one(
     assert "beta-0.txt" in text and "alpha" not in text, text
     assert bucket.input_value() == "race-b" and objects.get_attribute("data-bucket") == "race-b"
     shot(pg, "buckets-race")
+    assert errors == []
+    pg.context.close()
+
+
+def test_a_late_answer_for_another_conversation_does_not_overwrite_the_opened_one(
+    browser: sync_api.Browser, server: LiveServer
+) -> None:
+    tenant = "console-convo-race"
+    _, key = server.container.keys.create(tenant, name="race")
+    http = httpx.Client(base_url=server.v2, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+    ids = {}
+    for name in ("race one", "race two"):
+        convo = http.post("/ai/conversations", json={"name": name, "metadata": {}}).json()
+        ids[name] = convo["id"] if "id" in convo else convo["data"]["id"]
+        said = {"role": "user", "content": f"said in {name}"}
+        r = http.post(f"/ai/conversations/{ids[name]}/message", json=said)
+        assert r.is_success, r.text
+    http.close()
+
+    pg = sign_in(browser, server, key)
+    errors = watch_errors(pg)
+    pg.get_by_role("link", name="Conversations").click()
+    held: list[Any] = []  # the messages of "race one", answered only after "race two" is shown
+    pg.route(f"**/ai/conversations/{ids['race one']}/messages?*", lambda route: held.append(route))
+    pg.get_by_role("button", name="race one").click()
+    until(lambda: held, pg, "the held messages of race one")
+    pg.get_by_role("button", name="race two").click()
+    detail = pg.locator("#conversation-detail")
+    detail.get_by_text("said in race two").wait_for()
+    for route in held:
+        route.continue_()
+    pg.wait_for_timeout(1500)  # time for a late answer to be (wrongly) drawn
+    text = detail.inner_text()
+    assert "Messages of race two" in text and "race one" not in text, text
     assert errors == []
     pg.context.close()

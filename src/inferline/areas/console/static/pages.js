@@ -502,9 +502,14 @@ async function conversations(page, { signal }) {
   const detail = h("div", { id: "conversation-detail" });
   const editor = h("div", { id: "insight-editor" });
 
+  // The latest request of each kind wins: an earlier one's late answer is dropped, never drawn.
+  let opened = 0, listed = 0;
   async function openConversation(c, msgPage = 1) {
+    const mine = ++opened;
     const msgs = await api(`ai/conversations/${encodeURIComponent(c.id)}/messages?page[number]=${msgPage}&page[size]=${PAGE}`, { signal });
     const insights = await api(`ai/conversations/${encodeURIComponent(c.id)}/conversations-insights?page[size]=${PAGE}`, { signal }).catch(() => ({ data: [] }));
+    const deliveries = await deliveriesOf(c, insights.data || []);
+    if (mine !== opened) return;
     const meta = msgs.meta || {};
     detail.replaceChildren(
       h("h2", { text: `Messages of ${c.name || c.id}` }),
@@ -518,8 +523,7 @@ async function conversations(page, { signal }) {
         ? table(["Insight", "Status", "Result"], insights.data.flatMap((run) => (run.conversation_insights || [run]).map((r) => [
           r.insight_id || run.id || "", run.status || "", h("div", { class: "text", text: typeof r.result === "string" ? r.result : JSON.stringify(r.result ?? "") })])))
         : h("p", { class: "muted", text: "No insight runs." }),
-      h("h2", { text: "Webhook deliveries" }),
-      await deliveriesOf(c, insights.data || []));
+      h("h2", { text: "Webhook deliveries" }), deliveries);
     detail.querySelector("h2").tabIndex = -1;
     detail.querySelector("h2").focus();
   }
@@ -527,7 +531,9 @@ async function conversations(page, { signal }) {
   async function show(offset) {
     const params = new URLSearchParams({ limit: String(PAGE + 1), offset: String(offset), order: "created_at.desc" });
     if (nameFilter.value.trim()) params.set("name", `ilike.*${nameFilter.value.trim()}*`);
+    const mine = ++listed;
     const body = await api(`ai/conversations?${params}`, { signal });
+    if (mine !== listed) return;
     const rows = (body.data || []).slice(0, PAGE);
     listBox.replaceChildren(
       table(["Name", "Created", "Last message"], rows.map((c) => [
