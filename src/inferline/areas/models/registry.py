@@ -1,20 +1,28 @@
 """The model registry: models added from a path or a hub, persisted in the database beside the catalog.
 
-`add` recognises the files (`inspect`), copies or links them into `<models_dir>/<slug>/`, verifies each copy
-against the source's sha256, writes the folder's `.verified.json` marker and records the model; every API
-replica and worker then sees it as a `ModelEntry`, installed like a packaged model.
+`add` recognises the files (`inspect`), copies or links them into a staging folder beside
+`<models_dir>/<slug>/`, verifies each copy against the source's sha256, writes the folder's `.verified.json`
+marker, renames the folder into place and only then records the model; every API replica and worker then sees
+it as a `ModelEntry`, installed like a packaged model.
+
+Processes sharing a models directory (replicas and workers starting with one models file) take a file lock per
+model (`<models_dir>/.<slug>.lock`) around adding and removing it, so a record always has its files: a process
+that finds the model registered from the same source while it waited uses that record (`exist_ok`), and
+staging folders left by a killed process are deleted by the next one holding the lock.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import hashlib
 import json
 import os
 import re
 import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 
 from inferline import catalog
 from inferline.areas.models import hub
@@ -160,8 +168,11 @@ class ModelRegistry:
         settings: ModelSettings | None = None,
         link: bool = False,
         say: Callable[[str], None] = lambda _: None,
+        exist_ok: bool = False,
     ) -> Registered:
-        """Register the model at `source` (a path or an `hf://` URI); see the module docstring."""
+        """Register the model at `source` (a path or an `hf://` URI); see the module docstring. With
+        `exist_ok`, a model already registered under this id from the same source and of the same kind, its
+        files in place, is returned as it is (another process registered it first)."""
         settings = settings or ModelSettings()
         if hub.is_hub(source):
             say(f"fetching {source} through the Hugging Face hub ...")
@@ -175,8 +186,16 @@ class ModelRegistry:
         check(model_id, found.kind, False, settings, "--set")
         slug = model_id.replace("/", "--")
         with self._locked(slug):  # one registration of a name at a time, across processes on this host
+            existing = self.get(model_id)
+            if exist_ok and existing is not None and self._same(existing, found.kind, source):
+                return existing
             self._check_names(model_id, found.kind, aliases)
             return self._register(found, model_id, slug, source, link, aliases, settings, say)
+
+    def _same(self, record: Registered, kind: ModelKind, source: str) -> bool:
+        """The record is of `kind`, from `source`, and its verified files are in place."""
+        installed = catalog.is_installed(self.models_dir, record.entry())
+        return record.kind == kind and record.source == source and installed
 
     @contextlib.contextmanager
     def _locked(self, slug: str) -> Iterator[None]:
@@ -200,11 +219,14 @@ class ModelRegistry:
         say: Callable[[str], None],
     ) -> Registered:
         directory = self.models_dir / slug
-        if directory.exists():
-            shutil.rmtree(directory)  # leftovers of an interrupted add (no record has this slug)
+        self._clear_staging(slug)
+        staging = Path(tempfile.mkdtemp(prefix=f".{slug}.adding-", dir=self.models_dir))
+        staging.chmod(0o755)  # as a folder made by mkdir (mkdtemp's is private to this user)
         say(f"{'linking' if link else 'copying'} {found.kind} model {model_id} into {directory} ...")
         try:
-            files = self._install(found, directory, link, model_id)
+            files = self._install(found, staging, link, model_id)
+            _delete(directory)  # leftovers no record owns (`_check_names` found none with this slug)
+            staging.rename(directory)  # the files appear complete and verified, or not at all
             row = RegisteredModel(
                 id=model_id,
                 kind=found.kind,
@@ -220,11 +242,17 @@ class ModelRegistry:
             with self.db.session() as s:
                 s.add(row)
         except IntegrityError:
-            shutil.rmtree(directory, ignore_errors=True)
+            _delete(directory)
             raise RegistryError(f"a model named {model_id!r} was registered meanwhile") from None
+        except DataError as exc:  # e.g. metadata the database's encoding cannot hold
+            _delete(directory)
+            cause = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+            raise RegistryError(f"the database cannot store {model_id!r}: {cause}") from None
         except BaseException:
-            shutil.rmtree(directory, ignore_errors=True)
+            _delete(directory)
             raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         record = self.get(model_id)
         assert record is not None
         return record
@@ -251,9 +279,16 @@ class ModelRegistry:
         if len(set(aliases)) != len(aliases) or model_id in aliases:
             raise RegistryError("the aliases must differ from each other and from the id")
 
+    def _clear_staging(self, slug: str) -> None:
+        """Delete the staging folders of adds and removes of `slug` that died (the caller holds its lock)."""
+        for leftover in self.models_dir.glob(f".{glob.escape(slug)}.*-*"):
+            prefix, _, suffix = leftover.name.rpartition(".")
+            if prefix == f".{slug}" and suffix.startswith(("adding-", "removing-")) and leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+
     def _install(self, found: Inspected, directory: Path, link: bool, model_id: str) -> list[dict[str, Any]]:
-        """Copy (or link) every file, verify it against the source's sha256, then write the marker."""
-        directory.mkdir(parents=True)
+        """Copy (or link) every file into the empty `directory`, verify it against the source's sha256, then
+        write the marker."""
         total, done = found.size, [0]
         tty = sys.stderr.isatty()
 
@@ -296,13 +331,27 @@ class ModelRegistry:
                     f"{model_id!r} is a packaged model; only registered models can be removed"
                 )
             raise RegistryError(f"no registered model is named {model_id!r} (`inferline models list`)")
-        with self.db.session() as s:
-            row = s.get(RegisteredModel, model_id)
-            if row is not None:
+        with self._locked(record.slug):  # not while another process adds it
+            with self.db.session() as s:
+                row = s.get(RegisteredModel, model_id)
+                if row is None:
+                    raise RegistryError(f"{model_id!r} was removed meanwhile")
                 s.delete(row)
-        directory = self.directory(record)
-        if directory.is_dir() and not directory.is_symlink():
-            shutil.rmtree(directory)
-        elif directory.exists():
-            os.unlink(directory)
+            # The record is gone first: a crash now leaves only files no record owns (the next add of the
+            # name deletes them), never a record without its files.
+            directory = self.directory(record)
+            if directory.is_dir() and not directory.is_symlink():
+                trash = Path(tempfile.mkdtemp(prefix=f".{record.slug}.removing-", dir=self.models_dir))
+                directory.rename(trash / "files")
+                shutil.rmtree(trash)
+            else:
+                _delete(directory)
         return record
+
+
+def _delete(path: Path) -> None:
+    """Delete a folder, file or link at `path` if there is one."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        os.unlink(path)

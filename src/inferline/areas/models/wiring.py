@@ -125,9 +125,11 @@ def _local(
     elif spec.source is not None:
         log.info("registering %s from %s (models file)", spec.id, spec.source)
         try:
-            record = registry.add(spec.source, model_id=spec.id, kind=spec.kind, link=spec.link, say=log.info)
+            record = registry.add(
+                spec.source, model_id=spec.id, kind=spec.kind, link=spec.link, say=log.info, exist_ok=True
+            )
         except Exception as exc:
-            record = registry.get(spec.id)  # another replica starting with this file registered it first
+            record = registry.get(spec.id)  # registered meanwhile by a process elsewhere (another host)
             if record is None:
                 raise SettingsError(f"{where}: {spec.id}: cannot register {spec.source}: {exc}") from None
         registered[spec.id] = record
