@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
+import httpx
 import pytest
 import telnyx
 
 from inferline.ops.middleware import OpsMiddleware
 from tests.conftest import LiveServer
+from tests.databases import DatabaseFactory
+from tests.procs import Processes, base_env
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 SECRET_TEXT = "the launch code is swordfish-4242"
@@ -50,3 +54,35 @@ def test_json_format_is_one_object_per_request(caplog: pytest.LogCaptureFixture)
     assert record["request_id"] == "r1" and record["tenant"] == "t" and record["key_id"] == "k"
     assert record["route"] == "/v2/x" and record["status"] == 200 and record["latency_ms"] == 500.0
     assert record["model"] == "m" and record["chat_prompt_tokens"] == 3.0 and "time" in record
+
+
+def test_json_mode_writes_one_line_per_request(
+    tmp_path_factory: pytest.TempPathFactory, databases: DatabaseFactory
+) -> None:
+    """`inferline serve` with INFERLINE_LOG_FORMAT=json at info level: the request's JSON object is its only
+    line (uvicorn's access line is off)."""
+    key = "KEYjson-logs-0123456789abcdef"
+    procs = Processes(tmp_path_factory.mktemp("json-logs"))
+    env = base_env(
+        tmp_path_factory.mktemp("json-api"),
+        databases.new("json_logs"),
+        INFERLINE_API_KEY=key,
+        INFERLINE_LOG_FORMAT="json",
+        INFERLINE_LOG_LEVEL="info",
+        INFERLINE_EMBEDDED_WORKER="false",
+    )
+    try:
+        api = procs.serve("api", env)
+        got = httpx.get(f"{api.url}/v2/ai/models", headers={"Authorization": f"Bearer {key}"})
+        assert got.status_code == 200
+        request_id = got.headers["x-request-id"]
+        deadline = time.monotonic() + 30
+        while request_id not in api.output() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        lines = [line for line in api.output().splitlines() if "/v2/ai/models" in line]
+    finally:
+        procs.stop_all()
+    assert len(lines) == 1, lines
+    record = json.loads(lines[0])
+    assert record["request_id"] == request_id and record["route"] == "/v2/ai/models"
+    assert record["status"] == 200 and key not in lines[0]

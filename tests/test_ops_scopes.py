@@ -3,9 +3,13 @@ endpoints."""
 
 from __future__ import annotations
 
+import json
+import time
+
 import httpx
 import pytest
 import telnyx
+import websockets.exceptions
 
 from tests.conftest import LiveServer
 
@@ -73,3 +77,36 @@ def test_admin_endpoints_manage_keys_limits_and_tenants(server: LiveServer) -> N
         assert revoked.status_code == 200 and revoked.json()["data"]["revoked_at"]
     with pytest.raises(telnyx.AuthenticationError):
         _sdk(server, body["key"]).ai.openai.list_models()
+
+
+def test_tts_websocket_needs_an_inference_key(server: LiveServer) -> None:
+    """The WebSocket handshake is a GET, but it synthesizes: a `read` key is refused with the reason, an
+    `inference` key speaks, and the characters are metered for that key."""
+    voice = {"voice": "Telnyx.Piper.en_US-joe-medium", "audio_format": "pcm"}
+    _, read = server.container.keys.create("scoped-tts", scope="read")
+    info, inference = server.container.keys.create("scoped-tts", scope="inference")
+    with (
+        pytest.raises(websockets.exceptions.InvalidStatus) as refused,
+        _sdk(server, read).text_to_speech.stream(extra_query=voice),
+    ):
+        pass
+    assert refused.value.response.status_code == 403
+    error = json.loads(refused.value.response.body)["errors"][0]
+    assert error["code"] == "10010" and "'read' scope" in error["detail"]
+
+    with _sdk(server, inference).text_to_speech.stream(extra_query=voice) as conn:
+        conn.send({"text": "Hello there."})
+        events = []
+        for event in conn:
+            events.append(event.type)
+            if event.type in ("final", "error"):
+                break
+    assert events[0] == "audio_chunk" and events[-1] == "final"
+    deadline = time.monotonic() + 30  # metered once the server has seen the socket close
+    while True:
+        rows = server.container.usage.report("scoped-tts", by="key")
+        metered = [(r["key_id"], r["quantity"]) for r in rows if r["metric"] == "tts_characters"]
+        if metered or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert metered == [(info.id, len("Hello there."))]

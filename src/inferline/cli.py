@@ -66,7 +66,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         install_models(settings, catalog.for_profile(settings.profile))
     if code := preflight(settings):  # the models file and registry, checked before the server starts
         return code
-    config = logs.configure(settings.log_level)
+    config = logs.configure(settings.log_level, settings.log_format)
     app = create_app(settings)
     start_metrics_listener(app, settings)  # INFERLINE_METRICS_PORT: /metrics on its own address
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, log_config=config)

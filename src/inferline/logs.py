@@ -2,7 +2,8 @@
 lines; third-party progress bars and FutureWarnings stay out.
 
 Lines go through uvicorn's formatters (`INFO:     …`): the `inferline` loggers and uvicorn's to stderr, access
-lines (`… "GET /v2/ai/models HTTP/1.1" 200 request_id=…`) to stdout.
+lines (`… "GET /v2/ai/models HTTP/1.1" 200 request_id=…`) to stdout. With `INFERLINE_LOG_FORMAT=json`
+uvicorn's access lines are off: the ops middleware's JSON object is the one line of each request.
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-def log_config(level: str) -> dict[str, Any]:
-    """uvicorn's logging configuration, with the request id in access lines and the `inferline` loggers."""
+def log_config(level: str, log_format: str = "text") -> dict[str, Any]:
+    """uvicorn's logging configuration, with the request id in access lines and the `inferline` loggers;
+    `log_format` "json" turns uvicorn's access lines off (the request's JSON line replaces them)."""
     import uvicorn.config
 
     config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
@@ -50,17 +52,20 @@ def log_config(level: str) -> dict[str, Any]:
     config["handlers"]["access"]["filters"] = ["request_id"]
     config["loggers"]["inferline"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
     config["loggers"]["py.warnings"] = {"handlers": ["default"], "level": "WARNING", "propagate": False}
+    if log_format == "json":
+        config["handlers"]["null"] = {"class": "logging.NullHandler"}
+        config["loggers"]["uvicorn.access"] = {"handlers": ["null"], "level": "CRITICAL", "propagate": False}
     return config
 
 
-def configure(level: str) -> dict[str, Any]:
+def configure(level: str, log_format: str = "text") -> dict[str, Any]:
     """Set up logging for a server or worker process and silence third-party noise; returns the config."""
     os.environ.setdefault("TQDM_DISABLE", "1")  # tqdm bars (transformers' GGUF loading, hub downloads)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.showwarning = _log_warning  # other warnings: one log line each, without their source line
-    config = log_config(level)
+    config = log_config(level, log_format)
     logging.config.dictConfig(config)
     return config
 

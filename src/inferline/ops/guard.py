@@ -38,6 +38,16 @@ def check_scope(principal: Principal, method: str, path: str) -> None:
         raise Forbidden("This API key has the 'read' scope: it may only make GET requests.")
 
 
+def check_websocket_scope(principal: Principal, path: str) -> None:
+    """A WebSocket runs inference (it is not a read although its handshake is a GET): 403 for `read` keys."""
+    if principal.scope == "read":
+        raise Forbidden(
+            f"This API key has the 'read' scope: the WebSocket {path} runs inference and needs an "
+            "'inference' or 'admin' key."
+        )
+    check_scope(principal, "GET", path)
+
+
 async def guard(request: Request, principal: Principal) -> None:
     """Check the scope, then admit the request against its category's limits (429 with headers if spent)."""
     check_scope(principal, request.method, request.url.path)

@@ -5,7 +5,9 @@ Query: `voice` (or `provider` + `model_id` + `voice_id`), `audio_format` (`mp3` 
 `{"text": "..."}` frames; `{"force": true}` interrupts the current synthesis. For each text the server sends
 `audio_chunk` frames (base64 audio, sentence by sentence; the first carries `timeToFirstAudioFrameMs`) and
 then a `final` frame. A problem is an `error` frame, after which the socket closes. Mounted outside the HTTP
-router because authentication reads the WebSocket handshake's `Authorization: Bearer` header.
+router because authentication reads the WebSocket handshake's `Authorization: Bearer` header. A `read` key is
+refused at the handshake (HTTP 403, Telnyx error envelope); the characters spoken are metered for the key when
+the socket closes.
 """
 
 from __future__ import annotations
@@ -18,10 +20,13 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from inferline.areas.audio.speech.service import SpeechRequest, SpeechService
-from inferline.errors import BadRequest, InferlineError
+from inferline.errors import BadRequest, Forbidden, InferlineError
+from inferline.ops.context import CURRENT, RequestOps
+from inferline.ops.guard import check_websocket_scope
 from inferline.web.deps import TenantDep
 
 ws_router = APIRouter()
@@ -126,10 +131,27 @@ async def speech_stream(websocket: WebSocket) -> None:
     container = websocket.app.state.container
     scheme, _, token = websocket.headers.get("authorization", "").partition(" ")
     try:
-        container.keys.authenticate(token.strip() if scheme.lower() == "bearer" else "")
+        principal = container.keys.authenticate(token.strip() if scheme.lower() == "bearer" else "")
     except InferlineError:
         await websocket.close(code=1008)  # before accept: the handshake is refused (HTTP 403)
         return
+    try:
+        check_websocket_scope(principal, websocket.url.path)
+    except Forbidden as exc:  # the handshake is answered 403 with the reason
+        await websocket.send_denial_response(JSONResponse(exc.envelope(), status_code=exc.status))
+        return
+    ops = RequestOps()  # the characters spoken, metered for the key when the socket closes
+    token_ops = CURRENT.set(ops)
+    try:
+        await _serve(websocket, container)
+    finally:
+        CURRENT.reset(token_ops)
+        if ops.units:
+            units = [(metric, model, quantity) for (metric, model), quantity in ops.units.items()]
+            await run_in_threadpool(container.usage.record, principal.tenant_id, principal.key_id, units)
+
+
+async def _serve(websocket: WebSocket, container: Any) -> None:
     await websocket.accept()
     q = websocket.query_params
     voice = q.get("voice")
