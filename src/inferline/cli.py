@@ -14,6 +14,7 @@ import pydantic
 import sqlalchemy.exc
 
 from inferline import catalog, logs
+from inferline.areas.conversations.cli import add_commands as add_tenant_commands
 from inferline.areas.fine_tuning.cli import add_commands as add_fine_tuning_commands
 from inferline.areas.models.cli import add_commands as add_model_commands
 from inferline.areas.models.cli import preflight
@@ -255,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_fine_tuning_commands(sub)
     add_bundle_commands(sub)  # inferline bundle: the offline install tarball
     add_ops_commands(sub)  # inferline usage
+    add_tenant_commands(sub)  # inferline tenants settings
     webhooks = sub.add_parser("webhooks", help="signed webhooks").add_subparsers(
         dest="webhooks_command", required=True
     )

@@ -28,3 +28,11 @@ class LimitsUpdate(BaseModel):
     embeddings_tokens: int | None = Field(default=None, ge=0)
     concurrent_transcriptions: int | None = Field(default=None, ge=0)
     storage_bytes: int | None = Field(default=None, ge=0)
+
+
+class TenantSettingsUpdate(BaseModel):
+    """A tenant's defaults; fields not sent keep their value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    redact: bool | None = None  # personal data redacted in everything the tenant stores (see README)

@@ -1,4 +1,5 @@
-"""`/v2/admin/…`: keys (the secret shown once), tenants, limits per tenant or key, usage of every tenant.
+"""`/v2/admin/…`: keys (the secret shown once), tenants, limits per tenant or key, tenant settings (the
+redaction default), usage of every tenant.
 
 Only `admin`-scoped keys reach these routes (`ops.guard.check_scope`); others get 403 code 10010.
 """
@@ -8,10 +9,11 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from sqlalchemy import select
 
-from inferline.areas.admin.protocol import KeyCreate, LimitsUpdate
+from inferline.areas.admin.protocol import KeyCreate, LimitsUpdate, TenantSettingsUpdate
+from inferline.areas.conversations.tenant_settings import TenantSettingsService
 from inferline.errors import NotFound
 from inferline.keys import KeyInfo, s3_credentials
 from inferline.stores.ops_tables import TenantLimit
@@ -110,6 +112,23 @@ def delete_limits(
     if not container.limits.delete(tenant_id, key_id):
         raise NotFound(f"No limits are set for tenant {tenant_id}" + (f" key {key_id}." if key_id else "."))
     return {"data": {"tenant_id": tenant_id, "key_id": key_id, "deleted": True}}
+
+
+TenantPath = Annotated[str, Path(min_length=1, max_length=64)]
+
+
+@router.get("/tenants/{tenant_id}/settings")
+def get_tenant_settings(tenant_id: TenantPath, container: ContainerDep) -> dict[str, Any]:
+    """A tenant's defaults (every tenant has them; unset ones are off)."""
+    return {"data": TenantSettingsService(container.db).get(tenant_id)}
+
+
+@router.put("/tenants/{tenant_id}/settings")
+def set_tenant_settings(
+    tenant_id: TenantPath, body: TenantSettingsUpdate, container: ContainerDep
+) -> dict[str, Any]:
+    """Change the fields sent; `redact: true` redacts personal data in everything the tenant stores."""
+    return {"data": TenantSettingsService(container.db).set(tenant_id, redact=body.redact)}
 
 
 @router.get("/usage")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from typing import Any, Protocol
 
 import jsonschema
@@ -24,6 +25,8 @@ from sqlalchemy.orm import Session
 from inferline.areas.conversations import insight_evidence, postgrest
 from inferline.areas.conversations.insight_events import EVENT_TYPE, insight_event, webhook_targets
 from inferline.areas.conversations.insight_templates import group_members, owned_group, schema_object
+from inferline.areas.conversations.redaction import redact
+from inferline.areas.conversations.tenant_settings import tenant_redacts
 from inferline.areas.conversations.webhooks import WebhookService
 from inferline.errors import (
     BadRequest,
@@ -292,6 +295,8 @@ class InsightRunService:
             tenant_id, templates = run.tenant_id, list(run.templates)
             done = {r["insight_id"] for r in run.results}
             messages = _messages(s, run.conversation_id)
+            if tenant_redacts(s, tenant_id):  # messages stored before the tenant turned redaction on
+                messages = [replace(m, text=redact(m.text).text) for m in messages]
         transcript = _transcript(messages)
         for template in templates:
             if template["insight_id"] in done:

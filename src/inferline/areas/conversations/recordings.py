@@ -5,8 +5,9 @@ The recording is transcribed per channel when it has several (`model_config[mult
 (`model_config[diarize]`); consecutive segments of one channel (or speaker) become one message whose role
 comes from the channel (or speaker) → role mapping (default 0 → user, 1 → assistant, others user), with
 `start_ms`, `end_ms` and `channel` or `speaker` in its metadata. The conversation carries the caller's
-metadata and the recording's (`recording_*`, `transcription_model`). With `redact`, personal data is replaced
-in every message before anything is stored. With an insight group, its run is created in the same
+metadata and the recording's (`recording_*`, `transcription_model`). With `redact` (or the tenant's redaction
+default, `tenant_settings.py`), personal data is replaced in the transcript and every message before anything
+is stored. With an insight group, its run is created in the same
 transaction (its webhook fires when it completes).
 """
 
@@ -23,6 +24,7 @@ from inferline.areas.conversations.insight_runs import InsightRunService, _run_v
 from inferline.areas.conversations.insight_templates import group_members, owned_group
 from inferline.areas.conversations.redaction import redact
 from inferline.areas.conversations.service import _conversation_view, _message_view
+from inferline.areas.conversations.tenant_settings import redacts
 from inferline.errors import BadRequest, ValidationFailed
 from inferline.stores.conversations_tables import Conversation, ConversationMessage
 from inferline.stores.db import Database
@@ -124,11 +126,12 @@ class RecordingService:
             assert request.file_url is not None
             data, _ = self.transcription.fetcher.get(request.file_url, pointer="/file_url")
             source = request.file_url
+        redacted = redacts(self.db, tenant_id, request.redact)
         mode = request.mode
         if mode == "auto":
             mode = "multichannel" if channel_count(data) > 1 else "diarize"
         options = TranscriptionOptions(
-            model=request.model, language=request.language, model_config={mode: True}
+            model=request.model, language=request.language, model_config={mode: True}, redact=redacted
         )
         result = self.transcription.transcribe(tenant_id, data, options, source="recording")
         pieces = turns(result)
@@ -144,10 +147,10 @@ class RecordingService:
         }
         if request.insight_group_id:
             meta["insight_group_id"] = request.insight_group_id
-        if request.redact:
+        if redacted:
             meta["redacted"] = "true"
         with self.db.session() as s:
-            return self._store(s, tenant_id, request, meta, pieces)
+            return self._store(s, tenant_id, request, meta, pieces, redacted)
 
     def _store(
         self,
@@ -156,6 +159,7 @@ class RecordingService:
         request: RecordingRequest,
         meta: dict[str, str],
         pieces: list[_Turn],
+        redacted: bool,
     ) -> dict[str, Any]:
         now = utcnow()
         conversation = Conversation(
@@ -168,7 +172,7 @@ class RecordingService:
             kind, index = turn.key
             roles = request.channel_roles if kind == "channel" else request.speaker_roles
             text = " ".join(turn.texts)
-            if request.redact:
+            if redacted:  # again: a match split across the turn's segments
                 text = redact(text).text
             row = ConversationMessage(
                 tenant_id=tenant_id,

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from inferline.areas.conversations import postgrest, redaction
+from inferline.areas.conversations import postgrest, redaction, tenant_settings
 from inferline.areas.conversations.idempotency import Idempotency
 from inferline.areas.conversations.insight_runs import InsightRunService
 from inferline.stores.conversations_tables import Conversation, ConversationMessage
@@ -141,9 +141,10 @@ class ConversationService:
         redact: bool = False,
         idempotency_key: str | None = None,
     ) -> None:
-        """Append a message; with the end-of-conversation marker, also start the insight run. With `redact`,
-        personal data in the content is replaced (`redaction.redact`) before it is stored."""
-        if redact:
+        """Append a message; with the end-of-conversation marker, also start the insight run. With `redact`
+        or the tenant's redaction default, personal data in the content is replaced (`redaction.redact`)
+        before it is stored."""
+        if tenant_settings.redacts(self.db, tenant_id, redact):
             content = redaction.redact(content).text
 
         def create(s: Session) -> bool:

@@ -192,6 +192,7 @@ class AsyncTranscriptionService:
             temperature=float(stored.get("temperature") or 0.0),
             word_timestamps="word" in (stored.get("timestamp_granularities") or []),
             model_config=stored.get("model_config") or {},
+            redact=bool(stored.get("redact")),
         )
         try:
             if data is not None:

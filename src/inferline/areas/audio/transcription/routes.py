@@ -46,6 +46,7 @@ async def _speech_to_text(
         word_timestamps="word" in form.timestamp_granularities,
         model_config=form.engine_config,
         translate=translate,
+        redact=form.redact,
     )
     service = container.transcription
     if upload is not None:
@@ -55,6 +56,8 @@ async def _speech_to_text(
         assert form.file_url is not None
         result = await run_in_threadpool(service.transcribe_url, principal.tenant_id, form.file_url, options)
     headers = {"x-inferline-model": result.model}
+    if result.redacted:
+        headers["x-inferline-redacted"] = "true"
     if form.response_format in TEXT_FORMATS:
         render = {"text": lambda r: r.text + "\n", "srt": to_srt, "vtt": to_vtt}[form.response_format]
         return PlainTextResponse(

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 from inferline.areas.audio import codec as audio_codec
+from inferline.areas.conversations import redaction, tenant_settings
 from inferline.areas.models.service import ModelService
 from inferline.catalog import ModelEntry
 from inferline.engines.diarization import MAX_SPEAKERS, Diarizer, SpeakerTurn, speaker_at
@@ -46,6 +47,7 @@ class TranscriptionOptions:
     word_timestamps: bool = False
     model_config: dict[str, object] = field(default_factory=dict)
     translate: bool = False  # into English (`/audio/translations`); needs a multilingual model
+    redact: bool = False  # personal data replaced (inferline extension); also on by the tenant's default
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class TranscriptionResult:
     channels: int
     segments: list[ChannelSegment]
     usage_id: str
+    redacted: bool = False  # personal data was replaced (asked, or the tenant's default)
 
     @property
     def multichannel(self) -> bool:
@@ -247,6 +250,9 @@ class TranscriptionService:
         segments.sort(key=lambda s: (s.segment.start, s.channel or 0))
         if diarization is not None:  # pieces of cut segments: number them again
             segments = [replace(s, segment=replace(s.segment, id=n)) for n, s in enumerate(segments)]
+        redacted = tenant_settings.redacts(self.db, tenant_id, options.redact)
+        if redacted:
+            segments = [redact_segment(s) for s in segments]
         processing_ms = int((time.monotonic() - started) * 1000)
         usage_id = self._record(
             tenant_id,
@@ -266,6 +272,7 @@ class TranscriptionService:
             channels=len(audio.channels),
             segments=segments,
             usage_id=usage_id,
+            redacted=redacted,
         )
 
     def transcribe_url(self, tenant_id: str, url: str, options: TranscriptionOptions) -> TranscriptionResult:
@@ -352,6 +359,26 @@ def split_by_speaker(channel: int | None, segment: Segment, turns: list[SpeakerT
         )
         pieces.append(ChannelSegment(channel, piece, (labels[run[0]][0],), tuple(labels[i] for i in run)))
     return pieces
+
+
+def redact_segment(item: ChannelSegment) -> ChannelSegment:
+    """The segment with personal data replaced (`conversations.redaction`) in its text and words; the words
+    of one match become one `[KIND]` word spanning their times (and the first one's speaker). A changed
+    segment drops its tokens, which would spell the original. A match split across segments is not seen."""
+    segment = item.segment
+    text = redaction.redact(segment.text).text
+    if not segment.words:
+        return item if text == segment.text else replace(item, segment=replace(segment, text=text, tokens=()))
+    kept = redaction.redact_words([w.word for w in segment.words])
+    if text == segment.text and len(kept) == len(segment.words):
+        return item
+    words = tuple(
+        replace(segment.words[first], word=word, end=segment.words[last].end) for word, first, last in kept
+    )
+    speakers = item.word_speakers
+    if speakers:
+        speakers = tuple(speakers[first] for _, first, _ in kept if first < len(speakers))
+    return replace(item, segment=replace(segment, text=text, tokens=(), words=words), word_speakers=speakers)
 
 
 def _speaker_count(value: object, pointer: str) -> int:
