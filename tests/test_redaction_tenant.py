@@ -208,3 +208,10 @@ def test_a_per_request_flag_still_redacts_for_a_tenant_without_the_default(
     conv = off.sdk.ai.conversations.create()
     off.sdk.ai.conversations.add_message(conv.id, role="user", content=SECRET, extra_body={"redact": True})
     assert _stored_texts(server, conv.id) == [REDACTED]
+
+
+def test_bad_redact_flag_on_a_transcription_is_a_422(http: httpx.Client) -> None:
+    audio = wav(np.zeros(1600, dtype=np.float32), 16000)
+    for path in ("/ai/audio/transcriptions", ASYNC_PATH):
+        answer = http.post(path, data={"redact": "maybe"}, files={"file": ("a.wav", audio)})
+        assert assert_envelope(answer, 422)["source"]["pointer"] == "/redact"
