@@ -215,3 +215,14 @@ def test_bad_redact_flag_on_a_transcription_is_a_422(http: httpx.Client) -> None
     for path in ("/ai/audio/transcriptions", ASYNC_PATH):
         answer = http.post(path, data={"redact": "maybe"}, files={"file": ("a.wav", audio)})
         assert assert_envelope(answer, 422)["source"]["pointer"] == "/redact"
+
+
+def test_concurrent_first_settings_of_a_tenant_all_succeed(admin: httpx.Client) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def put(n: int) -> int:
+        tenant = f"racing-tenant-{n // 8}"
+        return admin.put(f"/admin/tenants/{tenant}/settings", json={"redact": n % 2 == 0}).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(put, range(32))) == {200}

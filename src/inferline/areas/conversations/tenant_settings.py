@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from inferline.stores.conversations_tables import TenantSetting
@@ -50,7 +51,14 @@ class TenantSettingsService:
             return _view(tenant_id, s.get(TenantSetting, tenant_id))
 
     def set(self, tenant_id: str, *, redact: bool | None = None) -> dict[str, Any]:
-        """Change the fields given (None: unchanged)."""
+        """Change the fields given (None: unchanged); a first setting made meanwhile by another request is
+        updated instead of inserted again."""
+        try:
+            return self._set(tenant_id, redact)
+        except IntegrityError:
+            return self._set(tenant_id, redact)
+
+    def _set(self, tenant_id: str, redact: bool | None) -> dict[str, Any]:
         with self.db.session() as s:
             row = s.get(TenantSetting, tenant_id)
             if row is None:
