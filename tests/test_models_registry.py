@@ -458,8 +458,8 @@ def test_hub_single_file_private_repo_and_unreachable_hub(setup: Setup, hub: Fak
         ),
         (
             "tenants.yaml",
-            "models:\n  - id: acme/minilm\n    tenants: [a]\n",
-            "`tenants` is honoured for chat",
+            "models:\n  - id: acme/minilm\n    tenants: []\n",
+            "models[0].tenants (model 'acme/minilm')",
         ),
         ("missing.yaml", "models:\n  - id: acme/nothing\n", "neither packaged nor registered"),
         (

@@ -96,4 +96,4 @@ def build_speech(models: ModelService) -> SpeechService:
             voices.append(engine)
         return voices
 
-    return SpeechService(engines)
+    return SpeechService(engines, allowed=models.allowed)

@@ -104,7 +104,7 @@ class IngestService:
                 "document_chunk_overlap_size must be >= 0 and smaller than document_chunk_size.",
                 pointer="/document_chunk_overlap_size",
             )
-        model = self.embeddings.resolve(settings.model, pointer="/embedding_model").model_id
+        model = self.embeddings.resolve(settings.model, "/embedding_model", tenant_id).model_id
         if not self.objects.bucket_exists(tenant_id, bucket):
             raise NotFound(f"Bucket {bucket!r} does not exist.", pointer="/bucket_name")
         with self.db.session() as s:
@@ -315,7 +315,7 @@ class IngestService:
         sources: dict[str, str] | None = None,
     ) -> tuple[str, str | None]:
         """Bring the bucket's index in line with its objects; (task status, error) of the run."""
-        engine = self.embeddings.resolve(settings.model)
+        engine = self.embeddings.resolve(settings.model, tenant_id=tenant_id)
         settings_key = f"{engine.model_id}|{settings.chunk_size}|{settings.chunk_overlap}|{settings.loader}"
         objects = {o.key: o for o in self.objects.list_objects(tenant_id, bucket)}
         with self.db.session() as s:

@@ -39,6 +39,11 @@ class EmbeddingSimilaritySearchRequest(BaseModel):
     bucket_name: str = Field(min_length=1)
     query: str
     num_of_docs: int = 3
+    embedding_model: str | None = Field(
+        default=None,
+        description="Inferline extension: the model the bucket must have been embedded with (its id or an "
+        "alias); another model is a 400. Default: the bucket's own model.",
+    )
 
 
 class Data(BaseModel):

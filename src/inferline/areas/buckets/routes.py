@@ -43,6 +43,7 @@ def create_embeddings(
             oai.model,
             dimensions=oai.dimensions,
             encoding_format=oai.encoding_format,
+            tenant_id=tenant.tenant_id,
         )
         return JSONResponse(result)
     request = _parse(EmbeddingBucketRequest, body)
@@ -76,7 +77,7 @@ def similarity_search(
 ) -> Data:
     return Data(
         data=container.embeddings_search.similarity_search(
-            tenant.tenant_id, body.bucket_name, body.query, body.num_of_docs
+            tenant.tenant_id, body.bucket_name, body.query, body.num_of_docs, body.embedding_model
         )
     )
 

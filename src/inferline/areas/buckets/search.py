@@ -10,7 +10,7 @@ from typing import Any
 
 from inferline.areas.buckets.ingest import IngestService
 from inferline.areas.embeddings.service import EmbeddingsService
-from inferline.errors import ValidationFailed
+from inferline.errors import BadRequest, ValidationFailed
 from inferline.stores.vectors import VectorIndex
 
 MAX_DOCS = 100
@@ -25,15 +25,31 @@ class SimilaritySearch:
         self.embeddings = embeddings
 
     def similarity_search(
-        self, tenant_id: str, bucket_name: str, query: str, num_docs: int = 3
+        self,
+        tenant_id: str,
+        bucket_name: str,
+        query: str,
+        num_docs: int = 3,
+        embedding_model: str | None = None,
     ) -> list[dict[str, Any]]:
-        """The `num_docs` chunks of the bucket closest to `query`, best first. 404 if it has no embeddings."""
+        """The `num_docs` chunks of the bucket closest to `query`, best first, embedded with the bucket's
+        model. 404 if it has no embeddings; 400 when `embedding_model` names another model than the one the
+        bucket was (last) embedded with, whose vectors cannot be compared with the bucket's."""
         if not query.strip():
             raise ValidationFailed("query: must not be empty", pointer="/query")
         if not 1 <= num_docs <= MAX_DOCS:
             raise ValidationFailed(f"num_of_docs: must be between 1 and {MAX_DOCS}", pointer="/num_of_docs")
         model = self.ingest.bucket_model(tenant_id, bucket_name)
-        engine = self.embeddings.resolve(model)
+        if embedding_model is not None:
+            asked = self.embeddings.resolve(embedding_model, "/embedding_model", tenant_id).model_id
+            if asked != model:
+                raise BadRequest(
+                    f"Bucket {bucket_name!r} is embedded with {model!r}; it cannot be searched with "
+                    f"{asked!r}. Search it with {model!r} (or without embedding_model), or embed it again "
+                    f"with {asked!r} first.",
+                    pointer="/embedding_model",
+                )
+        engine = self.embeddings.resolve(model, tenant_id=tenant_id)
         vector = engine.embed([query])[0]
         hits = self.index.search(tenant_id, bucket_name, vector, num_docs)
         return [

@@ -21,7 +21,7 @@ from inferline.areas.models.service import ModelService
 from inferline.catalog import ModelEntry
 from inferline.engines.embeddings import EmbeddingEngine
 from inferline.engines.onnx_embeddings import normalise
-from inferline.errors import NotFound, UnsupportedParameter, ValidationFailed
+from inferline.errors import NotFound, UnsupportedParameter, ValidationFailed, model_not_installed
 from inferline.ops import context as ops_context
 
 MAX_INPUTS = 2048
@@ -54,32 +54,51 @@ class EmbeddingsService:
         self._engines: dict[str, EmbeddingEngine] = {}
         self._lock = threading.Lock()
 
-    def accepted_names(self) -> list[str]:
-        others = [e.id for e in self.models.installed("embeddings") if e.id != self.engine.model_id]
-        return [self.engine.model_id, *self.aliases, *others, *self.remote]
+    def accepted_names(self, tenant_id: str | None = None) -> list[str]:
+        """The names `tenant_id` may ask for (None: every tenant's)."""
+        default = self.engine.model_id
+        names = [default, *self.aliases] if self.models.allowed(default, tenant_id) else []
+        names += [e.id for e in self.models.installed("embeddings", tenant_id) if e.id != default]
+        return names + [r for r in self.remote if self.models.allowed(r, tenant_id)]
 
-    def resolve(self, model: str | None, pointer: str = "/model") -> EmbeddingEngine:
-        """The engine for `model` (None: the default); 404 naming the accepted models otherwise."""
+    def resolve(
+        self, model: str | None, pointer: str = "/model", tenant_id: str | None = None
+    ) -> EmbeddingEngine:
+        """The engine for `model` (None: the default) that `tenant_id` may use (None: no restriction); 404
+        naming the accepted models otherwise. A model the models file keeps for other tenants is answered
+        exactly as an unknown one."""
         if model is not None:
             model = self.models.canonical(model, "embeddings")
+        engine = self._engine(model)
+        if engine is not None and self.models.allowed(engine.model_id, tenant_id):
+            return engine
+        if model is None:
+            raise model_not_installed("embeddings", pointer=pointer)
+        names = ", ".join(self.accepted_names(tenant_id)) or "none"
+        raise NotFound(f"Embedding model {model!r} is not available. Available: {names}.", pointer=pointer)
+
+    def _engine(self, model: str | None) -> EmbeddingEngine | None:
         if model is not None and model in self.remote:
             return self.remote[model]
         if model is None or model == self.engine.model_id or model in self.aliases:
             return self.engine
         entry = next((e for e in self.models.installed("embeddings") if e.id == model), None)
-        if entry is not None and self.engine_for is not None:
-            with self._lock:
-                if entry.id not in self._engines:
-                    self._engines[entry.id] = self.engine_for(entry)
-                return self._engines[entry.id]
-        names = ", ".join(self.accepted_names())
-        raise NotFound(f"Embedding model {model!r} is not available. Available: {names}.", pointer=pointer)
+        if entry is None or self.engine_for is None:
+            return None
+        with self._lock:
+            if entry.id not in self._engines:
+                self._engines[entry.id] = self.engine_for(entry)
+            return self._engines[entry.id]
 
     def embed(
-        self, texts: list[str], model: str | None = None, dimensions: int | None = None
+        self,
+        texts: list[str],
+        model: str | None = None,
+        dimensions: int | None = None,
+        tenant_id: str | None = None,
     ) -> EmbeddingResult:
         """Embed `texts` (each within the model's token limit), optionally truncated to `dimensions`."""
-        engine = self.resolve(model)
+        engine = self.resolve(model, tenant_id=tenant_id)
         if not texts:
             raise ValidationFailed("input: must not be empty", pointer="/input")
         if len(texts) > MAX_INPUTS:
@@ -111,10 +130,11 @@ class EmbeddingsService:
         *,
         dimensions: int | None = None,
         encoding_format: EncodingFormat = "float",
+        tenant_id: str | None = None,
     ) -> dict[str, Any]:
         """The OpenAI `CreateEmbeddingResponse` body."""
         texts = [inputs] if isinstance(inputs, str) else list(inputs)
-        result = self.embed(texts, model, dimensions)
+        result = self.embed(texts, model, dimensions, tenant_id)
         data = [
             {"object": "embedding", "index": i, "embedding": encode(vector, encoding_format)}
             for i, vector in enumerate(result.vectors)
@@ -124,8 +144,9 @@ class EmbeddingsService:
         ops_context.note("embedding_texts", len(texts), result.model)
         return {"object": "list", "data": data, "model": result.model, "usage": usage}
 
-    def list_models(self) -> list[dict[str, Any]]:
-        """Installed embedding models, OpenAI `Model` objects (`created` in unix seconds)."""
+    def list_models(self, tenant_id: str | None = None) -> list[dict[str, Any]]:
+        """Installed embedding models `tenant_id` may use, OpenAI `Model` objects (`created` in unix
+        seconds)."""
         return [
             {
                 "id": entry.id,
@@ -133,10 +154,11 @@ class EmbeddingsService:
                 "created": int(datetime.fromisoformat(entry.created.replace("Z", "+00:00")).timestamp()),
                 "owned_by": entry.organization,
             }
-            for entry in self.models.installed("embeddings")
+            for entry in self.models.installed("embeddings", tenant_id)
         ] + [
             {"id": name, "object": "model", "created": 0, "owned_by": name.partition("/")[0] or "remote"}
             for name in self.remote
+            if self.models.allowed(name, tenant_id)
         ]
 
 

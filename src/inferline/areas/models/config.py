@@ -12,7 +12,7 @@ The file lists models, local and remote side by side::
         chat_template: "{% for m in messages %}…"
         sampling: {temperature: 0.6, top_p: 0.9}
         aliases: [gpt-4o-mini]
-        tenants: [acme]                  # only these tenants see it; others get 404
+        tenants: [acme]                  # only these tenants see it (any kind); others: as if unknown
       - id: meta-llama/Llama-3.1-70B-Instruct
         kind: chat
         remote: {url: "http://vllm:8000/v1", timeout_seconds: 120}
@@ -47,7 +47,7 @@ HONOURED: dict[tuple[str, bool], frozenset[str]] = {
     ("stt", False): frozenset({"threads", "device"}),
     ("tts", False): frozenset(),
 }
-TENANT_KINDS = ("chat",)  # kinds whose `tenants` restriction every entry point honours
+TENANT_KINDS = ("chat", "embeddings", "stt", "tts")  # kinds whose `tenants` every entry point honours
 ALIAS_KINDS = ("chat", "embeddings", "stt")
 SETTING_KEYS = ("context", "parallel", "threads", "chat_template", "sampling", "device", "gpu_layers")
 

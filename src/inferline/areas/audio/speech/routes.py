@@ -34,7 +34,7 @@ def _audio(stream: SpeechStream) -> Response:
 def generate_speech(
     body: GenerateSpeechRequest, container: ContainerDep, principal: TenantDep
 ) -> Response | Base64Audio | AudioIdResponse:
-    stream = container.speech.speak(body.to_request())
+    stream = container.speech.speak(body.to_request(), principal.tenant_id)
     if body.output_type == "base64_output":
         return Base64Audio(base64_audio=base64.b64encode(stream.read_all()).decode())
     if body.output_type == "audio_id":
@@ -53,15 +53,17 @@ def get_speech(audio_id: str, container: ContainerDep, principal: TenantDep) -> 
 
 @router.post("/audio/speech")
 @router.post("/ai/openai/audio/speech")  # an OpenAI client with base URL /v2/ai/openai
-def openai_speech(body: OpenAISpeechRequest, container: ContainerDep) -> Response:
-    return _audio(container.speech.speak(body.to_request()))
+def openai_speech(body: OpenAISpeechRequest, container: ContainerDep, principal: TenantDep) -> Response:
+    return _audio(container.speech.speak(body.to_request(), principal.tenant_id))
 
 
 @router.get("/text-to-speech/voices")
 def list_voices(
     container: ContainerDep,
+    principal: TenantDep,
     provider: Annotated[Provider | None, Query()] = None,
     api_key: Annotated[str | None, Query()] = None,  # no configured provider needs one
 ) -> VoicesResponse:
     del api_key
-    return VoicesResponse(voices=[VoiceOut.of(v) for v in container.speech.list_voices(provider)])
+    voices = container.speech.list_voices(provider, principal.tenant_id)
+    return VoicesResponse(voices=[VoiceOut.of(v) for v in voices])

@@ -96,10 +96,16 @@ class SpeechService:
     """Resolves voices and synthesises speech with the installed local voices."""
 
     def __init__(
-        self, engines: Callable[[], Sequence[TextToSpeech]], default_voice: str | None = None
+        self,
+        engines: Callable[[], Sequence[TextToSpeech]],
+        default_voice: str | None = None,
+        allowed: Callable[[str, str | None], bool] = lambda _model, _tenant: True,
     ) -> None:
-        """`engines` lists the local voices (the first is the default); it is called on first use."""
+        """`engines` lists the local voices (the first is the default); it is called on first use.
+        `allowed(model_id, tenant_id)` says whether a tenant may use a voice's model (the models file's
+        `tenants`); the voices of other tenants are listed and answered as if they did not exist."""
         self._engines = engines
+        self._allowed = allowed
         self._voices: list[Voice] | None = None
         self._lock = threading.Lock()
         self.default_voice_id = default_voice
@@ -123,32 +129,41 @@ class SpeechService:
                     self.default_voice_id = self._voices[0].voice_id
             return self._voices
 
-    def list_voices(self, provider: str | None = None) -> list[Voice]:
-        """Local voices; any other provider has none configured here."""
+    def voices_for(self, tenant_id: str | None) -> list[Voice]:
+        """The voices `tenant_id` may use (None: all)."""
+        return [v for v in self.voices if self._allowed(v.engine.model_id, tenant_id)]
+
+    def list_voices(self, provider: str | None = None, tenant_id: str | None = None) -> list[Voice]:
+        """Local voices (those `tenant_id` may use); any other provider has none configured here."""
         if provider is not None and provider.lower() not in PROVIDERS:
             raise BadRequest(f"Unknown provider {provider!r}.", pointer="/provider")
-        return [v for v in self.voices if provider is None or v.provider == provider.lower()]
+        return [v for v in self.voices_for(tenant_id) if provider is None or v.provider == provider.lower()]
 
-    def _names(self) -> str:
-        voices = self.voices
+    def _names(self, tenant_id: str | None = None) -> str:
+        voices = self.voices_for(tenant_id)
         if not voices:
             return "none installed"
         shown = ", ".join(v.voice_id for v in voices[:3])
         more = f" and {len(voices) - 3} more (GET /v2/text-to-speech/voices)" if len(voices) > 3 else ""
         return shown + more
 
-    def default(self) -> Voice:
-        for v in self.voices:
+    def default(self, tenant_id: str | None = None) -> Voice:
+        """The default voice, else (kept for other tenants) the first voice `tenant_id` may use."""
+        voices = self.voices_for(tenant_id)
+        for v in voices:
             if v.voice_id == self.default_voice_id:
                 return v
+        if voices and tenant_id is not None:
+            return voices[0]
         raise model_not_installed("tts", pointer="/voice")
 
-    def resolve(self, voice: str | None, provider: str | None = None) -> Voice:
-        """`Provider.Model.VoiceId` (or `Provider.VoiceId`) to a local voice; other providers are a 400."""
+    def resolve(self, voice: str | None, provider: str | None = None, tenant_id: str | None = None) -> Voice:
+        """`Provider.Model.VoiceId` (or `Provider.VoiceId`) to a local voice `tenant_id` may use; other
+        providers are a 400."""
         if provider is not None and provider.lower() != PROVIDER:
-            raise self._unconfigured(provider, "/provider")
+            raise self._unconfigured(provider, "/provider", tenant_id)
         if not voice:
-            return self.default()
+            return self.default(tenant_id)
         parts = voice.split(".")
         if len(parts) == 1:
             wanted_provider, model, name = PROVIDER, None, parts[0]
@@ -156,38 +171,42 @@ class SpeechService:
             wanted_provider, model, name = parts[0].lower(), ".".join(parts[1:-1]) or None, parts[-1]
         if wanted_provider not in PROVIDERS:
             raise BadRequest(
-                f"Voice {voice!r} is not of the form Provider.Model.VoiceId; voices here: {self._names()}.",
+                f"Voice {voice!r} is not of the form Provider.Model.VoiceId; voices here: "
+                f"{self._names(tenant_id)}.",
                 pointer="/voice",
             )
         if wanted_provider != PROVIDER:
-            raise self._unconfigured(wanted_provider, "/voice")
-        for v in self.voices:
+            raise self._unconfigured(wanted_provider, "/voice", tenant_id)
+        for v in self.voices_for(tenant_id):
             voice_model = v.voice_id.split(".")[1]
             if (model is None or model.lower() == voice_model.lower()) and name.lower() in (
                 v.voice_id.rsplit(".", 1)[-1].lower(),
                 v.name.lower(),
             ):
                 return v
-        raise BadRequest(f"Voice {voice!r} is not available; voices here: {self._names()}.", pointer="/voice")
+        raise BadRequest(
+            f"Voice {voice!r} is not available; voices here: {self._names(tenant_id)}.", pointer="/voice"
+        )
 
-    def resolve_openai(self, voice: str) -> Voice:
+    def resolve_openai(self, voice: str, tenant_id: str | None = None) -> Voice:
         """OpenAI voice names speak with the default voice; local voice ids are used as given."""
         if voice.lower() in OPENAI_VOICES:
-            return self.default()
-        return self.resolve(voice)
+            return self.default(tenant_id)
+        return self.resolve(voice, tenant_id=tenant_id)
 
-    def _unconfigured(self, provider: str, pointer: str) -> BadRequest:
+    def _unconfigured(self, provider: str, pointer: str, tenant_id: str | None = None) -> BadRequest:
         return BadRequest(
             f"The TTS provider {provider!r} is not configured on this server. It speaks with local voices "
-            f"under the telnyx provider: {self._names()}.",
+            f"under the telnyx provider: {self._names(tenant_id)}.",
             pointer=pointer,
         )
 
-    def speak(self, request: SpeechRequest) -> SpeechStream:
-        """Resolve the voice (Telnyx or OpenAI naming), validate everything, return the audio stream."""
+    def speak(self, request: SpeechRequest, tenant_id: str | None = None) -> SpeechStream:
+        """Resolve the voice (Telnyx or OpenAI naming) among those `tenant_id` may use, validate everything,
+        return the audio stream."""
         for name in request.unsupported:
             if name in PROVIDERS:
-                raise self._unconfigured(name, f"/{name}")
+                raise self._unconfigured(name, f"/{name}", tenant_id)
             raise UnsupportedParameter(f"{name} is not supported by the local voices.", pointer=f"/{name}")
         if request.temperature is not None:
             raise UnsupportedParameter(
@@ -198,14 +217,14 @@ class SpeechService:
                 "Piper voices speak only with a neutral emotion.", pointer="/telnyx/emotion"
             )
         if request.model is None:
-            voice = self.resolve(request.voice, request.provider)
+            voice = self.resolve(request.voice, request.provider, tenant_id)
         else:
-            self._check_openai_model(request.model)
-            voice = self.resolve_openai(request.voice or "")
+            self._check_openai_model(request.model, tenant_id)
+            voice = self.resolve_openai(request.voice or "", tenant_id)
         return self.synthesize(request, voice)
 
-    def _check_openai_model(self, model: str) -> None:
-        installed = {v.engine.model_id for v in self.voices}
+    def _check_openai_model(self, model: str, tenant_id: str | None = None) -> None:
+        installed = {v.engine.model_id for v in self.voices_for(tenant_id)}
         if model not in OPENAI_MODELS and model not in installed:
             raise BadRequest(
                 f"Model {model!r} is not available; use {', '.join(sorted(OPENAI_MODELS | installed))}.",

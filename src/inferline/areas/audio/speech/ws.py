@@ -143,7 +143,7 @@ async def speech_stream(websocket: WebSocket) -> None:
     ops = RequestOps()  # the characters spoken, metered for the key when the socket closes
     token_ops = CURRENT.set(ops)
     try:
-        await _serve(websocket, container)
+        await _serve(websocket, container, principal.tenant_id)
     finally:
         CURRENT.reset(token_ops)
         if ops.units:
@@ -151,7 +151,7 @@ async def speech_stream(websocket: WebSocket) -> None:
             await run_in_threadpool(container.usage.record, principal.tenant_id, principal.key_id, units)
 
 
-async def _serve(websocket: WebSocket, container: Any) -> None:
+async def _serve(websocket: WebSocket, container: Any, tenant_id: str) -> None:
     await websocket.accept()
     q = websocket.query_params
     voice = q.get("voice")
@@ -159,7 +159,7 @@ async def _serve(websocket: WebSocket, container: Any) -> None:
         voice = ".".join(p for p in (q.get("provider") or "telnyx", q.get("model_id"), q["voice_id"]) if p)
     session = _Session(websocket, container.speech, "", q.get("audio_format") or "mp3")
     try:
-        session.voice = container.speech.resolve(voice, q.get("provider")).voice_id
+        session.voice = container.speech.resolve(voice, q.get("provider"), tenant_id).voice_id
     except InferlineError as exc:
         await session.error(exc.detail)
         return

@@ -107,7 +107,7 @@ class AsyncTranscriptionService:
     ) -> AsyncTranscription:
         """Check what can be checked now (model, model_config, webhook URL, size), store and enqueue."""
         transcription = self.transcription
-        transcription.resolve_model(options.get("model"))
+        transcription.resolve_model(options.get("model"), tenant_id)
         transcription.check_config(options.get("model_config") or {})
         if webhook_url is not None:
             self.webhooks.check_url(webhook_url, pointer="/webhook_url")

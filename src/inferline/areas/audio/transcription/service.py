@@ -138,15 +138,16 @@ class TranscriptionService:
             self._engines[entry.id] = self.engine_factory(entry)
         return self._engines[entry.id]
 
-    def resolve_model(self, name: str | None) -> ModelEntry:
-        """Apply the model rule of this module's docstring."""
-        installed = self.models.installed("stt")
+    def resolve_model(self, name: str | None, tenant_id: str | None = None) -> ModelEntry:
+        """Apply the model rule of this module's docstring, among the models `tenant_id` may use (a model
+        the models file keeps for other tenants is answered as an unknown one)."""
+        installed = self.models.installed("stt", tenant_id)
         wanted = self.models.canonical(name, "stt") if name else name  # a registered or configured alias
         for entry in installed:
             if entry.id == wanted:
                 return entry
         if not name or name in WHISPER_ALIASES or name.startswith(WHISPER_FAMILIES):
-            return self.models.default("stt")
+            return self.models.default("stt", tenant_id)
         names = ", ".join(e.id for e in installed) or "none"
         raise UnsupportedParameter(
             f"Model {name!r} is not available on this server, which runs Whisper. Use an installed model "
@@ -211,7 +212,7 @@ class TranscriptionService:
         """Decode `data`, transcribe it and record the usage."""
         if len(data) > self.max_bytes:
             raise PayloadTooLarge(f"The file is larger than {self.max_bytes} bytes.", pointer="/file")
-        entry = self.resolve_model(options.model)
+        entry = self.resolve_model(options.model, tenant_id)
         engine = self.engine(entry)
         language = self._language(
             engine, options.language or _str_or_none(options.model_config.get("language"))
@@ -277,7 +278,7 @@ class TranscriptionService:
 
     def transcribe_url(self, tenant_id: str, url: str, options: TranscriptionOptions) -> TranscriptionResult:
         """Fetch `url` (public addresses only, ≤ 100 MB) and transcribe it."""
-        self.resolve_model(options.model)  # fail fast on a bad model before fetching
+        self.resolve_model(options.model, tenant_id)  # fail fast on a bad model before fetching
         data, _ = self.fetcher.get(url, pointer="/file_url")
         return self.transcribe(tenant_id, data, options)
 
