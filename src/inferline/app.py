@@ -24,6 +24,7 @@ from inferline.areas.console.routes import router as console_router
 from inferline.areas.conversations.routes import router as conversations_router
 from inferline.areas.embeddings.routes import router as openai_embeddings_router
 from inferline.areas.fine_tuning.routes import router as fine_tuning_router
+from inferline.areas.models.admin_routes import router as models_admin_router
 from inferline.areas.models.routes import router as models_router
 from inferline.areas.responses.routes import router as responses_router
 from inferline.areas.summarize.routes import router as summarize_router
@@ -59,6 +60,7 @@ AREA_ROUTERS: tuple[APIRouter, ...] = (
     summarize_router,
     clusters_router,
     admin_router,  # /v2/admin: admin-scoped keys only
+    models_admin_router,  # /v2/admin/models: the model registry, admin-scoped keys only
     console_api_router,  # /v2/console/whoami: the key's tenant and scope, for the console
 )
 

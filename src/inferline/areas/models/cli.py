@@ -1,5 +1,5 @@
-"""`inferline models add|remove|list|show`: the model registry from the command line (admin only; there is
-no HTTP endpoint that registers or removes models)."""
+"""`inferline models add|remove|list|show`: the model registry from the command line (an admin action; over
+HTTP only for `admin`-scoped keys, `/v2/admin/models` in `admin_routes`)."""
 
 from __future__ import annotations
 
