@@ -113,3 +113,32 @@ def test_concurrent_single_text_requests_each_get_their_own_vector(server: LiveS
     for a, b in zip(alone, together, strict=True):
         assert float(a @ b) > 0.999  # the same vector (a batch pads, so the last digits may differ)
     assert float(alone[0] @ alone[1]) < 0.99  # and the texts' vectors do differ
+
+
+def test_after_a_burst_a_batch_waits_for_the_callers_that_come_back() -> None:
+    """Callers answered by one batch come back a little later: the next leader waits for them (bounded by
+    the linger) instead of running alone, so batches keep the size the callers' concurrency allows."""
+    runs: list[list[str]] = []
+    batcher: MicroBatcher
+
+    def run(texts: list[str]) -> np.ndarray:
+        runs.append(list(texts))
+        if len(runs) == 1:  # hold the first run until two other calls are queued behind it
+            _wait_for(lambda: len(batcher._queue) == 2, "the other calls to queue")
+        time.sleep(0.05)  # a run takes a while: the linger is a multiple of it
+        return _vectors(texts)
+
+    batcher = MicroBatcher(run, linger=100, max_linger=30)  # long enough for a loaded machine
+    with ThreadPoolExecutor(3) as pool:
+        first = pool.submit(batcher, ["a"])
+        _wait_for(lambda: len(runs) == 1, "the first run")
+        burst = [pool.submit(batcher, [t]) for t in ("b", "c")]
+        first.result(), [f.result() for f in burst]
+        assert [len(r) for r in runs] == [1, 2]
+        # The two callers come back one after the other: the first waits for the second, as in the burst.
+        again = pool.submit(batcher, ["d"])
+        _wait_for(lambda: len(batcher._queue) == 1, "the first caller to come back")
+        late = pool.submit(batcher, ["e"])
+        assert again.result().tolist() == _vectors(["d"]).tolist()
+        assert late.result().tolist() == _vectors(["e"]).tolist()
+    assert runs[2:] == [["d", "e"]]

@@ -23,6 +23,9 @@ MIGRATION_LOCK_KEY = 0x1F3E_11E0  # pg_advisory_xact_lock key held while migrati
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
+    # WAL + NORMAL (SQLite's advice for WAL): a commit is not fsync'ed (~4 ms each, on the latency path of
+    # every metered request); still atomic and kept if the process dies, only a power loss may undo the last.
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
