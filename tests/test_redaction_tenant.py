@@ -5,6 +5,7 @@ synchronous and asynchronous transcriptions, recordings, insight inputs); other 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -200,6 +201,41 @@ def test_transcripts_are_redacted_by_default(server: LiveServer, on: Tenant, off
     assert data["conversation"]["metadata"]["redacted"] == "true"
     texts = _stored_texts(server, data["conversation"]["id"])
     assert MARKER.search(" ".join(texts)) and not any(redact(t).counts for t in texts)
+
+
+@pytest.mark.slow
+def test_messages_stored_before_the_default_are_redacted_on_the_way_to_the_insight_model(
+    server: LiveServer, admin: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.test_insights_e2e import wait_run
+
+    runs = server.container.insight_runs
+    real, seen = runs.chat, []
+
+    class Spy:  # records what the insight model is sent, then asks the real chat service
+        def complete_text(self, tenant_id: str, messages: list, **kwargs: object) -> str:  # type: ignore[type-arg]
+            seen.append((tenant_id, json.dumps(messages)))
+            return real.complete_text(tenant_id, messages, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(runs, "chat", Spy())
+    for tenant in _tenant(server, "late-redaction-tenant"):
+        conv = tenant.sdk.ai.conversations.create()
+        tenant.sdk.ai.conversations.add_message(conv.id, role="user", content=SECRET)  # default still off
+        assert admin.put(f"/admin/tenants/{tenant.id}/settings", json={"redact": True}).status_code == 200
+        template = tenant.sdk.ai.conversations.insights.create(name="ask", instructions="What is asked?").data
+        group = tenant.sdk.ai.conversations.insight_groups.insight_groups(name="late").data
+        tenant.sdk.ai.conversations.insight_groups.insights.assign(template.id, group_id=group.id)
+        tenant.sdk.ai.conversations.add_message(
+            conv.id,
+            role="assistant",
+            content="Thanks.",
+            metadata={"end_of_conversation": True, "insight_group_id": group.id},
+        )
+        (done, _) = wait_run(tenant.sdk, conv.id, 1)
+        assert done[0].status == "completed", done[0].model_dump()
+    sent = [text for tenant_id, text in seen if tenant_id == "late-redaction-tenant"]
+    assert sent and all("[CARD]" in t and "4111" not in t and "jane@" not in t for t in sent), sent
+    assert _stored_texts(server, conv.id)[0] == SECRET  # the row itself is as it was stored
 
 
 def test_a_per_request_flag_still_redacts_for_a_tenant_without_the_default(
