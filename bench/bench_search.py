@@ -8,7 +8,9 @@ shape real sentence embeddings have), indexed through the server's own vector in
 * index search p50 and recall@10 against exact search (200 held-out queries from the same distribution);
 * first search after a restart (a new index object and database engine over the same files);
 * first search after one file's 2,000 chunks are replaced (median of 5 changes; through the index, then
-  through the API, each beside its warm p50 of the same run);
+  through the API, each beside its warm p50 of the same run): replaced by this process (its index takes the
+  change at commit), and by another process (a writer on its own engine), searched once the index's follower
+  thread caught up in the background and, for comparison, searched at once (the search catches up);
 * bytes of index per million chunks vs the float32 matrix exact search keeps in memory;
 * with INFERLINE_BENCH_PG_URL (PostgreSQL + pgvector): pgvector HNSW p50 and recall@10 at the same size.
 """
@@ -25,7 +27,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 
 from bench.common import BENCH_KEY, Row, live_server
 from inferline.container import Container
@@ -173,6 +175,38 @@ def _local_rows(url: str, container: Container, http: httpx.Client, n: int) -> l
 
     changed, changed_cpu = first_after_change(lambda: index.search(TENANT, bucket, query, 5), "a")
     api_changed, _ = first_after_change(api, "b")
+
+    writer_db = Database(container.db.url)  # another process writing: its commits do not reach `index`
+    writer = LocalVectorIndex(writer_db, None, follow_seconds=0)
+
+    def first_after_other(wait: bool, tag: str) -> float:
+        """Wall ms of the first search after another writer's change, median of a few changes; `wait`: once
+        the follower caught up (a bounded wait), else at once."""
+        walls = []
+        for n in range(CHANGES):
+            chunks = [
+                ChunkRecord("f0.txt", i, str(i), f"{tag}{n}" * 16, "s3://b/f", MINILM)
+                for i in range(PER_FILE)
+            ]
+            with writer_db.session() as s:
+                writer.replace_file(s, TENANT, bucket, "f0.txt", chunks, matrix[:PER_FILE])
+            with writer_db.session() as s:
+                target = s.scalar(
+                    select(EmbeddedBucket.generation).where(
+                        EmbeddedBucket.tenant_id == TENANT, EmbeddedBucket.bucket == bucket
+                    )
+                )
+            deadline = time.monotonic() + 30
+            while wait and index.generation(TENANT, bucket, 384) != target and time.monotonic() < deadline:
+                time.sleep(0.005)
+            gc.collect()
+            walls.append(_once_ms(lambda: index.search(TENANT, bucket, query, 5)))
+        index.sync(TENANT, bucket, 384)
+        return statistics.median(walls)
+
+    other_followed = first_after_other(True, "c")
+    other_at_once = first_after_other(False, "d")
+    writer_db.dispose()
     recall_after = _recall(index, TENANT, bucket, matrix, queries)
 
     directory = index.files.directory if index.files else Path()
@@ -198,6 +232,22 @@ def _local_rows(url: str, container: Container, http: httpx.Client, n: int) -> l
         ),
         Row(
             f"first API search after 2k changed, {label}", api_changed, api_warm, "ms", "warm API p50", False
+        ),
+        Row(
+            f"first search after 2k changed elsewhere, {label} (followed)",
+            other_followed,
+            warm,
+            "ms",
+            "warm index p50",
+            False,
+        ),
+        Row(
+            f"first search at once after 2k changed elsewhere, {label}",
+            other_at_once,
+            warm,
+            "ms",
+            "warm index p50",
+            False,
         ),
         Row(
             "memory per 1M chunks (HNSW f16 file, mmap)",

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from pathlib import Path
 
@@ -274,6 +275,82 @@ def test_another_process_writes_become_visible(server: LiveServer, tmp_path: Pat
     assert index.search(tenant, bucket, planted[2], 1)[0].chunk.text == "other:2"  # the other process's chunk
     texts = [h.chunk.text for h in index.search(tenant, bucket, matrix[1500], 10)]
     assert not any(t.startswith("m:") and 1000 <= int(t[2:]) < 2000 for t in texts)  # its deletion
+
+
+def test_own_writes_reach_the_index_when_they_commit(server: LiveServer, tmp_path: Path) -> None:
+    """The process that writes a bucket's chunks hands them to its index at commit (no rows read back): before
+    any search the space holds them and the deletions; searches see them, never a deleted or rolled-back
+    chunk, and recall stays."""
+    db = server.container.db
+    tenant, bucket = f"own-{uuid.uuid4().hex[:6]}", "b"
+    index = LocalVectorIndex(db, tmp_path / "vectors", ann_min_chunks=1000, compact_min=10**9)
+    matrix, queries = clustered(4000, 40, seed=27)
+    add_bucket(db, tenant, bucket)
+    fill(db, index, tenant, bucket, matrix)
+    index.sync(tenant, bucket, DIMS)
+    assert index.describe(tenant, bucket, DIMS) == {"graph": 4000, "exact": 0, "dead": 0, "version": 1}
+    rows = matrix[1000:2000]  # the same vectors and texts, new rows (a re-embedded file)
+    chunks = [ChunkRecord("f1000", i, f"m:{1000 + i}", "1" * 32, "s3://x", MINILM) for i in range(len(rows))]
+    planted = -matrix[:3]  # far from every existing chunk
+    with db.session() as s:  # two files written in one transaction, one deleted in the next
+        index.replace_file(s, tenant, bucket, "f1000", chunks, rows)
+        index.replace_file(s, tenant, bucket, "planted", [planted_chunk(i) for i in range(3)], planted)
+    with db.session() as s:
+        index.delete_file(s, tenant, bucket, "f3000")
+    assert index.describe(tenant, bucket, DIMS) == {"graph": 4000, "exact": 1003, "dead": 2000, "version": 1}
+    with pytest.raises(RuntimeError), db.session() as s:  # rolled back: never seen
+        index.replace_file(s, tenant, bucket, "planted", [planted_chunk(i) for i in range(3)], matrix[:3])
+        index.delete_file(s, tenant, bucket, "f0")
+        raise RuntimeError("abort")
+    assert index.describe(tenant, bucket, DIMS)["exact"] == 1003
+    assert index.search(tenant, bucket, planted[1], 1)[0].chunk.text == "planted:1"
+    assert index.search(tenant, bucket, matrix[0], 1)[0].chunk.text == "m:0"
+    for j in (3000, 3500, 3999):  # deleted: never returned, even for their own vectors
+        texts = [h.chunk.text for h in index.search(tenant, bucket, matrix[j], 20)]
+        assert len(texts) == 20 and not any(t.startswith("m:") and int(t[2:]) >= 3000 for t in texts), texts
+    live = matrix[:3000]
+    found = []
+    for q in queries:
+        truth = {f"m:{i}" for i in np.argsort(-(live @ q))[:10]}
+        found.append(len(truth & {h.chunk.text for h in index.search(tenant, bucket, q, 10)}) / 10)
+    assert float(np.mean(found)) >= 0.95
+    # A fresh process (file + log) agrees.
+    fresh = LocalVectorIndex(db, tmp_path / "vectors", ann_min_chunks=1000, compact_min=10**9)
+    assert fresh.search(tenant, bucket, planted[1], 1)[0].chunk.text == "planted:1"
+    assert fresh.describe(tenant, bucket, DIMS) == index.describe(tenant, bucket, DIMS)
+
+
+def planted_chunk(i: int) -> ChunkRecord:
+    return ChunkRecord("planted", i, f"planted:{i}", "0" * 32, "s3://x", MINILM)
+
+
+def test_other_process_writes_are_caught_up_in_the_background(server: LiveServer, tmp_path: Path) -> None:
+    """Another process's writes reach a searching process's space without a search (its follower thread
+    checks the generations of the spaces it holds); the next search sees them and not the deleted chunks."""
+    db = server.container.db
+    tenant, bucket = f"follow-{uuid.uuid4().hex[:6]}", "b"
+    directory = tmp_path / "vectors"
+    index = LocalVectorIndex(db, directory, ann_min_chunks=1000, compact_min=10**9, follow_seconds=0.2)
+    matrix, _ = clustered(3000, 1, seed=31)
+    add_bucket(db, tenant, bucket)
+    fill(db, index, tenant, bucket, matrix)
+    index.sync(tenant, bucket, DIMS)
+    planted = -matrix[:5]
+    buffer = tmp_path / "planted.npy"
+    np.save(buffer, planted)
+    with open(buffer, "rb") as stdin:
+        subprocess.run(
+            [sys.executable, "-c", WRITER, db.url, str(directory), tenant, bucket], stdin=stdin, check=True
+        )
+    expected = {"graph": 3000, "exact": 5, "dead": 1000, "version": 1}
+    deadline = time.monotonic() + 60  # a bound on the wait, not a timing assertion
+    while index.describe(tenant, bucket, DIMS) != expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert index.describe(tenant, bucket, DIMS) == expected  # caught up with no search
+    assert index.search(tenant, bucket, planted[2], 1)[0].chunk.text == "other:2"
+    texts = [h.chunk.text for h in index.search(tenant, bucket, matrix[1500], 10)]
+    assert len(texts) == 10 and not any(t.startswith("m:") and 1000 <= int(t[2:]) < 2000 for t in texts)
+    index.close()
 
 
 def test_similarity_search_api_uses_the_index_and_skips_deleted(

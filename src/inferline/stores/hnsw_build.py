@@ -17,7 +17,9 @@ def main(argv: list[str]) -> None:
     os.nice(10)  # requests first
     db = Database(os.environ[BUILD_DATABASE_ENV])
     try:
-        index = LocalVectorIndex(db, Path(directory), ef_search=int(ef_search), build_threads=int(threads))
+        index = LocalVectorIndex(
+            db, Path(directory), ef_search=int(ef_search), build_threads=int(threads), follow_seconds=0
+        )
         index.compact(tenant_id, bucket, int(dims), blocking=blocking == "1")
     finally:
         db.dispose()

@@ -13,6 +13,9 @@ tells searching processes (the API while `inferline worker` writes, replicas) th
   sequence (cost proportional to the change). Once the changes pass a share of the graph, a background thread
   folds them into a new graph file (incremental: removals and insertions on a copy of the graph), published
   atomically; the log entries it absorbed are pruned. Buckets under `ann_min_chunks` are searched exactly.
+  Searches after a change find the space caught up already: this process's own writes reach its spaces when
+  they commit (the ids and vectors the transaction wrote, no rows read back), and a background thread follows
+  the generations of the spaces it holds, catching up with other processes' writes between searches.
   A file that is missing, unreadable or does not match the database (bucket re-created, row count) is
   ignored and rebuilt from the database.
 * `PgVectorIndex`: pgvector's HNSW index (a partial expression index per width), exact below the threshold.
@@ -33,13 +36,14 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from sqlalchemy import delete, event, func, insert, select, text, update
+from sqlalchemy import delete, event, func, insert, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
 from inferline.stores.db import Database
@@ -65,6 +69,9 @@ EF_SEARCH = 64  # HNSW candidate list per search: recall@10 0.99+ on clustered 3
 MAX_SPACES = 512  # buckets (per width) a process keeps open, least recently searched closed first
 RETRY_SECONDS = 30.0  # a space whose build left it due (failed, or lost the lock) waits this long to retry
 EXTRA = 4  # candidates fetched beyond k, re-scored exactly (covers rows deleted since the catch-up)
+FOLLOW_SECONDS = 1.0  # how often the generations of the spaces a process holds are checked in the background
+_DELTAS = "inferline.vectors.deltas"  # session.info: this transaction's writes, per bucket
+_CURRENT = "inferline.vectors.current"  # session.info: the bucket being written now
 
 
 @dataclass(frozen=True)
@@ -270,6 +277,43 @@ class _Space:
         found.sort(key=lambda t: (-t[0], t[1]))
         return [cid for _, cid in found[:n]]
 
+    def merged(
+        self,
+        generation: int | None,
+        new_ids: np.ndarray,
+        new_vectors: np.ndarray,
+        gone_ids: list[int],
+        del_seq: int,
+    ) -> _Space:
+        """This space plus the chunks added (ids above `max_id`) and removed (logged up to `del_seq`)."""
+        gone = np.array(gone_ids, dtype=np.int64)
+        keep_old = ~np.isin(self.ids, gone)
+        keep_new = ~np.isin(new_ids, gone)
+        return replace(
+            self,
+            generation=generation,
+            ids=np.concatenate([self.ids[keep_old], new_ids[keep_new]]),
+            vectors=np.concatenate([self.vectors[keep_old], new_vectors[keep_new]]),
+            # Deleted ids a graph may hold: any id seen before (a compaction may be inserting it right now).
+            dead=self.dead | {i for i in gone_ids if i <= self.max_id},
+            max_id=max(self.max_id, int(new_ids.max()) if len(new_ids) else 0),
+            del_seq=max(self.del_seq, del_seq),
+        )
+
+
+@dataclass
+class _Delta:
+    """One transaction's writes to one bucket: what its spaces need at commit to stay caught up."""
+
+    tenant_id: str
+    bucket: str
+    uid: str
+    before: int  # the bucket's generation before the transaction's first write
+    after: int  # ... and after its last
+    added: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)  # (ids, vectors) per insert
+    removed: list[int] = field(default_factory=list)  # chunk ids deleted (and logged)
+    del_seq: int = 0  # the last deletion log entry written
+
 
 Key = tuple[str, str, int]
 
@@ -291,6 +335,7 @@ class LocalVectorIndex(_ChunkWriter):
         compact_delay: float = 5.0,
         build_threads: int = max(1, (os.cpu_count() or 2) // 2),
         cache_bytes: int = 1 << 30,
+        follow_seconds: float = FOLLOW_SECONDS,
     ) -> None:
         self.db = db
         self.files = GraphFiles(directory) if directory is not None and usearch_available() else None
@@ -314,6 +359,159 @@ class LocalVectorIndex(_ChunkWriter):
         self._children: set[subprocess.Popen[bytes]] = set()  # builds running for this index
         self._rejected: dict[Key, int] = {}  # published versions found unusable (rebuilt when due)
         self._retry_at: dict[Key, float] = {}  # a space whose build just ran waits before the next one
+        self.follow_seconds = follow_seconds  # 0: no background catch-up with other processes' writes
+        self._stale: set[Key] = set()  # spaces the follower catches up with the database next
+        self._follow = threading.Condition(self._lock)
+        self._follower: threading.Thread | None = None
+
+    # -- writes: at commit, this process's spaces of the bucket take the transaction's changes -------------
+    def _bump(self, session: Session, tenant_id: str, bucket: str) -> None:  # type: ignore[override]
+        """The base bump; also starts (or extends) the transaction's record of its writes to the bucket."""
+        row = session.execute(
+            update(EmbeddedBucket)
+            .where(EmbeddedBucket.tenant_id == tenant_id, EmbeddedBucket.bucket == bucket)
+            .values(generation=EmbeddedBucket.generation + 1)
+            .returning(EmbeddedBucket.id, EmbeddedBucket.generation)
+            .execution_options(synchronize_session=False)
+        ).first()
+        session.info.pop(_CURRENT, None)
+        if row is None:
+            return  # not an embedded bucket: no space follows it by generation
+        deltas = session.info.get(_DELTAS)
+        if deltas is None:
+            deltas = session.info[_DELTAS] = {}
+            event.listen(session, "after_commit", self._committed, once=True)
+            event.listen(session, "after_rollback", _forget, once=True)
+        delta = deltas.get((tenant_id, bucket))
+        if delta is None or delta.uid != row[0]:
+            delta = deltas[(tenant_id, bucket)] = _Delta(tenant_id, bucket, row[0], row[1] - 1, row[1])
+        delta.after = row[1]
+        session.info[_CURRENT] = delta
+
+    def _delete(self, session: Session, where: Any) -> None:
+        delta: _Delta | None = session.info.get(_CURRENT)
+        if delta is None:
+            super()._delete(session, where)
+            return
+        gone = list(session.scalars(select(EmbeddingChunk.id).where(where)))
+        super()._delete(session, where)
+        if gone:
+            delta.removed.extend(gone)
+            last = session.scalar(
+                select(func.max(ChunkDeletion.seq)).where(
+                    ChunkDeletion.tenant_id == delta.tenant_id, ChunkDeletion.bucket == delta.bucket
+                )
+            )
+            delta.del_seq = max(delta.del_seq, int(last or 0))
+
+    def _insert(self, session: Session, rows: list[dict[str, Any]], vectors: np.ndarray) -> None:
+        delta: _Delta | None = session.info.get(_CURRENT)
+        if delta is None:
+            super()._insert(session, rows, vectors)
+            return
+        table = EmbeddingChunk.__table__
+        statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+        ids = np.array(session.execute(statement, rows).scalars().all(), dtype=np.int64)
+        delta.added.append((ids, np.array(vectors, dtype=np.float32)))
+
+    def _committed(self, session: Session) -> None:
+        """After a commit: each space of a written bucket that was at the generation the transaction started
+        from takes its changes (no rows read); any other is left to the follower."""
+        deltas: dict[tuple[str, str], _Delta] = session.info.pop(_DELTAS, None) or {}
+        session.info.pop(_CURRENT, None)
+        for delta in deltas.values():
+            try:
+                self._apply(delta)
+            except Exception:  # the next search catches up from the database
+                log.exception("vector index of %s/%s did not take a commit", delta.tenant_id, delta.bucket)
+
+    def _apply(self, delta: _Delta) -> None:
+        with self._lock:
+            keys = [key for key in self._spaces if key[:2] == (delta.tenant_id, delta.bucket)]
+        for key in keys:
+            dims = key[2]
+            with self._key_lock(key):
+                with self._lock:
+                    space = self._spaces.get(key)
+                if space is None:
+                    continue
+                if space.uid != delta.uid or space.generation != delta.before or self._replaced(key, space):
+                    self._catch_up_later(key)  # from the database (and the graph published since)
+                    continue
+                added = [(ids, v) for ids, v in delta.added if v.ndim == 2 and v.shape[1] == dims]
+                new_ids = np.concatenate([ids for ids, _ in added]) if added else _NO_IDS
+                new_vectors = (
+                    np.concatenate([v for _, v in added]) if added else np.zeros((0, dims), np.float32)
+                )
+                space = space.merged(delta.after, new_ids, new_vectors, delta.removed, delta.del_seq)
+                self._store(key, space)
+            if self._due(space):
+                self._schedule(key)
+
+    # -- following other processes' writes in the background ------------------------------------------------
+    def _catch_up_later(self, key: Key) -> None:
+        """Have the follower catch `key` up with the database soon."""
+        with self._follow:
+            if self._closed:
+                return
+            self._stale.add(key)
+            self._start_follower()
+            self._follow.notify()
+
+    def _start_follower(self) -> None:
+        """(holding `_lock`) The follower thread runs; it holds the index weakly and ends with it."""
+        if self._follower is None and (self.follow_seconds > 0 or self._stale) and not self._closed:
+            self._follower = threading.Thread(
+                target=_follow, args=(weakref.ref(self),), name="vector-follower", daemon=True
+            )
+            self._follower.start()
+
+    def follow_once(self) -> bool:
+        """Wait for stale spaces or the next generation check, then catch those up; False once closed."""
+        with self._follow:
+            if not self._stale and not self._closed:
+                self._follow.wait(self.follow_seconds if self.follow_seconds > 0 else None)
+            if self._closed:
+                return False
+            keys, self._stale = self._stale, set()
+        try:
+            with self.db.session() as s:
+                keys |= self._moved(s)
+            for key in keys:
+                with self._lock:
+                    held = key in self._spaces
+                if held:
+                    with self.db.session() as s:
+                        self._space(s, key)
+        except Exception:
+            log.exception("vector index catch-up failed")
+        return True
+
+    def _moved(self, s: Session) -> set[Key]:
+        """Held spaces whose bucket changed generation (or was re-created) since they caught up."""
+        with self._lock:
+            held = dict(self._spaces)
+        pairs = list({key[:2] for key in held})
+        if not pairs:
+            return set()
+        found: dict[tuple[str, str], tuple[str, int]] = {}
+        for start in range(0, len(pairs), 200):
+            rows = s.execute(
+                select(
+                    EmbeddedBucket.tenant_id,
+                    EmbeddedBucket.bucket,
+                    EmbeddedBucket.id,
+                    EmbeddedBucket.generation,
+                ).where(
+                    tuple_(EmbeddedBucket.tenant_id, EmbeddedBucket.bucket).in_(pairs[start : start + 200])
+                )
+            )
+            found.update({(t, b): (uid, gen) for t, b, uid, gen in rows})
+        return {
+            key
+            for key, space in held.items()
+            if key[:2] in found and found[key[:2]] != (space.uid, space.generation)
+        }
 
     def delete_bucket(self, session: Session, tenant_id: str, bucket: str) -> None:
         """Also removes the bucket's graph files once the deletion commits."""
@@ -355,6 +553,11 @@ class LocalVectorIndex(_ChunkWriter):
             "version": space.published.version if space.published else 0,
         }
 
+    def generation(self, tenant_id: str, bucket: str, dims: int) -> int | None:
+        """The bucket generation this process's space has caught up with (None: none held, or unknown)."""
+        space = self._spaces.get((tenant_id, bucket, dims))
+        return space.generation if space is not None else None
+
     def _space(self, s: Session, key: Key, schedule: bool = True) -> _Space:
         tenant_id, bucket, _ = key
         row = s.execute(
@@ -386,6 +589,7 @@ class LocalVectorIndex(_ChunkWriter):
         with self._lock:
             self._spaces[key] = space
             self._spaces.move_to_end(key)
+            self._start_follower()
             while len(self._spaces) > MAX_SPACES or (
                 len(self._spaces) > 1
                 and sum(sp.vectors.nbytes for sp in self._spaces.values()) > self.cache_bytes
@@ -510,22 +714,10 @@ class LocalVectorIndex(_ChunkWriter):
             return None
         if not added and not removed:
             return replace(space, generation=generation)
-        gone_ids = [r[1] for r in removed]
-        gone = np.array(gone_ids, dtype=np.int64)
         new_ids = np.array([r[0] for r in added], dtype=np.int64)
         new_vectors = np.frombuffer(b"".join([r[1] for r in added]), dtype="<f4").reshape(len(added), dims)
-        keep_old = ~np.isin(space.ids, gone)
-        keep_new = ~np.isin(new_ids, gone)
-        return replace(
-            space,
-            generation=generation,
-            ids=np.concatenate([space.ids[keep_old], new_ids[keep_new]]),
-            vectors=np.concatenate([space.vectors[keep_old], new_vectors[keep_new]]),
-            # Deleted ids a graph may hold: any id seen before (a compaction may be inserting it right now).
-            dead=space.dead | {i for i in gone_ids if i <= space.max_id},
-            max_id=max(space.max_id, int(new_ids[-1]) if len(new_ids) else 0),
-            del_seq=max(space.del_seq, removed[-1][0] if removed else 0),
-        )
+        seq = removed[-1][0] if removed else 0
+        return space.merged(generation, new_ids, new_vectors, [r[1] for r in removed], seq)
 
     # -- compaction -----------------------------------------------------------------------------------------
     def _due(self, space: _Space) -> bool:
@@ -541,12 +733,15 @@ class LocalVectorIndex(_ChunkWriter):
         with self._wake:
             self._closed = True
             self._pending.clear()
+            self._stale.clear()
             self._wake.notify_all()
+            self._follow.notify_all()
             children = list(self._children)
         for child in children:
             child.kill()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        for thread in (self._thread, self._follower):
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(timeout=10)
 
     def _schedule(self, key: Key) -> None:
         with self._wake:
@@ -716,6 +911,21 @@ class LocalVectorIndex(_ChunkWriter):
                 s.add(DeletionFloor(tenant_id=tenant_id, bucket=bucket, seq=seq))
             else:
                 floor.seq = max(floor.seq, seq)
+
+
+def _follow(ref: weakref.ref[LocalVectorIndex]) -> None:
+    """The follower thread: runs while its index lives and is open."""
+    while True:
+        index = ref()
+        if index is None or not index.follow_once():
+            return
+        del index
+
+
+def _forget(session: Session) -> None:
+    """A rolled-back transaction's writes never reach a space."""
+    session.info.pop(_DELTAS, None)
+    session.info.pop(_CURRENT, None)
 
 
 def _driver_rows(s: Session, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
