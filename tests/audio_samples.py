@@ -27,6 +27,16 @@ def speech(text: str) -> np.ndarray:
     return np.concatenate(list(voice().synthesize(text)))
 
 
+@cache
+def steady_speech(text: str) -> np.ndarray:
+    """`text` spoken with Piper's random noise off: the same samples (and transcript) every run."""
+    from piper import PiperVoice, SynthesisConfig
+
+    config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
+    chunks = PiperVoice.load(VOICE_FILE).synthesize(text, syn_config=config)
+    return np.concatenate([c.audio_float_array for c in chunks])
+
+
 def wav(samples: np.ndarray | list[np.ndarray], rate: int = RATE) -> bytes:
     """16-bit WAV with one channel per array (written with the stdlib, independent of the server's codec)."""
     channels = samples if isinstance(samples, list) else [samples]

@@ -14,7 +14,7 @@ import telnyx
 
 from inferline.areas.conversations.redaction import redact
 from inferline.stores.conversations_tables import ConversationMessage
-from tests.audio_samples import RATE, speech, wav
+from tests.audio_samples import RATE, speech, steady_speech, wav
 from tests.conftest import LiveServer
 from tests.test_insights_e2e import wait_run
 from tests.test_insights_webhooks import Receiver, public_key
@@ -24,9 +24,9 @@ AGENT = "Sorry about that. I have sent a replacement today."
 URL = "/ai/conversations/recordings"
 
 
-def stereo(first: str, second: str) -> bytes:
-    """Channel 0 says `first`, then channel 1 says `second` after a short pause."""
-    a, b = speech(first), speech(second)
+def stereo(first: str, second: str, steady: bool = False) -> bytes:
+    """Channel 0 says `first`, then channel 1 `second` after a short pause (`steady`: Piper noise off)."""
+    a, b = (steady_speech(first), steady_speech(second)) if steady else (speech(first), speech(second))
     gap = np.zeros(int(0.6 * RATE), dtype=np.float32)
     left = np.concatenate([a, gap, np.zeros_like(b)])
     right = np.concatenate([np.zeros_like(a), gap, b])
@@ -94,7 +94,11 @@ def test_roles_are_configurable_and_redaction_keeps_originals_out(
 ) -> None:
     answer = post(
         http,
-        stereo("Please call me back on 415 555 0134.", "Sure, I will call you back today."),
+        stereo(
+            "Please call me back on four one five, five five five, zero one three four.",
+            "Sure, I will call you back today.",
+            steady=True,
+        ),
         channel_roles=json.dumps({"0": "assistant", "1": "user"}),
         redact="true",
     )
@@ -105,6 +109,7 @@ def test_roles_are_configurable_and_redaction_keeps_originals_out(
     with server.container.db.session() as s:
         stored = s.query(ConversationMessage.text).filter_by(conversation_id=data["conversation"]["id"]).all()
     assert stored and all(not redact(t).counts for (t,) in stored)  # nothing left to redact
+    assert any("[PHONE]" in t for (t,) in stored), stored  # and the number was there to be redacted
 
 
 @pytest.mark.slow
