@@ -1,12 +1,14 @@
 """Audio decode and encode with PyAV (FFmpeg): any container in, float32 samples out, and back.
 
-Decoding never trusts a file name or content type; FFmpeg probes the bytes. Encoding can stream: an
-`AudioEncoder` turns each chunk of samples into the bytes that are ready so far.
+Decoding never trusts a file name or content type; FFmpeg probes the bytes. Encoding streams: an
+`AudioEncoder` turns each chunk of samples into the bytes that are ready so far (WAV too: a streaming header,
+its sizes unknown, then the PCM as it comes; `wav_with_sizes` fills in the sizes of a whole one).
 """
 
 from __future__ import annotations
 
 import io
+import struct
 import wave
 from dataclasses import dataclass
 from typing import Any
@@ -148,6 +150,22 @@ def wav_bytes(samples: np.ndarray, rate: int) -> bytes:
     return buf.getvalue()
 
 
+STREAMING_SIZE = 0xFFFFFFFF  # a WAV size not known yet: readers take the data to the end of the stream
+
+
+def wav_header(rate: int, data_bytes: int = STREAMING_SIZE) -> bytes:
+    """The 44-byte header of a 16-bit PCM mono WAV holding `data_bytes` (by default: streamed, unknown)."""
+    riff = STREAMING_SIZE if data_bytes == STREAMING_SIZE else 36 + data_bytes
+    fmt = struct.pack("<4sIHHIIHH", b"fmt ", 16, 1, 1, rate, 2 * rate, 2, 16)  # PCM, mono, 16-bit
+    return struct.pack("<4sI4s", b"RIFF", riff, b"WAVE") + fmt + struct.pack("<4sI", b"data", data_bytes)
+
+
+def wav_with_sizes(data: bytes) -> bytes:
+    """A whole WAV made by `AudioEncoder` (streaming header) with its real sizes in the header."""
+    rate = struct.unpack_from("<I", data, 24)[0]
+    return wav_header(rate, len(data) - 44) + data[44:]
+
+
 def _supported_rate(fmt: OutputFormat, rate: int) -> int:
     """`rate`, or the codec's nearest higher rate (else its highest) when the codec cannot take it."""
     if fmt.rates is None or rate in fmt.rates:
@@ -176,14 +194,15 @@ class _Sink(io.RawIOBase):
 class AudioEncoder:
     """Encodes mono float32 chunks at `in_rate` to `fmt` at `out_rate`, yielding bytes as they are ready.
 
-    WAV needs its length in the header, so it is emitted whole by `finish`; every other format streams.
+    Every format streams. WAV starts with a header whose sizes are unknown (`STREAMING_SIZE`), then PCM (raw
+    formats are resampled chunk by chunk: one chunk in, one out).
     """
 
     def __init__(self, fmt: str, in_rate: int, out_rate: int | None = None) -> None:
         self.format = FORMATS[fmt]
         self.in_rate = in_rate
         self.out_rate = _supported_rate(self.format, out_rate or in_rate)
-        self._pending: list[np.ndarray] = []
+        self._started = False
         self._container: Any = None
         self._stream: Any = None
         self._sink = _Sink()
@@ -202,10 +221,7 @@ class AudioEncoder:
     def write(self, samples: np.ndarray) -> bytes:
         """Feed one chunk; returns the encoded bytes available now (maybe empty)."""
         if self._stream is None:
-            if self.format.name == "wav":
-                self._pending.append(samples)
-                return b""
-            return to_int16(resample(samples, self.in_rate, self.out_rate)).tobytes()
+            return self._raw(resample(samples, self.in_rate, self.out_rate))
         for packet in self._stream.encode(_frame(samples, self.in_rate)):
             self._container.mux(packet)
         return self._sink.drain()
@@ -213,17 +229,23 @@ class AudioEncoder:
     def finish(self) -> bytes:
         """Flush the encoder and close the container; returns the remaining bytes."""
         if self._stream is None:
-            if self.format.name == "wav":
-                joined = np.concatenate(self._pending) if self._pending else np.zeros(0, np.float32)
-                return wav_bytes(resample(joined, self.in_rate, self.out_rate), self.out_rate)
-            return b""
+            return b"" if self._started or self.format.name != "wav" else self._raw(np.zeros(0, np.float32))
         for packet in self._stream.encode(None):
             self._container.mux(packet)
         self._container.close()
         return self._sink.drain()
 
+    def _raw(self, samples: np.ndarray) -> bytes:
+        """16-bit PCM, after the WAV header the first time."""
+        data = to_int16(samples).tobytes()
+        if self.format.name == "wav" and not self._started:
+            data = wav_header(self.out_rate) + data
+        self._started = True
+        return data
+
 
 def encode(samples: np.ndarray, in_rate: int, fmt: str, out_rate: int | None = None) -> bytes:
-    """Encode a whole mono signal."""
+    """Encode a whole mono signal (a WAV with its sizes in the header)."""
     encoder = AudioEncoder(fmt, in_rate, out_rate)
-    return encoder.write(samples) + encoder.finish()
+    data = encoder.write(samples) + encoder.finish()
+    return wav_with_sizes(data) if fmt == "wav" else data

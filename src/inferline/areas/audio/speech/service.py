@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from inferline.areas.audio.codec import FORMATS, AudioEncoder
+from inferline.areas.audio.codec import FORMATS, AudioEncoder, wav_with_sizes
 from inferline.engines.tts import TextToSpeech
 from inferline.errors import BadRequest, UnsupportedParameter, model_not_installed
 from inferline.ops import context as ops_context
@@ -77,7 +77,9 @@ class SpeechStream:
     chunks: Iterator[bytes] = field(repr=False)
 
     def read_all(self) -> bytes:
-        return b"".join(self.chunks)
+        """The whole audio (a WAV with its real sizes in the header, not the streaming ones)."""
+        data = b"".join(self.chunks)
+        return wav_with_sizes(data) if self.content_type == FORMATS["wav"].content_type else data
 
 
 @dataclass(frozen=True)
@@ -272,6 +274,7 @@ class SpeechService:
     def _chunks(
         engine: TextToSpeech, parts: list[Part], request: SpeechRequest, encoder: AudioEncoder
     ) -> Iterator[bytes]:
+        first = True  # the first text is spoken clause first, so that the first audio comes sooner
         for part in parts:
             if isinstance(part, Pause):
                 pieces: Iterator[np.ndarray] = iter(
@@ -279,7 +282,13 @@ class SpeechService:
                 )
             elif part.text.strip():
                 speed = max(MIN_SPEED, min(MAX_SPEED, request.speed * part.speed))
-                pieces = engine.synthesize(part.text, speed=speed, volume=request.volume)
+                texts = first_clause(part.text) if first else [part.text]
+                first = False
+                pieces = (
+                    samples
+                    for text in texts
+                    for samples in engine.synthesize(text, speed=speed, volume=request.volume)
+                )
             else:
                 continue
             for samples in pieces:
@@ -287,6 +296,17 @@ class SpeechService:
                     yield data
         if data := encoder.finish():
             yield data
+
+
+CLAUSE_END = re.compile(r"[,;:.!?](?=\s+\S)")
+
+
+def first_clause(text: str) -> list[str]:
+    """`text` cut after its first clause (a comma, semicolon, colon or sentence end followed by more text),
+    else whole: the voice speaks a sentence as one chunk, and the first clause is ready sooner."""
+    text = text.strip()
+    end = CLAUSE_END.search(text)
+    return [text[: end.end()], text[end.end() :].lstrip()] if end else [text]
 
 
 def _content_type(fmt: str, rate: int) -> str:
