@@ -15,6 +15,7 @@ import os
 import re
 import shlex
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,26 +23,33 @@ import boto3
 import pytest
 
 from inferline import catalog
+from inferline.areas.conversations.webhooks import WebhookSigner
 from inferline.cli import build_parser
 from inferline.keys import s3_credentials
 from tests.conftest import REPO, LiveServer
 
 README = (REPO / "README.md").read_text()
-PYTHON_SNIPPETS = re.findall(r"```python\n(.*?)```", README, re.S)
+
+
+def python_snippets(readme: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", readme, re.S)
+
+
+PYTHON_SNIPPETS = python_snippets(README)
 BASH_BLOCKS = re.findall(r"```bash\n(.*?)```", README, re.S)
 DEFAULT_CHAT = next(e.id for e in catalog.for_profile("default") if e.kind == "chat")
 TEST_CHAT = next(e.id for e in catalog.for_profile("test") if e.kind == "chat")
 
 
-@pytest.fixture(scope="module")
-def session(server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """The reader's session: a new tenant's key, its training file in `my-bucket`, a `handbook.pdf`, and the
-    names the webhook snippet expects a receiving handler to have (a signed event body and its headers)."""
-    _, key = server.container.keys.create("readme", name="README snippets")
+@contextmanager
+def reader_session(url: str, key: str, signer: WebhookSigner, folder: Path) -> Iterator[dict[str, Any]]:
+    """The reader's session on the server at `url` as `key`'s tenant: its training file in `my-bucket`, a
+    `handbook.pdf` in `folder` (the working directory meanwhile), and the names the webhook snippet expects a
+    receiving handler to have (an event body signed by the server's `signer`, and its headers)."""
     access_key_id, secret = s3_credentials(key)
     s3 = boto3.client(
         "s3",
-        endpoint_url=server.url + "/s3",
+        endpoint_url=url + "/s3",
         region_name="us-east-1",
         aws_access_key_id=access_key_id,
         aws_secret_access_key=secret,
@@ -49,20 +57,28 @@ def session(server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Ite
     s3.create_bucket(Bucket="my-bucket")
     line = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]}
     s3.put_object(Bucket="my-bucket", Key="train.jsonl", Body=json.dumps(line) + "\n")
-    folder = tmp_path_factory.mktemp("reader")
     (folder / "handbook.pdf").write_bytes(b"%PDF-1.4\n% a placeholder the snippet uploads\n")
     raw_body = json.dumps({"data": {"event_type": "call.conversation_insights.generated", "payload": {}}})
     namespace: dict[str, Any] = {
         "raw_body": raw_body,
-        "request_headers": server.container.webhooks.signer.headers(raw_body),
-        "PUBLIC_KEY": server.container.webhooks.signer.public_key(),
+        "request_headers": signer.headers(raw_body),
+        "PUBLIC_KEY": signer.public_key(),
     }
     cwd = Path.cwd()
     os.chdir(folder)
     try:
-        yield {"namespace": namespace, "key": key, "s3": (access_key_id, secret), "url": server.url}
+        yield {"namespace": namespace, "key": key, "s3": (access_key_id, secret), "url": url}
     finally:
         os.chdir(cwd)
+
+
+@pytest.fixture(scope="module")
+def session(server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The reader's session as a new tenant of the test server."""
+    _, key = server.container.keys.create("readme", name="README snippets")
+    folder = tmp_path_factory.mktemp("reader")
+    with reader_session(server.url, key, server.container.webhooks.signer, folder) as session:
+        yield session
 
 
 def adapt(code: str, session: dict[str, Any]) -> str:
@@ -81,10 +97,15 @@ def test_the_readme_has_python_snippets() -> None:
     assert len(PYTHON_SNIPPETS) >= 6
 
 
+def run_snippet(snippet: str, number: int, session: dict[str, Any]) -> None:
+    """Run a README Python snippet in the session's namespace (a traceback names it by its `number`)."""
+    code = adapt(snippet, session)
+    exec(compile(code, f"README.md python snippet {number}", "exec"), session["namespace"])
+
+
 @pytest.mark.parametrize("index", range(len(PYTHON_SNIPPETS)))
 def test_python_snippet_runs(index: int, session: dict[str, Any]) -> None:
-    code = adapt(PYTHON_SNIPPETS[index], session)
-    exec(compile(code, f"README.md python snippet {index + 1}", "exec"), session["namespace"])
+    run_snippet(PYTHON_SNIPPETS[index], index + 1, session)
 
 
 def _cli_lines() -> list[list[str]]:
