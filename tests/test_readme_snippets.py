@@ -14,6 +14,8 @@ import json
 import os
 import re
 import shlex
+import shutil
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -137,3 +139,30 @@ def test_the_layout_lists_every_command() -> None:
             nested = [a for a in command._actions if isinstance(a, argparse._SubParsersAction)]
             commands[name] = set(nested[0].choices) if nested else set()
     assert documented == commands
+
+
+JAVASCRIPT_SNIPPETS = re.findall(r"```javascript\n(.*?)```", README, re.S)
+
+
+@pytest.mark.node
+@pytest.mark.parametrize("index", range(len(JAVASCRIPT_SNIPPETS)))
+def test_javascript_snippet_runs(index: int, server: LiveServer) -> None:
+    """Each README JavaScript snippet runs as an ES module with node and the `telnyx` npm package (the one
+    `make test` installs under tests/js), against the live server, and prints what it promises."""
+    js_dir = REPO / "tests" / "js"
+    node = shutil.which("node")
+    if node is None or not (js_dir / "node_modules" / "telnyx").is_dir():
+        pytest.fail("node and tests/js/node_modules are required: run `make test`, which installs them")
+    _, key = server.container.keys.create("readme-js", name="README JavaScript snippet")
+    code = JAVASCRIPT_SNIPPETS[index].replace("http://127.0.0.1:8000", server.url)
+    code = code.replace("'KEY...'", repr(key))
+    module = js_dir / f"readme-snippet-{index + 1}.mjs"
+    module.write_text(code)
+    try:
+        result = subprocess.run(
+            [node, module.name], cwd=js_dir, capture_output=True, text=True, timeout=120, check=False
+        )
+    finally:
+        module.unlink()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert TEST_CHAT in result.stdout, result.stdout  # the models list it prints names the installed model
