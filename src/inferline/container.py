@@ -115,6 +115,7 @@ class Container:
         self.worker = self.training_worker = None
         self.chat.close()
         self.vectors.close()
+        self.limits.close()
         self.db.dispose()
 
 

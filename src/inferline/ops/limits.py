@@ -2,8 +2,9 @@
 
 Requests and tokens per window (default 60 s: per minute) for chat and embeddings are fixed-window counters in
 `rate_counters`, bumped by one atomic upsert (`INSERT … ON CONFLICT DO UPDATE … RETURNING`, SQLite and
-PostgreSQL alike). Tokens are counted when a request finishes; a request is refused while its window's tokens
-are spent. Concurrent transcriptions are rows in `inflight_slots` that expire on their own if a process dies.
+PostgreSQL alike) in autocommit: one statement and one round trip per request and limit. Tokens are counted
+when a request finishes; a request is refused while its window's tokens are spent. Concurrent transcriptions
+are rows in `inflight_slots` that expire on their own if a process dies.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ import uuid
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import create_engine, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.engine import Connection, Engine
 
 from inferline.errors import RateLimited, ValidationFailed
 from inferline.keys import Principal
@@ -88,6 +89,7 @@ class LimitService:
         self._cache: dict[tuple[str, str], tuple[float, Limits | None]] = {}
         self._lock = threading.Lock()
         self._last_sweep = 0.0
+        self._counter_engine: Engine | None = None
 
     # --- configuration -------------------------------------------------------------------------------------
     def set(self, tenant_id: str, key_id: str = "", **values: Any) -> Limits:
@@ -172,7 +174,7 @@ class LimitService:
         tokens: list[_Window] = []
         refused = ""
         now = time.time()
-        with self.db.session() as s:
+        with self._counters() as s:
             for lim, subject in subjects:
                 start, reset = _window(now, lim.window_seconds)
                 token_limit = getattr(lim, f"{category}_tokens")
@@ -218,7 +220,7 @@ class LimitService:
         if not limits:
             return
         now = time.time()
-        with self.db.session() as s:
+        with self._counters() as s:
             for lim in limits:
                 start, _ = _window(now, lim.window_seconds)
                 _bump(s, self._subject(lim, category) + ":tok", start, tokens)
@@ -254,6 +256,32 @@ class LimitService:
             with self.db.session() as s:
                 s.execute(delete(InflightSlot).where(InflightSlot.id.startswith(slot + ":")))
 
+    def _counters(self) -> Connection:
+        """A connection in autocommit mode: each counter upsert is one statement, atomic on its own, and one
+        round trip (no BEGIN/COMMIT). On PostgreSQL from an engine of its own that is autocommit throughout
+        (no isolation level set and reset around each use) with `synchronous_commit=off`: a counter's commit
+        does not wait for its WAL flush (a crash may forget the last fraction of a second of counts)."""
+        if self.db.engine.dialect.name == "sqlite":
+            return self.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        with self._lock:
+            if self._counter_engine is None:
+                self._counter_engine = create_engine(
+                    self.db.engine.url,
+                    isolation_level="AUTOCOMMIT",
+                    pool_pre_ping=True,
+                    pool_size=10,
+                    max_overflow=10,
+                    connect_args={"client_encoding": "utf8", "options": "-c synchronous_commit=off"},
+                )
+        return self._counter_engine.connect()
+
+    def close(self) -> None:
+        """Close the counters' connections (PostgreSQL)."""
+        with self._lock:
+            if self._counter_engine is not None:
+                self._counter_engine.dispose()
+                self._counter_engine = None
+
     @staticmethod
     def _subject(lim: Limits, category: str) -> str:
         return f"k:{lim.key_id}:{category}" if lim.key_id else f"t:{lim.tenant_id}:{category}"
@@ -272,9 +300,9 @@ def _window(now: float, seconds: int) -> tuple[int, float]:
     return start, start + seconds - now
 
 
-def _bump(s: Session, subject: str, window_start: int, n: int) -> int:
+def _bump(s: Connection, subject: str, window_start: int, n: int) -> int:
     """Add `n` to a counter and return its new value, in one atomic upsert."""
-    insert = sqlite_insert if s.get_bind().dialect.name == "sqlite" else pg_insert
+    insert = sqlite_insert if s.dialect.name == "sqlite" else pg_insert
     stmt = insert(RateCounter).values(subject=subject, window_start=window_start, count=n)
     stmt = stmt.on_conflict_do_update(
         index_elements=["subject", "window_start"],
