@@ -6,7 +6,8 @@ have a quota (on each write) or when usage is snapshotted, so tenants without a 
 
 Metering: `bucket_bytes_stored` holds, per tenant and UTC day, the bytes stored at that day's last snapshot
 (unit byte-days: summed over days it is byte-days). A snapshot is taken when a tenant's objects change (at
-most once per `SNAPSHOT_SECONDS` per tenant and process) and for every tenant when usage is reported.
+most once per `SNAPSHOT_SECONDS` per tenant and process, in a background thread) and for every tenant when
+usage is reported.
 """
 
 from __future__ import annotations
@@ -95,14 +96,17 @@ class StorageMeter:
 
     # --- metering ------------------------------------------------------------------------------------
     def changed(self, tenant_id: str, bucket: str) -> None:
-        """Object-change listener: snapshot the tenant unless this process did so recently."""
+        """Object-change listener: snapshot the tenant in the background unless this process did so recently
+        (summing a large tenant's objects stays out of the write that changed them)."""
         now = time.monotonic()
         with self._lock:
             last = self._snapshots.get(tenant_id)
             if last is not None and now - last < SNAPSHOT_SECONDS:
                 return
             self._snapshots[tenant_id] = now
-        self.snapshot([tenant_id])
+        threading.Thread(
+            target=self.snapshot, args=([tenant_id],), name="storage-snapshot", daemon=True
+        ).start()
 
     def snapshot(self, tenant_ids: Iterable[str] | None = None) -> None:
         """Record today's `bucket_bytes_stored` of these tenants (default: every tenant with a key)."""
