@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import telnyx
 
-from inferline.areas.conversations.redaction import redact
+from inferline.privacy.redaction import redact
 from inferline.stores.conversations_tables import ConversationMessage
 from tests.audio_samples import RATE, speech, steady_speech, wav
 from tests.conftest import LiveServer

@@ -1,4 +1,4 @@
-"""Redaction of personal data (areas/conversations/redaction.py) and its use on conversation messages sent
+"""Redaction of personal data (privacy/redaction.py) and its use on conversation messages sent
 with `redact: true` (inferline extension via the SDK extra_body): the original never reaches the database."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import telnyx
 
-from inferline.areas.conversations.redaction import luhn_ok, redact
+from inferline.privacy.redaction import luhn_ok, redact
 from inferline.stores.conversations_tables import ConversationMessage
 from tests.conftest import LiveServer
 

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import telnyx
 
-from inferline.areas.conversations.cli import cmd_settings
-from inferline.areas.conversations.redaction import redact, redact_words
 from inferline.config import Settings
+from inferline.privacy.cli import cmd_settings
+from inferline.privacy.redaction import redact, redact_words
 from inferline.stores.audio_tables import SttTranscriptionJob
 from inferline.stores.conversations_tables import ConversationMessage
 from tests.audio_samples import VOICE_FILE, wav

@@ -14,7 +14,6 @@ import pydantic
 import sqlalchemy.exc
 
 from inferline import catalog, logs
-from inferline.areas.conversations.cli import add_commands as add_tenant_commands
 from inferline.areas.fine_tuning.cli import add_commands as add_fine_tuning_commands
 from inferline.areas.models.cli import add_commands as add_model_commands
 from inferline.areas.models.cli import preflight
@@ -23,6 +22,7 @@ from inferline.config import Settings, config_file, display_url
 from inferline.errors import InferlineError
 from inferline.keys import DEFAULT_SCOPE, SCOPES, ApiKeyService, s3_credentials
 from inferline.ops.cli import add_commands as add_ops_commands
+from inferline.privacy.cli import add_commands as add_tenant_commands
 from inferline.stores.db import Database
 
 

@@ -13,9 +13,9 @@ from fastapi import APIRouter, Path, Query
 from sqlalchemy import select
 
 from inferline.areas.admin.protocol import KeyCreate, LimitsUpdate, TenantSettingsUpdate
-from inferline.areas.conversations.tenant_settings import TenantSettingsService
 from inferline.errors import NotFound
 from inferline.keys import KeyInfo, s3_credentials
+from inferline.privacy.tenant_settings import TenantSettingsService
 from inferline.stores.ops_tables import TenantLimit
 from inferline.stores.tables import ApiKey
 from inferline.web.deps import ContainerDep

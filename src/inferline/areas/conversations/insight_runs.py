@@ -25,8 +25,6 @@ from sqlalchemy.orm import Session
 from inferline.areas.conversations import insight_evidence, postgrest
 from inferline.areas.conversations.insight_events import EVENT_TYPE, insight_event, webhook_targets
 from inferline.areas.conversations.insight_templates import group_members, owned_group, schema_object
-from inferline.areas.conversations.redaction import redact
-from inferline.areas.conversations.tenant_settings import tenant_redacts
 from inferline.areas.conversations.webhooks import WebhookService
 from inferline.errors import (
     BadRequest,
@@ -37,6 +35,8 @@ from inferline.errors import (
     ValidationFailed,
 )
 from inferline.jobs import JobContext, JobFailed, JobQueue, JobView
+from inferline.privacy.redaction import redact
+from inferline.privacy.tenant_settings import tenant_redacts
 from inferline.stores.conversations_tables import Conversation, ConversationMessage, InsightRun
 from inferline.stores.db import Database, get_owned, page_rows
 from inferline.stores.tables import new_id, utcnow

@@ -22,10 +22,10 @@ from sqlalchemy.orm import Session
 from inferline.areas.audio.transcription.service import TranscriptionOptions, TranscriptionResult
 from inferline.areas.conversations.insight_runs import InsightRunService, _run_view
 from inferline.areas.conversations.insight_templates import group_members, owned_group
-from inferline.areas.conversations.redaction import redact
 from inferline.areas.conversations.service import _conversation_view, _message_view
-from inferline.areas.conversations.tenant_settings import redacts
 from inferline.errors import BadRequest, ValidationFailed
+from inferline.privacy.redaction import redact
+from inferline.privacy.tenant_settings import redacts
 from inferline.stores.conversations_tables import Conversation, ConversationMessage
 from inferline.stores.db import Database
 from inferline.stores.tables import utcnow

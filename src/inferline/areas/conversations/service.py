@@ -15,9 +15,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from inferline.areas.conversations import postgrest, redaction, tenant_settings
+from inferline.areas.conversations import postgrest
 from inferline.areas.conversations.idempotency import Idempotency
 from inferline.areas.conversations.insight_runs import InsightRunService
+from inferline.privacy import redaction, tenant_settings
 from inferline.stores.conversations_tables import Conversation, ConversationMessage
 from inferline.stores.db import Database, get_owned, page_rows
 from inferline.stores.tables import utcnow

@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 from inferline.areas.audio import codec as audio_codec
-from inferline.areas.conversations import redaction, tenant_settings
 from inferline.areas.models.service import ModelService
 from inferline.catalog import ModelEntry
 from inferline.engines.diarization import MAX_SPEAKERS, Diarizer, SpeakerTurn, speaker_at
@@ -24,6 +23,7 @@ from inferline.engines.stt import SAMPLE_RATE, Segment, SpeechToText, Word
 from inferline.errors import BadRequest, PayloadTooLarge, RateLimited, UnsupportedParameter, ValidationFailed
 from inferline.net.safe_http import SafeHttpClient
 from inferline.ops import context as ops_context
+from inferline.privacy import redaction, tenant_settings
 from inferline.stores.audio_tables import SttUsageRecord
 from inferline.stores.db import Database
 
@@ -363,7 +363,7 @@ def split_by_speaker(channel: int | None, segment: Segment, turns: list[SpeakerT
 
 
 def redact_segment(item: ChannelSegment) -> ChannelSegment:
-    """The segment with personal data replaced (`conversations.redaction`) in its text and words; the words
+    """The segment with personal data replaced (`privacy.redaction`) in its text and words; the words
     of one match become one `[KIND]` word spanning their times (and the first one's speaker). A changed
     segment drops its tokens, which would spell the original. A match split across segments is not seen."""
     segment = item.segment

@@ -7,8 +7,8 @@ import argparse
 import json
 from typing import Any
 
-from inferline.areas.conversations.tenant_settings import TenantSettingsService
 from inferline.config import Settings
+from inferline.privacy.tenant_settings import TenantSettingsService
 from inferline.stores.db import Database
 
 
