@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from inferline import catalog
 from inferline.areas.audio.reports.service import JOB_KIND as STT_REPORT_KIND
@@ -80,20 +81,33 @@ def build_diarizer() -> Diarizer | None:
 
 
 def build_speech(models: ModelService) -> SpeechService:
-    """Piper for every installed (packaged or registered) text-to-speech voice; listed on first use."""
+    """Piper for every installed (packaged or registered) text-to-speech voice, listed on first use and again
+    when the registered voices change (the model service re-reads the registry at most every second, at once
+    after a change made in this process); a voice's engine, loaded or not, is kept while it stays listed."""
     from inferline.engines.piper_tts import PiperEngine
     from inferline.engines.tts import TextToSpeech, VoiceInfo
 
+    held: dict[tuple[str, Path, bool], PiperEngine] = {}
+
     def engines() -> list[TextToSpeech]:
-        voices: list[TextToSpeech] = []
+        voices: list[PiperEngine] = []
+        kept: dict[tuple[str, Path, bool], PiperEngine] = {}
         for entry in models.installed("tts"):
             voice_file = catalog.model_dir(models.models_dir, entry) / entry.main_file
-            engine = PiperEngine(entry.id, voice_file)
-            if any(v.voice.voice_id == engine.voice.voice_id for v in voices):
-                # A registered copy of a voice already listed: named after its model id instead.
+            engine = held.get((entry.id, voice_file, False)) or PiperEngine(entry.id, voice_file)
+            renamed = any(v.voice.voice_id == engine.voice.voice_id for v in voices)
+            if renamed:  # a registered copy of a voice already listed: named after its model id instead
                 name = entry.id.rsplit("/", 1)[-1]
-                engine = PiperEngine(entry.id, voice_file, VoiceInfo(name, name, engine.voice.language))
+                engine = held.get((entry.id, voice_file, True)) or PiperEngine(
+                    entry.id, voice_file, VoiceInfo(name, name, engine.voice.language)
+                )
+            kept[(entry.id, voice_file, renamed)] = engine
             voices.append(engine)
-        return voices
+        held.clear()
+        held.update(kept)
+        return list(voices)
 
-    return SpeechService(engines, allowed=models.allowed)
+    def version() -> tuple[tuple[str, str, object], ...]:
+        return tuple((r.id, r.slug, r.created_at) for r in models.registered() if r.kind == "tts")
+
+    return SpeechService(engines, allowed=models.allowed, version=version)

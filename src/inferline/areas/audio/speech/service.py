@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import threading
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -102,20 +102,28 @@ class SpeechService:
         engines: Callable[[], Sequence[TextToSpeech]],
         default_voice: str | None = None,
         allowed: Callable[[str, str | None], bool] = lambda _model, _tenant: True,
+        version: Callable[[], Hashable] = lambda: None,
     ) -> None:
-        """`engines` lists the local voices (the first is the default); it is called on first use.
+        """`engines` lists the local voices (the first is the default); it is called on first use and again
+        whenever `version()` (cheap, called per use: e.g. the registered voices) changes, so voices registered
+        or removed while the server runs are listed and usable, or gone, at once.
         `allowed(model_id, tenant_id)` says whether a tenant may use a voice's model (the models file's
         `tenants`); the voices of other tenants are listed and answered as if they did not exist."""
         self._engines = engines
         self._allowed = allowed
+        self._version = version
+        self._seen: Hashable = None
         self._voices: list[Voice] | None = None
         self._lock = threading.Lock()
+        self._default_given = default_voice
         self.default_voice_id = default_voice
 
     @property
     def voices(self) -> list[Voice]:
+        """The local voices now (re-listed when `version()` changed since the last listing)."""
         with self._lock:
-            if self._voices is None:
+            version = self._version()
+            if self._voices is None or version != self._seen:
                 self._voices = [
                     Voice(
                         f"Telnyx.{e.voice.model}.{e.voice.voice_id}",
@@ -127,8 +135,9 @@ class SpeechService:
                     )
                     for e in self._engines()
                 ]
-                if self.default_voice_id is None and self._voices:
-                    self.default_voice_id = self._voices[0].voice_id
+                self._seen = version
+                first = self._voices[0].voice_id if self._voices else None
+                self.default_voice_id = self._default_given or first
             return self._voices
 
     def voices_for(self, tenant_id: str | None) -> list[Voice]:
