@@ -33,6 +33,7 @@ def tight(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         api_key=API_KEY,
         chat_parallel=1,
         chat_max_queue=0,
+        chat_threads=1,
         embedded_worker=False,
     )
     container = build_container(settings)

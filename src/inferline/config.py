@@ -199,6 +199,12 @@ class Settings(BaseSettings):
     chat_threads: int = Field(
         default=0, ge=0, description="CPU threads per chat model; 0 = the physical cores the process may use."
     )
+    background_yield: float = Field(
+        default=1.0,
+        ge=0,
+        description="While a chat generation runs, each embedding batch is followed by a pause of this many "
+        "times its own duration, so decoding keeps its share of the cores (docs/DEVELOPING.md); 0 = off.",
+    )
     remote_chat_models: dict[str, RemoteModel] = Field(
         default_factory=dict,
         description="JSON object routing chat model ids to OpenAI-compatible servers (vLLM, llama.cpp), e.g. "

@@ -1,9 +1,14 @@
-"""How many CPU cores the engines may use: the default thread count of llama.cpp."""
+"""How many CPU cores the engines may use (the default thread count of llama.cpp), and how engine kinds
+share them (`CpuShares`)."""
 
 from __future__ import annotations
 
 import math
 import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 SYS_CPU = Path("/sys/devices/system/cpu")
@@ -37,3 +42,57 @@ def physical_cores() -> int:
     if quota is not None:
         cores = min(cores, math.ceil(quota))
     return max(1, cores)
+
+
+class CpuShares:
+    """CPU admission per engine kind: chat generations are foreground, batch engine runs (embedding and
+    search-query batches) background.
+
+    With no chat generation running, background runs are not held. While one runs, background runs go one at
+    a time over all engines, and each is followed by a pause of `yield_ratio` times its own duration (cut
+    short when the last generation ends), so decoding keeps about 1 / (1 + 1 / yield_ratio) of the cores
+    and the batch engines the rest. Requests arriving during the pause join the next micro-batch, so they
+    lose less throughput than the time they yield. `yield_ratio` 0 turns the policy off.
+    """
+
+    def __init__(self, yield_ratio: float = 1.0) -> None:
+        self.yield_ratio = yield_ratio
+        self.chat = 0  # chat generations running
+        self.background_running = 0
+        self._cond = threading.Condition()
+
+    @contextmanager
+    def foreground(self) -> Iterator[None]:
+        """Held by a chat generation while it decodes."""
+        with self._cond:
+            self.chat += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.chat -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def background(self) -> Iterator[None]:
+        """Held by a batch engine run (see the class docstring)."""
+        if self.yield_ratio <= 0:
+            yield
+            return
+        with self._cond:
+            self._cond.wait_for(lambda: self.chat == 0 or self.background_running == 0)
+            self.background_running += 1
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            pause = (time.monotonic() - started) * self.yield_ratio
+            with self._cond:
+                if self.chat:  # the pause counts as the run's: no other background run meanwhile
+                    self._cond.wait_for(lambda: self.chat == 0, timeout=pause)
+                self.background_running -= 1
+                self._cond.notify_all()
+
+
+# The process's one policy: engines share the process's cores (`Settings.background_yield` sets the ratio).
+SHARES = CpuShares()

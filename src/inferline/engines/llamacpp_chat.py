@@ -1,8 +1,14 @@
 """`LlamaCppChatEngine`: a GGUF model (plus LoRA adapters) on the embedded llama.cpp server (xllamacpp).
 
 llama.cpp runs `parallel` slots with continuous batching, so concurrent requests decode together without
-sharing state. Constraints become grammars: JSON schemas through llama.cpp's schema converter, regexes
-through llguidance, choices as a GBNF alternation. The model loads on first use.
+sharing state. Multi-turn chats reuse the cached prompt prefix: a request goes to the idle slot whose cached
+prompt shares the longest prefix with it (llama.cpp's `slot_prompt_similarity`), only the new tokens are
+read (`cache_prompt`), and a slot taken by another conversation is saved to llama.cpp's RAM prompt cache
+(`cache_ram_mib`) and restored when its conversation returns (bench/bench_chat_turns.py measures it).
+Decoding holds `SHARES.foreground()` (engines/cpu.py), so embedding batches yield to it.
+
+Constraints become grammars: JSON schemas through llama.cpp's schema converter, regexes through
+llguidance, choices as a GBNF alternation. The model loads on first use.
 
 Tools: when the model's chat template has a tool-call format llama.cpp parses (Hermes / Qwen2.5
 `<tool_call>`, Mistral `[TOOL_CALLS]`, Llama 3.x JSON; see `TOOL_CALL_OPENERS`), `tools` go to llama.cpp as
@@ -14,16 +20,20 @@ format's call opener (an assistant prefill), so the reply is calls from its firs
 from __future__ import annotations
 
 import json
+import logging
 import struct
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from inferline.engines.chat import ChatEngineError, Constraint, EngineRequest, OnChunk
-from inferline.engines.cpu import physical_cores
+from inferline.engines.cpu import SHARES, physical_cores
 from inferline.errors import EngineUnavailable
 from inferline.logs import logged_load
+
+log = logging.getLogger("inferline.chat")
 
 # OpenAI request fields llama.cpp's chat endpoint understands as-is.
 PASSTHROUGH = (
@@ -106,6 +116,24 @@ def gguf_chat_metadata(path: Path) -> tuple[str | None, int | None]:
     return template, vocab
 
 
+def decode_rate(server: Any, tokens: int = 12, seconds: float = 1.0) -> float:
+    """Tokens/s of a greedy raw completion on `server` after its first token: `tokens` of them, or what
+    `seconds` allowed (a slow candidate is cut short)."""
+    stamps: list[float] = []
+    started = time.perf_counter()
+
+    def on_chunk(chunk: dict[str, Any]) -> bool:
+        if chunk.get("choices"):
+            stamps.append(time.perf_counter())
+        return time.perf_counter() - started > seconds
+
+    body = {"prompt": "The harbour master wrote in the log", "max_tokens": tokens, "temperature": 0}
+    server.handle_completions({**body, "stream": True, "ignore_eos": True}, on_chunk)
+    if len(stamps) < 2:
+        return 0.0
+    return (len(stamps) - 1) / max(stamps[-1] - stamps[0], 1e-9)
+
+
 def regex_grammar(pattern: str) -> str:
     """An llguidance (lark) grammar whose only sentence is a full match of `pattern`."""
     return "%llguidance {}\nstart: /" + pattern.replace("/", "\\/") + "/\n"
@@ -153,9 +181,8 @@ class LlamaCppChatEngine:
         self.adapters = tuple(adapters)
         self.parallel = parallel
         self.context = context
-        # The physical cores by default: what llama.cpp decodes fastest with on a quiet machine (2 cores: 2
-        # threads 12.9 tok/s, 1 thread 7.5). Its spinning threads slow down sharply when other busy processes
-        # take the same cores; INFERLINE_CHAT_THREADS sets fewer there.
+        # 0: measured when the model loads (`fastest_threads`); until then the physical cores.
+        self.auto_threads = not threads
         self.threads = threads or physical_cores()
         self._lock = threading.Lock()
         self._server: Any = None
@@ -192,6 +219,8 @@ class LlamaCppChatEngine:
             missing = [p for p in (self.model_path, *self.adapters) if not p.is_file()]
             if missing:
                 raise EngineUnavailable(f"Chat model {self.name} is missing {missing[0]}.")
+            if self.auto_threads and not self.gpu_layers:  # decode runs on the CPU
+                self.threads = self.fastest_threads(xllamacpp)
             params = xllamacpp.CommonParams()
             params.model.path = str(self.model_path)
             params.n_parallel = self.parallel
@@ -211,6 +240,30 @@ class LlamaCppChatEngine:
             except Exception as exc:
                 raise EngineUnavailable(f"Chat model {self.name} failed to load: {exc}") from exc
             return self._server
+
+    def fastest_threads(self, xllamacpp: Any) -> int:
+        """The thread count that decodes fastest now: the physical cores, half of them and one, each tried on
+        a short greedy completion (one slot, small context).
+
+        llama.cpp's threads spin at barriers, so the best count depends on what else runs: on a quiet 2-core
+        machine 2 threads decode 12.9 tok/s and 1 thread 7.5, but when other processes keep the cores busy
+        2 threads collapse (measured through the API: 0.9 to 3.7 tok/s, against 85 to 130 for 1 thread).
+        """
+        cores = physical_cores()
+        rates: dict[int, float] = {}
+        for threads in sorted({cores, max(1, cores // 2), 1}, reverse=True):
+            params = xllamacpp.CommonParams()
+            params.model.path = str(self.model_path)
+            params.n_parallel, params.n_ctx = 1, 512
+            params.cpuparams.n_threads = params.cpuparams_batch.n_threads = threads
+            params.port, params.verbosity, params.warmup = 0, 0, False
+            try:
+                rates[threads] = decode_rate(xllamacpp.Server(params))
+            except Exception as exc:  # the load after this reports a model that cannot load
+                log.warning("chat %s: trying %d threads failed: %s", self.name, threads, exc)
+        best = max(rates, key=lambda n: rates[n], default=cores)
+        log.info("chat %s: %d threads (decode tok/s by threads: %s)", self.name, best, rates)
+        return best
 
     def body(self, request: EngineRequest) -> dict[str, Any]:
         """The llama.cpp chat request for `request`, always streamed with usage in the last chunk."""
@@ -301,7 +354,8 @@ class LlamaCppChatEngine:
 
         try:
             handle = server.handle_completions if completions else server.handle_chat_completions
-            handle(body, callback)
+            with SHARES.foreground():  # batch engines yield to decoding meanwhile (engines/cpu.py)
+                handle(body, callback)
         except ValueError as exc:  # e.g. a JSON schema llama.cpp cannot turn into a grammar
             raise ChatEngineError(400, str(exc)) from exc
         if failure:

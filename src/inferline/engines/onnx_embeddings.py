@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from inferline.engines.cpu import SHARES
 from inferline.engines.micro_batch import MicroBatcher
 from inferline.errors import EngineUnavailable, model_not_installed
 from inferline.logs import logged_load
@@ -98,7 +99,8 @@ class OnnxEmbeddingEngine:
         out = np.empty((len(texts), self.dimensions), dtype=np.float32)
         for start in range(0, len(order), self.batch_size):
             members = order[start : start + self.batch_size]
-            out[members] = self._run([encodings[i] for i in members])
+            with SHARES.background():  # yields to chat decoding (engines/cpu.py)
+                out[members] = self._run([encodings[i] for i in members])
         return out
 
     def _run(self, encodings: list[Any]) -> np.ndarray:

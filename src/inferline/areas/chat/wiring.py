@@ -6,6 +6,7 @@ from inferline.areas.chat.engine_pool import EnginePool, TenantModels
 from inferline.areas.chat.service import ChatService, DocumentSearch
 from inferline.areas.models.service import ModelService
 from inferline.config import Settings
+from inferline.engines.cpu import SHARES
 from inferline.stores.db import Database
 
 
@@ -18,6 +19,7 @@ def build_chat(
 ) -> ChatService:
     """Chat completions; `search` serves the `retrieval` tool, `tenant_models` the tenants' fine-tunes; `db`
     meters the tokens of background generations."""
+    SHARES.yield_ratio = settings.background_yield  # how batch engines yield to chat decoding
     pool = EnginePool(
         models,
         parallel=settings.chat_parallel,
