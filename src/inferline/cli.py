@@ -62,6 +62,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from inferline.app import create_app
     from inferline.ops.routes import start_metrics_listener
+    from inferline.web.ws_protocol import WebSocketProtocol
 
     if args.install_models:
         install_models(settings, catalog.for_profile(settings.profile))
@@ -70,7 +71,14 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     config = logs.configure(settings.log_level, settings.log_format)
     app = create_app(settings)
     start_metrics_listener(app, settings)  # INFERLINE_METRICS_PORT: /metrics on its own address
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, log_config=config)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        log_config=config,
+        ws=WebSocketProtocol,  # a refused WebSocket handshake logs no spurious error
+    )
     return 0
 
 

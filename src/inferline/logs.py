@@ -1,9 +1,10 @@
-"""What the server and worker log: the start-up summary, model loads (time and memory), request ids in access
-lines; third-party progress bars and FutureWarnings stay out.
+"""What the server and worker log: the start-up summary, model loads (time and memory), one line per
+request; third-party progress bars and FutureWarnings stay out.
 
-Lines go through uvicorn's formatters (`INFO:     …`): the `inferline` loggers and uvicorn's to stderr, access
-lines (`… "GET /v2/ai/models HTTP/1.1" 200 request_id=…`) to stdout. With `INFERLINE_LOG_FORMAT=json`
-uvicorn's access lines are off: the ops middleware's JSON object is the one line of each request.
+Lines go through uvicorn's formatters (`INFO:     …`): the `inferline` loggers and uvicorn's to stderr.
+uvicorn's access lines are off in both formats: the ops middleware's line is the one line of each request
+(`GET /v2/ai/models 200 request_id=… tenant=… latency_ms=…`, or a JSON object on stdout with
+`INFERLINE_LOG_FORMAT=json`). uvicorn's errors and WebSocket lines stay.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ class RequestIdFilter(logging.Filter):
 
 
 def log_config(level: str, log_format: str = "text") -> dict[str, Any]:
-    """uvicorn's logging configuration, with the request id in access lines and the `inferline` loggers;
-    `log_format` "json" turns uvicorn's access lines off (the request's JSON line replaces them)."""
+    """uvicorn's logging configuration with the `inferline` loggers. uvicorn's access lines are off (the ops
+    middleware logs each request once, text or JSON); enabled again, they carry the request id."""
     import uvicorn.config
 
     config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
@@ -52,9 +53,8 @@ def log_config(level: str, log_format: str = "text") -> dict[str, Any]:
     config["handlers"]["access"]["filters"] = ["request_id"]
     config["loggers"]["inferline"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
     config["loggers"]["py.warnings"] = {"handlers": ["default"], "level": "WARNING", "propagate": False}
-    if log_format == "json":
-        config["handlers"]["null"] = {"class": "logging.NullHandler"}
-        config["loggers"]["uvicorn.access"] = {"handlers": ["null"], "level": "CRITICAL", "propagate": False}
+    config["handlers"]["null"] = {"class": "logging.NullHandler"}
+    config["loggers"]["uvicorn.access"] = {"handlers": ["null"], "level": "CRITICAL", "propagate": False}
     return config
 
 

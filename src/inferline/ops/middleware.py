@@ -102,7 +102,7 @@ class OpsMiddleware:
             metrics.RATE_LIMITED.labels(reason=ops.refusal or "busy").inc()
         state = scope.get("state") or {}
         principal: Principal | None = state.get("principal")
-        self._log(state, principal, method, route, status, seconds, ops)
+        self._log(state, principal, method, route, status, seconds, ops, path=scope.get("path", ""))
 
     def _log(
         self,
@@ -113,7 +113,10 @@ class OpsMiddleware:
         status: int,
         seconds: float,
         ops: RequestOps,
+        path: str = "",
     ) -> None:
+        """The request's one line: JSON (route template), or text starting `METHOD /path STATUS` (the path
+        without its query string, the route template after it where they differ)."""
         if not log.isEnabledFor(logging.INFO):
             return
         fields: dict[str, Any] = {
@@ -135,10 +138,13 @@ class OpsMiddleware:
         if self.json:
             log.info(json.dumps(fields, separators=(",", ":")))
         else:
+            shown = path or route
             extra = " ".join(
-                f"{k}={v}" for k, v in fields.items() if k not in ("time", "method", "route", "status")
+                f"{k}={v}"
+                for k, v in fields.items()
+                if k not in ("time", "method", "status") and (k != "route" or shown != route)
             )
-            log.info("%s %s %s %s", method, route, status, extra)
+            log.info("%s %s %s %s", method, shown, status, extra)
 
 
 def _record(container: Any, principal: Principal | None, ops: RequestOps) -> None:
