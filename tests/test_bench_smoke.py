@@ -48,3 +48,35 @@ def test_every_benchmark_runs_in_smoke_mode(tmp_path: Path) -> None:
     assert results["machine"]["smoke"] is True and results["machine"]["cpu"]
     table = (tmp_path / "smoke.md").read_text()
     assert all(name in table for name in expected)
+
+
+def test_write_docs_regenerates_the_readme_load_table(tmp_path: Path) -> None:
+    """`bench/run.py --write-docs` rewrites the README's Load table (between its markers) from a bench_load
+    run; a smoke run, a failed run or a run without bench_load leaves it alone."""
+    from bench.bench_load import THREADS_ROW, Tally, _rows
+    from bench.run import LOAD_END, LOAD_START, machine, write_readme
+
+    assert LOAD_START in (REPO / "README.md").read_text() and LOAD_END in (REPO / "README.md").read_text()
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Load\n\n{LOAD_START}\nold table\n{LOAD_END}\n\nafter\n")
+    one, many = Tally([0.1, 0.2, 0.3], 0, 2.0), Tally([0.5] * 40, 4, 10.0)
+    rows = [{"name": THREADS_ROW, "value": 1.0}]
+    for label, tally in (("chat, 1 client", one), ("chat, 16 clients", many)):
+        rows += [{"name": r.name, "value": r.value} for r in _rows(label, tally, one, "chat, 1 client")]
+    results = {
+        "machine": {**machine(), "smoke": False},
+        "modules": [{"name": "bench_load", "error": "", "rows": rows}],
+    }
+    for skipped in (
+        {**results, "machine": {**results["machine"], "smoke": True}},
+        {**results, "modules": [{"name": "bench_load", "error": "Traceback", "rows": rows}]},
+        {**results, "modules": [{"name": "bench_search", "error": "", "rows": rows}]},
+    ):
+        assert not write_readme(skipped, readme)
+    assert "old table" in readme.read_text()
+    assert write_readme(results, readme)
+    text = readme.read_text()
+    assert "old table" not in text and text.startswith("# Load") and text.endswith("after\n")
+    assert "| chat, 1 client | 1.5 req/s | 200 ms | 290 ms | 0.0 % |" in text, text
+    assert "| chat, 16 clients | 4.0 req/s | 500 ms | 500 ms | 9.1 % |" in text, text
+    assert "Chat threads: 1" in text and "Measured" in text
