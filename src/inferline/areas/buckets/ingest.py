@@ -365,8 +365,12 @@ class IngestService:
         settings_key: str,
         ctx: JobContext,
     ) -> str | None:
-        """Embed one file; its error reason, or None on success. Old chunks go when the new ones land."""
+        """Embed one file; its error reason, or None on success. Old chunks go when the new ones land.
+
+        The tokens embedded are metered as the tenant's `embedding_tokens` (key "": a background job), also
+        when a later batch of the file fails."""
         self._file_state(tenant_id, bucket, info.key, status=PROCESSING, error=None)
+        tokens = 0
         try:
             if info.size > self.max_file_bytes:
                 raise LoaderError(f"file is {info.size} bytes; the limit is {self.max_file_bytes}")
@@ -376,7 +380,10 @@ class IngestService:
             vectors = []
             for start in range(0, len(pieces), EMBED_BATCH):
                 ctx.raise_if_cancelled()
-                vectors.extend(engine.embed([p for _, p, _ in pieces[start : start + EMBED_BATCH]]))
+                batch = [p for _, p, _ in pieces[start : start + EMBED_BATCH]]
+                counts = engine.count_tokens(batch)  # before embed: a remote engine reuses its vectors
+                vectors.extend(engine.embed(batch))
+                tokens += sum(min(count, engine.max_tokens) for count in counts)  # embed truncates
             chunks = [
                 ChunkRecord(
                     info.key,
@@ -398,6 +405,7 @@ class IngestService:
         except (LoaderError, NotFound) as exc:
             reason = str(exc)
         except (EngineUnavailable, JobCancelled):
+            self._meter_tokens(tenant_id, tokens, engine.model_id)
             raise
         except Exception as exc:
             log.exception("embedding %s/%s failed", bucket, info.key)
@@ -418,7 +426,9 @@ class IngestService:
                     session=s,
                 )
             ops_context.metered(self.db, tenant_id, "embedding_chunks", len(chunks), engine.model_id)
+            self._meter_tokens(tenant_id, tokens, engine.model_id)
             return None
+        self._meter_tokens(tenant_id, tokens, engine.model_id)
         with self.db.session() as s:
             self.index.delete_file(s, tenant_id, bucket, info.key)
             self._file_state(
@@ -432,6 +442,11 @@ class IngestService:
                 session=s,
             )
         return reason
+
+    def _meter_tokens(self, tenant_id: str, tokens: int, model: str) -> None:
+        """Meter embedded tokens like the embeddings API does (`embedding_tokens` per model)."""
+        if tokens:
+            ops_context.metered(self.db, tenant_id, "embedding_tokens", tokens, model)
 
     def _transcriber(self, tenant_id: str) -> Transcribe:
         def transcribe(data: bytes, filename: str) -> str:
