@@ -25,12 +25,14 @@ import pytest
 import telnyx
 import uvicorn
 from botocore.config import Config
+from sqlalchemy import select
 
 from inferline.app import create_app
 from inferline.areas.models.registry import ModelRegistry
 from inferline.config import Settings
 from inferline.container import Container, build_container
 from inferline.stores.db import Database
+from inferline.stores.embeddings_tables import EmbeddingChunk
 from tests import audio_samples as audio
 from tests.conftest import API_KEY, MODELS_DIR, free_port, s3_auth
 from tests.databases import DatabaseFactory
@@ -201,6 +203,74 @@ def test_a_bucket_is_searched_only_with_the_model_it_was_embedded_with(server: S
     with pytest.raises(telnyx.NotFoundError) as unknown:
         search("acme/nope")
     assert error_of(unknown)[1]["source"] == {"pointer": "/embedding_model"}
+
+
+NOTES = {
+    "a-ships.txt": "Container ships carry goods between harbours.",
+    "b-bread.txt": "Sourdough bread rises slowly with wild yeast.",
+    "c-cake.txt": "Bake the cake with flour, butter, eggs and yeast.",
+    "d-bikes.txt": "Bicycles need their chains oiled every month.",
+    "e-rain.txt": "Heavy rain is expected over the mountains tonight.",
+}
+
+
+def test_search_during_a_re_embedding_uses_only_the_new_models_chunks(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bucket embedded with acme/minilm is re-embedded with acme/minilm-cls (the same dimensions, other
+    vectors). Held after its first file, the bucket holds chunks of both models: a search (with the bucket's
+    model, now minilm-cls) returns chunks of minilm-cls only, never a mix of incomparable scores."""
+    s3, client, query = server.s3(), server.telnyx(), "baking with yeast"
+    s3.create_bucket(Bucket="kb-reembed")
+    for key, body in NOTES.items():
+        s3.put_object(Bucket="kb-reembed", Key=key, Body=body.encode())
+    embed_bucket(server, "kb-reembed", "acme/minilm")
+    engine = server.container.embeddings.resolve("acme/minilm-cls")
+    first_done, release = threading.Event(), threading.Event()
+    embed = engine.embed
+
+    def held(texts: list[str]) -> Any:  # the task's files wait after the first; the search query does not
+        if texts != [query] and first_done.is_set():
+            release.wait(120)
+        result = embed(texts)
+        first_done.set()
+        return result
+
+    monkeypatch.setattr(engine, "embed", held)
+
+    def chunk_models() -> dict[str, str]:
+        with server.container.db.session() as s:
+            rows = s.execute(
+                select(EmbeddingChunk.filename, EmbeddingChunk.model).where(
+                    EmbeddingChunk.bucket == "kb-reembed"
+                )
+            )
+            return {row[0]: row[1] for row in rows}
+
+    try:
+        task = client.ai.embeddings.create(bucket_name="kb-reembed", embedding_model="acme/minilm-cls")  # type: ignore[arg-type]
+        deadline = time.monotonic() + 120
+        while "acme/minilm-cls" not in chunk_models().values():
+            assert time.monotonic() < deadline, "the re-embedding wrote no chunk"
+            time.sleep(0.1)
+        models = chunk_models()
+        assert set(models.values()) == {"acme/minilm", "acme/minilm-cls"}  # mid-way: both models' chunks
+        hits = client.ai.embeddings.similarity_search(
+            bucket_name="kb-reembed", query=query, num_of_docs=3
+        ).data
+        assert hits and {h.metadata.embedding for h in hits} == {"acme/minilm-cls"}
+        assert {h.metadata.filename for h in hits} <= {f for f, m in models.items() if m == "acme/minilm-cls"}
+        assert chunk_models() == models  # still held: the search ran on the mixed bucket
+    finally:
+        release.set()
+    deadline = time.monotonic() + 180
+    while (status := client.ai.embeddings.retrieve(task.data.task_id).data.status) not in FINAL:
+        assert time.monotonic() < deadline, "the embedding task did not finish"
+        time.sleep(0.2)
+    assert status == "success" and set(chunk_models().values()) == {"acme/minilm-cls"}
+    hits = client.ai.embeddings.similarity_search(bucket_name="kb-reembed", query=query, num_of_docs=3).data
+    assert len(hits) == 3 and {h.metadata.embedding for h in hits} == {"acme/minilm-cls"}
+    assert hits[0].metadata.filename in {"b-bread.txt", "c-cake.txt"}
 
 
 # ---- tenants ----------------------------------------------------------------------------------------------

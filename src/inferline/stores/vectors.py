@@ -21,7 +21,9 @@ tells searching processes (the API while `inferline worker` writes, replicas) th
 * `PgVectorIndex`: pgvector's HNSW index (a partial expression index per width), exact below the threshold.
 
 Candidates are re-scored with the exact float32 vectors of their rows, so similarities are exact; chunks whose
-rows are gone are dropped, so results never include deleted chunks.
+rows are gone are dropped, so results never include deleted chunks. A search for a `model` keeps only chunks
+embedded with it (a bucket being re-embedded holds chunks of two models, whose scores cannot be compared):
+when fewer than `k` of the candidates are of that model, its chunks are searched exactly from their rows.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -112,8 +115,11 @@ class VectorIndex(Protocol):
 
     def delete_bucket(self, session: Session, tenant_id: str, bucket: str) -> None: ...
 
-    def search(self, tenant_id: str, bucket: str, query: np.ndarray, k: int) -> list[Hit]:
-        """The `k` chunks most similar (cosine) to the unit vector `query`, best first."""
+    def search(
+        self, tenant_id: str, bucket: str, query: np.ndarray, k: int, model: str | None = None
+    ) -> list[Hit]:
+        """The `k` chunks most similar (cosine) to the unit vector `query`, best first; only chunks embedded
+        with `model` when given."""
         ...
 
     def close(self) -> None:
@@ -160,20 +166,54 @@ def _scope(tenant_id: str, bucket: str) -> Any:
 
 
 def _hits(
-    session: Session, tenant_id: str, bucket: str, query: np.ndarray, candidates: list[int], k: int
+    session: Session,
+    tenant_id: str,
+    bucket: str,
+    query: np.ndarray,
+    candidates: list[int],
+    k: int,
+    model: str | None = None,
 ) -> list[Hit]:
     """The `k` best of `candidates` (chunk ids of the bucket), scored exactly from their rows; rows gone since
-    (or of another bucket) are skipped."""
+    (or of another bucket, or embedded with another model than `model` when given) are skipped."""
     if not candidates:
         return []
     found = select(EmbeddingChunk).where(EmbeddingChunk.id.in_(candidates), _scope(tenant_id, bucket))
-    rows = session.scalars(found).all()
+    if model is not None:
+        found = found.where(EmbeddingChunk.model == model)
+    return _scored(session.scalars(found).all(), query, k)
+
+
+def _scored(rows: Sequence[EmbeddingChunk], query: np.ndarray, k: int) -> list[Hit]:
     width = query.shape[0] * 4
     scored = [
         (float(np.frombuffer(r.vector, dtype="<f4") @ query), r.id, r) for r in rows if len(r.vector) == width
     ]
     scored.sort(key=lambda t: (-t[0], t[1]))
     return [Hit(_record(r), sim) for sim, _, r in scored[:k]]
+
+
+def _model_hits(
+    session: Session, tenant_id: str, bucket: str, query: np.ndarray, k: int, model: str, hits: list[Hit]
+) -> list[Hit]:
+    """`hits` (the candidates' chunks of `model`) when there are `k`, else the `k` best chunks of `model`
+    searched exactly from their rows: the bucket holds chunks of another model too (a re-embedding under way
+    or left unfinished), or fewer than `k` chunks."""
+    if len(hits) >= k:
+        return hits
+    found = _driver_rows(  # plain DB-API tuples: many rows with their vectors
+        session,
+        "SELECT id, vector FROM embedding_chunks WHERE tenant_id = ? AND bucket = ? AND model = ? "
+        "AND length(vector) = ?",
+        (tenant_id, bucket, model, int(query.shape[0]) * 4),
+    )
+    if not found:
+        return []
+    vectors = np.frombuffer(b"".join(r[1] for r in found), dtype="<f4").reshape(len(found), -1)
+    scores = np.einsum("ij,j->i", vectors, query)
+    best = [int(found[i][0]) for i in np.argpartition(-scores, min(k, len(scores)) - 1)[:k]]
+    rows = session.scalars(select(EmbeddingChunk).where(EmbeddingChunk.id.in_(best))).all()
+    return _scored(rows, query, k)
 
 
 class _ChunkWriter:
@@ -523,13 +563,16 @@ class LocalVectorIndex(_ChunkWriter):
             )
 
     # -- search ---------------------------------------------------------------------------------------------
-    def search(self, tenant_id: str, bucket: str, query: np.ndarray, k: int) -> list[Hit]:
+    def search(
+        self, tenant_id: str, bucket: str, query: np.ndarray, k: int, model: str | None = None
+    ) -> list[Hit]:
         query = np.asarray(query, dtype=np.float32)
         if k <= 0:
             return []
         with self.db.session() as s:
             space = self._space(s, (tenant_id, bucket, int(query.shape[0])))
-            return _hits(s, tenant_id, bucket, query, space.candidates(query, k + EXTRA), k)
+            hits = _hits(s, tenant_id, bucket, query, space.candidates(query, k + EXTRA), k, model)
+            return hits if model is None else _model_hits(s, tenant_id, bucket, query, k, model, hits)
 
     def sync(self, tenant_id: str, bucket: str, dims: int) -> None:
         """Catch up with the database and, when due, fold the changes into the graph file now and wait for it
@@ -1018,7 +1061,9 @@ class PgVectorIndex(_ChunkWriter):
                 conn.commit()
         self._indexed.add(dims)
 
-    def search(self, tenant_id: str, bucket: str, query: np.ndarray, k: int) -> list[Hit]:
+    def search(
+        self, tenant_id: str, bucket: str, query: np.ndarray, k: int, model: str | None = None
+    ) -> list[Hit]:
         query = np.asarray(query, dtype=np.float32)
         if k <= 0:
             return []
@@ -1028,7 +1073,8 @@ class PgVectorIndex(_ChunkWriter):
             found = self._approximate(s, tenant_id, bucket, query, k + EXTRA, ef) if ef else []
             if len(found) < k + EXTRA:
                 found = self._exact(s, tenant_id, bucket, query, k + EXTRA)
-            return _hits(s, tenant_id, bucket, query, found, k)
+            hits = _hits(s, tenant_id, bucket, query, found, k, model)
+            return hits if model is None else _model_hits(s, tenant_id, bucket, query, k, model, hits)
 
     def _ef_search(self, s: Session, tenant_id: str, bucket: str, dims: int, n: int) -> int:
         """The `hnsw.ef_search` that finds `n` rows of the bucket, or 0 when exact search is better."""

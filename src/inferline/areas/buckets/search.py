@@ -32,9 +32,11 @@ class SimilaritySearch:
         num_docs: int = 3,
         embedding_model: str | None = None,
     ) -> list[dict[str, Any]]:
-        """The `num_docs` chunks of the bucket closest to `query`, best first, embedded with the bucket's
-        model. 404 if it has no embeddings; 400 when `embedding_model` names another model than the one the
-        bucket was (last) embedded with, whose vectors cannot be compared with the bucket's."""
+        """The `num_docs` chunks of the bucket closest to `query`, best first, among those embedded with the
+        bucket's model: while the bucket is re-embedded with another model, the chunks still holding the
+        previous model's vectors (not comparable) are left out until their file is re-embedded. 404 if it has
+        no embeddings; 400 when `embedding_model` names another model than the one the bucket was (last)
+        embedded with."""
         if not query.strip():
             raise ValidationFailed("query: must not be empty", pointer="/query")
         if not 1 <= num_docs <= MAX_DOCS:
@@ -51,7 +53,7 @@ class SimilaritySearch:
                 )
         engine = self.embeddings.resolve(model, tenant_id=tenant_id)
         vector = engine.embed([query])[0]
-        hits = self.index.search(tenant_id, bucket_name, vector, num_docs)
+        hits = self.index.search(tenant_id, bucket_name, vector, num_docs, model=engine.model_id)
         return [
             {
                 "document_chunk": hit.chunk.text,
