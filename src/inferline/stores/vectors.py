@@ -23,7 +23,7 @@ tells searching processes (the API while `inferline worker` writes, replicas) th
 Candidates are re-scored with the exact float32 vectors of their rows, so similarities are exact; chunks whose
 rows are gone are dropped, so results never include deleted chunks. A search for a `model` keeps only chunks
 embedded with it (a bucket being re-embedded holds chunks of two models, whose scores cannot be compared):
-when fewer than `k` of the candidates are of that model, its chunks are searched exactly from their rows.
+when other models' chunks leave fewer than `k` candidates, that model's chunks are searched exactly.
 """
 
 from __future__ import annotations
@@ -175,13 +175,19 @@ def _hits(
     model: str | None = None,
 ) -> list[Hit]:
     """The `k` best of `candidates` (chunk ids of the bucket), scored exactly from their rows; rows gone since
-    (or of another bucket, or embedded with another model than `model` when given) are skipped."""
+    (or of another bucket, or embedded with another model than `model` when given) are skipped. When chunks
+    of another model leave fewer than `k` (a re-embedding under way or left unfinished), the chunks of
+    `model` are searched exactly instead."""
     if not candidates:
         return []
     found = select(EmbeddingChunk).where(EmbeddingChunk.id.in_(candidates), _scope(tenant_id, bucket))
+    rows = session.scalars(found).all()
     if model is not None:
-        found = found.where(EmbeddingChunk.model == model)
-    return _scored(session.scalars(found).all(), query, k)
+        kept = [r for r in rows if r.model == model]
+        if len(kept) < min(k, len(rows)):
+            return _model_hits(session, tenant_id, bucket, query, k, model)
+        rows = kept
+    return _scored(rows, query, k)
 
 
 def _scored(rows: Sequence[EmbeddingChunk], query: np.ndarray, k: int) -> list[Hit]:
@@ -194,13 +200,9 @@ def _scored(rows: Sequence[EmbeddingChunk], query: np.ndarray, k: int) -> list[H
 
 
 def _model_hits(
-    session: Session, tenant_id: str, bucket: str, query: np.ndarray, k: int, model: str, hits: list[Hit]
+    session: Session, tenant_id: str, bucket: str, query: np.ndarray, k: int, model: str
 ) -> list[Hit]:
-    """`hits` (the candidates' chunks of `model`) when there are `k`, else the `k` best chunks of `model`
-    searched exactly from their rows: the bucket holds chunks of another model too (a re-embedding under way
-    or left unfinished), or fewer than `k` chunks."""
-    if len(hits) >= k:
-        return hits
+    """The `k` best chunks of `model` in the bucket, searched exactly from their rows."""
     found = _driver_rows(  # plain DB-API tuples: many rows with their vectors
         session,
         "SELECT id, vector FROM embedding_chunks WHERE tenant_id = ? AND bucket = ? AND model = ? "
@@ -571,8 +573,7 @@ class LocalVectorIndex(_ChunkWriter):
             return []
         with self.db.session() as s:
             space = self._space(s, (tenant_id, bucket, int(query.shape[0])))
-            hits = _hits(s, tenant_id, bucket, query, space.candidates(query, k + EXTRA), k, model)
-            return hits if model is None else _model_hits(s, tenant_id, bucket, query, k, model, hits)
+            return _hits(s, tenant_id, bucket, query, space.candidates(query, k + EXTRA), k, model)
 
     def sync(self, tenant_id: str, bucket: str, dims: int) -> None:
         """Catch up with the database and, when due, fold the changes into the graph file now and wait for it
@@ -1073,8 +1074,7 @@ class PgVectorIndex(_ChunkWriter):
             found = self._approximate(s, tenant_id, bucket, query, k + EXTRA, ef) if ef else []
             if len(found) < k + EXTRA:
                 found = self._exact(s, tenant_id, bucket, query, k + EXTRA)
-            hits = _hits(s, tenant_id, bucket, query, found, k, model)
-            return hits if model is None else _model_hits(s, tenant_id, bucket, query, k, model, hits)
+            return _hits(s, tenant_id, bucket, query, found, k, model)
 
     def _ef_search(self, s: Session, tenant_id: str, bucket: str, dims: int, n: int) -> int:
         """The `hnsw.ef_search` that finds `n` rows of the bucket, or 0 when exact search is better."""
