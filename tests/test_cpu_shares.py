@@ -4,13 +4,15 @@ as without chat, and the generation completes too. Through the openai SDK; nothi
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import ThreadPoolExecutor
 
 import openai
 import pytest
 
+from inferline.engines.chat import EngineRequest
 from inferline.engines.cpu import SHARES
-from tests.conftest import LiveServer
+from tests.conftest import MODELS_DIR, LiveServer
 
 SMOL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -48,3 +50,23 @@ def test_embedding_batches_yield_to_a_running_generation_and_all_complete(oai: o
     for a, b in zip(quiet, busy, strict=True):
         for x, y in zip(a.data, b.data, strict=True):
             assert x.embedding == pytest.approx(y.embedding, abs=1e-5)
+
+
+def test_default_chat_threads_are_the_fastest_measured_at_load(caplog: pytest.LogCaptureFixture) -> None:
+    """`INFERLINE_CHAT_THREADS=0`: loading tries the physical cores, half of them and one, keeps the fastest
+    and logs the rates; the engine then serves with that count."""
+    from inferline.engines.cpu import physical_cores
+    from inferline.engines.llamacpp_chat import LlamaCppChatEngine
+
+    gguf = MODELS_DIR / "HuggingFaceTB--SmolLM2-135M-Instruct" / "model.gguf"
+    engine = LlamaCppChatEngine("smol", gguf, parallel=1, context=512, threads=0)
+    with caplog.at_level(logging.INFO, logger="inferline.chat"):
+        engine._load()
+    rates = next(r.args[2] for r in caplog.records if "decode tok/s by threads" in r.getMessage())
+    cores = physical_cores()
+    assert set(rates) == {1, max(1, cores // 2), cores}
+    assert engine.threads == max(rates, key=lambda n: rates[n])
+    chunks: list[dict] = []
+    engine.stream(EngineRequest([{"role": "user", "content": "Hi"}], {"max_tokens": 4}), chunks.append)
+    assert any(c.get("usage") for c in chunks)
+    engine.close()
