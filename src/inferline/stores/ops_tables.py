@@ -58,3 +58,15 @@ class UsageDaily(Base):
     metric: Mapped[str] = mapped_column(String(40), primary_key=True)
     model: Mapped[str] = mapped_column(String(200), primary_key=True)  # "" where no model applies
     quantity: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class StorageReservation(Base):
+    """Bytes a bucket write in progress may add, held against its tenant's storage quota from the quota check
+    until the object is stored; expires on its own if its process died."""
+
+    __tablename__ = "storage_reservations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(String(64), index=True)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[float] = mapped_column(Float)

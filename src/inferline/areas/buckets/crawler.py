@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import deque
+from contextlib import nullcontext
 from html.parser import HTMLParser
 from urllib.parse import urldefrag, urljoin, urlsplit
 from urllib.robotparser import RobotFileParser
@@ -127,15 +128,14 @@ class Crawler:
                 continue  # redirected off the site
             html = looks_like_html(body)
             key = object_key(final)
-            if self.quota is not None:
-                try:
-                    self.quota.check(tenant_id, bucket, key, len(body))
-                except StorageQuotaExceeded as exc:  # keep what is stored, stop crawling
-                    if not stored:
-                        raise JobFailed(exc.detail) from None
-                    log.info("crawl of %s stopped: %s", start, exc.detail)
-                    break
-            self.objects.put_bytes(tenant_id, bucket, key, body, "text/html" if html else None)
+            try:
+                with self.quota.reserved(tenant_id, bucket, key, len(body)) if self.quota else nullcontext():
+                    self.objects.put_bytes(tenant_id, bucket, key, body, "text/html" if html else None)
+            except StorageQuotaExceeded as exc:  # keep what is stored, stop crawling
+                if not stored:
+                    raise JobFailed(exc.detail) from None
+                log.info("crawl of %s stopped: %s", start, exc.detail)
+                break
             stored[key] = final
             if html and depth < MAX_DEPTH:
                 for link in links(body.decode("utf-8", "replace"), final):

@@ -14,6 +14,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -115,9 +116,11 @@ class BucketService:
         self.uploads_dir = uploads_dir
         self.quota = quota
 
-    def _check_quota(self, tenant_id: str, bucket: str, key: str, size: int) -> None:
-        if self.quota is not None:
-            self.quota.check(tenant_id, bucket, key, size)
+    def _reserved(self, tenant_id: str, bucket: str, key: str, size: int) -> AbstractContextManager[None]:
+        """Around a write of `size` bytes: refused past the quota, its growth reserved until it is done."""
+        if self.quota is None:
+            return nullcontext()
+        return self.quota.reserved(tenant_id, bucket, key, size)
 
     # -- buckets ---------------------------------------------------------------------------------------
     def create_bucket(self, tenant_id: str, bucket: str) -> BucketInfo:
@@ -147,11 +150,10 @@ class BucketService:
         size: int | None = None,
     ) -> ObjectInfo:
         """Write an object; with its `size`, refused past the storage quota before anything is written."""
-        if size is not None:
-            self._check_quota(tenant_id, bucket, key, size)
-        return self.objects.put_stream(
-            tenant_id, bucket, key, chunks, content_type, headers=headers, metadata=metadata
-        )
+        with self._reserved(tenant_id, bucket, key, size) if size is not None else nullcontext():
+            return self.objects.put_stream(
+                tenant_id, bucket, key, chunks, content_type, headers=headers, metadata=metadata
+            )
 
     def copy(
         self,
@@ -256,8 +258,10 @@ class BucketService:
                 raise BadRequest(f"{path} is not a file or directory.")
         uploaded = []
         for path, name in files:
-            self._check_quota(tenant_id, bucket, prefix + name, path.stat().st_size)
-            with path.open("rb") as fh:
+            with (
+                self._reserved(tenant_id, bucket, prefix + name, path.stat().st_size),
+                path.open("rb") as fh,
+            ):
                 chunks: Iterator[bytes] = iter(lambda fh=fh: fh.read(1 << 20), b"")  # type: ignore[misc]
                 if progress is not None:
                     size = os.fstat(fh.fileno()).st_size
@@ -325,7 +329,7 @@ class BucketService:
         path, _ = self._upload(tenant_id, bucket, key, upload_id)
         if self.quota is not None:  # the upload's other parts and this one count
             others = sum(r["size"] for r in self._parts(path) if r["number"] != part_number)
-            self._check_quota(tenant_id, bucket, key, others + len(data))
+            self.quota.check(tenant_id, bucket, key, others + len(data))  # staged parts: checked, not held
         data_name = f"part-{uuid.uuid4().hex}"
         (path / data_name).write_bytes(data)
         etag = hashlib.md5(data, usedforsecurity=False).hexdigest()
@@ -426,16 +430,16 @@ class BucketService:
                     f"Part {record['number']} is {record['size']} bytes; every part but the last must be at "
                     f"least {MIN_PART_BYTES} bytes."
                 )
-        self._check_quota(tenant_id, bucket, key, sum(r["size"] for r in records))
-        info = self.objects.put_parts(
-            tenant_id,
-            bucket,
-            key,
-            [path / r["data"] for r in records],
-            manifest.get("content_type"),
-            headers=manifest.get("headers") or {},
-            metadata=manifest.get("metadata") or {},
-        )
+        with self._reserved(tenant_id, bucket, key, sum(r["size"] for r in records)):
+            info = self.objects.put_parts(
+                tenant_id,
+                bucket,
+                key,
+                [path / r["data"] for r in records],
+                manifest.get("content_type"),
+                headers=manifest.get("headers") or {},
+                metadata=manifest.get("metadata") or {},
+            )
         shutil.rmtree(path, ignore_errors=True)
         return info
 
