@@ -23,6 +23,7 @@ from bench.common import BENCH_KEY, Row, pick, server_process
 SECONDS = float(os.environ.get("INFERLINE_FAIRNESS_SECONDS", pick("20", "1.5")))
 CHAT_CLIENTS = pick(4, 1)
 SEARCH_CLIENTS = pick(20, 2)
+YIELD = os.environ.get("INFERLINE_FAIRNESS_YIELD", "1")  # the policy's ratio measured against 0 (off)
 CHAT = {
     "model": "HuggingFaceTB/SmolLM2-135M-Instruct",
     "messages": [{"role": "user", "content": "Name three uses of a harbour crane."}],
@@ -82,7 +83,7 @@ def _measure(yield_ratio: str) -> tuple[float, float, float, float]:
 
 def run() -> list[Row]:
     rows: list[Row] = []
-    for label, ratio in (("embedding batches yield to chat", "1"), ("policy off", "0")):
+    for label, ratio in ((f"embedding batches yield {YIELD}x to chat", YIELD), ("policy off", "0")):
         chat_loaded, chat_alone, search_loaded, search_alone = _measure(ratio)
         mixed = f"{CHAT_CLIENTS} chat + {SEARCH_CLIENTS} search clients, {label}"
         rows += [
