@@ -1,6 +1,7 @@
-"""Usage metering of bucket ingestion (issue 18): the tokens an embedding task embeds are the tenant's
-`embedding_tokens` (key "": a background job) per embedding model, as the embeddings API meters them, in the
-admin usage endpoint and `inferline usage`."""
+"""Usage metering of bucket ingestion (issue 18): the tokens an embedding task embeds are the
+tenant's `embedding_tokens` per embedding model, as the embeddings API meters them, under the API key that
+started the task (an auto-sync: the key whose write started it; a job queued without a key: key ""). Read
+through the admin usage endpoint and `inferline usage`."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ import pytest
 import telnyx
 from botocore.config import Config
 
+from inferline.areas.buckets.ingest import JOB_KIND
 from inferline.ops.cli import cmd_usage
+from inferline.stores.embeddings_tables import EmbeddedBucket, EmbeddingTask
 from tests.conftest import LiveServer, s3_auth
 
 TENANT = "ops-ingest-usage"
@@ -24,29 +27,57 @@ FILES = {
     "late.txt": "My parcel arrived three days late and the box was crushed.",
     "refund.txt": "I would like a refund for the broken kettle, order 1182.",
 }
+LATER = "The courier left the parcel in the rain and the manual is soaked."
 
 
-def test_bucket_embedding_tokens_are_metered(
-    server: LiveServer, client: telnyx.Telnyx, capsys: pytest.CaptureFixture[str]
-) -> None:
-    _, key = server.container.keys.create(TENANT)
-    _, admin_key = server.container.keys.create("ops-ingest-admin", scope="admin")
-    tenant = telnyx.Telnyx(api_key=key, base_url=server.v2, _strict_response_validation=True, max_retries=0)
-    s3 = boto3.client(
+def _tenant_client(server: LiveServer, key: str) -> telnyx.Telnyx:
+    return telnyx.Telnyx(api_key=key, base_url=server.v2, _strict_response_validation=True, max_retries=0)
+
+
+def _s3(server: LiveServer, key: str):  # type: ignore[no-untyped-def]
+    return boto3.client(
         "s3",
         endpoint_url=server.url + "/s3",
         **s3_auth(key),
         region_name="us-east-1",
         config=Config(retries={"max_attempts": 1}),
     )
+
+
+def _tokens(client: telnyx.Telnyx, text: str) -> int:
+    """What the embeddings API counts for `text` (tenant A's usage, not the tenant under test)."""
+    return client.ai.openai.embeddings.create_embeddings(input=text, model=MINILM).usage.prompt_tokens
+
+
+def _wait_idle(tenant: telnyx.Telnyx) -> None:
+    """Until the tenant has no queued or processing task (auto-sync tasks included)."""
+    deadline = time.monotonic() + 180
+    while tenant.ai.embeddings.list().data:
+        assert time.monotonic() < deadline, "the embedding tasks did not finish"
+        time.sleep(0.2)
+
+
+def _usage(server: LiveServer, tenant_id: str, by: str) -> list[tuple[str, int]]:
+    """(grouping value, quantity) of the tenant's `embedding_tokens`, from the admin usage endpoint."""
+    _, admin_key = server.container.keys.create("ops-ingest-admin", scope="admin")
+    with httpx.Client(base_url=server.v2, headers={"Authorization": f"Bearer {admin_key}"}) as admin:
+        response = admin.get("/admin/usage", params={"tenant_id": tenant_id, "by": by})
+    assert response.status_code == 200
+    field = "key_id" if by == "key" else by
+    return [(r[field], r["quantity"]) for r in response.json()["data"] if r["metric"] == "embedding_tokens"]
+
+
+def test_bucket_embedding_tokens_are_metered_under_the_key_that_started_the_task(
+    server: LiveServer, client: telnyx.Telnyx, capsys: pytest.CaptureFixture[str]
+) -> None:
+    starter, key = server.container.keys.create(TENANT)
+    writer, writer_key = server.container.keys.create(TENANT, name="writer")
+    tenant = _tenant_client(server, key)
+    s3 = _s3(server, key)
     s3.create_bucket(Bucket="metered-kb")
     for name, text in FILES.items():
         s3.put_object(Bucket="metered-kb", Key=name, Body=text.encode())
-    # What the embeddings API counts for the same texts (tenant A's usage, not this tenant's).
-    expected = sum(
-        client.ai.openai.embeddings.create_embeddings(input=text, model=MINILM).usage.prompt_tokens
-        for text in FILES.values()
-    )
+    expected = sum(_tokens(client, text) for text in FILES.values())
 
     task = tenant.ai.embeddings.create(bucket_name="metered-kb", embedding_model=MINILM)  # type: ignore[arg-type]
     deadline = time.monotonic() + 180
@@ -54,26 +85,40 @@ def test_bucket_embedding_tokens_are_metered(
         assert time.monotonic() < deadline, "the embedding task did not finish"
         time.sleep(0.2)
     assert status == "success"
+    assert _usage(server, TENANT, "model") == [(MINILM, expected)]
+    assert _usage(server, TENANT, "key") == [(starter.id, expected)]
 
-    with httpx.Client(base_url=server.v2, headers={"Authorization": f"Bearer {admin_key}"}) as admin:
-        by_model = admin.get("/admin/usage", params={"tenant_id": TENANT, "by": "model"})
-        by_key = admin.get("/admin/usage", params={"tenant_id": TENANT, "by": "key"})
-    assert by_model.status_code == 200 and by_key.status_code == 200
-    tokens = [r for r in by_model.json()["data"] if r["metric"] == "embedding_tokens"]
-    assert tokens == [
-        {
-            "tenant_id": TENANT,
-            "metric": "embedding_tokens",
-            "unit": "tokens",
-            "model": MINILM,
-            "quantity": expected,
-        }
-    ]
-    assert [
-        (r["key_id"], r["quantity"]) for r in by_key.json()["data"] if r["metric"] == "embedding_tokens"
-    ] == [("", expected)]
+    # Another key's write starts an auto-sync: the file it embeds is that key's.
+    _s3(server, writer_key).put_object(Bucket="metered-kb", Key="soaked.txt", Body=LATER.encode())
+    _wait_idle(tenant)
+    later = _tokens(client, LATER)
+    assert _usage(server, TENANT, "key") == sorted([(starter.id, expected), (writer.id, later)])
 
     args = argparse.Namespace(tenant=TENANT, since=None, by="model", json=True)
     assert cmd_usage(server.container.settings, args) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert [r["quantity"] for r in printed if r["metric"] == "embedding_tokens"] == [expected]
+    assert [r["quantity"] for r in printed if r["metric"] == "embedding_tokens"] == [expected + later]
+
+
+def test_a_job_queued_without_a_key_is_metered_under_no_key(
+    server: LiveServer, client: telnyx.Telnyx
+) -> None:
+    """A task queued before the key travelled with it (payload `{"task_id"}` only) still runs, key ""."""
+    tenant_id = "ops-ingest-usage-old-job"
+    _, key = server.container.keys.create(tenant_id)
+    s3 = _s3(server, key)
+    s3.create_bucket(Bucket="old-job")
+    s3.put_object(Bucket="old-job", Key="late.txt", Body=FILES["late.txt"].encode())
+    with server.container.db.session() as s:
+        config = EmbeddedBucket(tenant_id=tenant_id, bucket="old-job", generation=0, embedding_model=MINILM)
+        config.chunk_size, config.chunk_overlap = 1024, 512
+        s.add(config)
+        task = EmbeddingTask(tenant_id=tenant_id, bucket="old-job", task_name="embed_bucket", status="queued")
+        s.add(task)
+        s.flush()
+        task_id = task.id
+        server.container.jobs.enqueue(JOB_KIND, {"task_id": task_id}, tenant_id, session=s)
+    tenant = _tenant_client(server, key)
+    _wait_idle(tenant)
+    assert tenant.ai.embeddings.retrieve(task_id).data.status == "success"
+    assert _usage(server, tenant_id, "key") == [("", _tokens(client, FILES["late.txt"]))]

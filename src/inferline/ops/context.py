@@ -75,9 +75,12 @@ def refused(reason: str) -> None:
         ops.refusal = reason
 
 
-def metered(db: Database, tenant_id: str, metric: str, quantity: float, model: str = "") -> None:
+def metered(
+    db: Database, tenant_id: str, metric: str, quantity: float, model: str = "", *, key_id: str = ""
+) -> None:
     """Count `quantity` of `metric` for `tenant_id`: into the current request (metered with its key when it
-    ends), or, in a background job, straight into the tenant's usage (key "")."""
+    ends), or, in a background job, straight into the tenant's usage under `key_id` (the key that started
+    the job, "" if none)."""
     if CURRENT.get() is not None:
         note(metric, quantity, model)
         return
@@ -86,4 +89,4 @@ def metered(db: Database, tenant_id: str, metric: str, quantity: float, model: s
 
     count_units({(metric, model): quantity})
     if quantity:
-        UsageMeter(db).record(tenant_id, "", [(metric, model, quantity)])
+        UsageMeter(db).record(tenant_id, key_id, [(metric, model, quantity)])

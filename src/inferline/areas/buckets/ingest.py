@@ -5,6 +5,11 @@ A task runs as the durable job `embed_bucket`. It syncs the index with the bucke
 files are skipped. A file that cannot be loaded fails alone, with its reason; the task then ends
 `partial_success` (or `failure` when no file succeeded). Writes through `BucketService` of an embedded bucket
 start a `sync_bucket` task (auto-sync).
+
+The tokens a task embeds are metered as the tenant's `embedding_tokens` under the API key that started it: its
+id (never the secret) travels in the job payload (`key_id`; "" for a job queued without one, or a task started
+by the CLI). A sync started by a write is the writing key's (`ACTING_KEY`); a request that joins a task still
+waiting in the queue leaves it to the key that queued it.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -48,6 +54,9 @@ TASK_STATUSES = (QUEUED, PROCESSING, SUCCESS, FAILURE, PARTIAL)
 EMBED_BATCH = 64
 MAX_CHUNK_SIZE = 16_384
 LOADERS = ("default", "intercom")
+# The API key id on whose behalf objects are written now (an S3 request, an embedding job's crawl): an
+# auto-sync task it starts is metered under it.
+ACTING_KEY: ContextVar[str] = ContextVar("inferline_ingest_key", default="")
 
 
 @dataclass(frozen=True)
@@ -90,9 +99,16 @@ class IngestService:
 
     # -- creating tasks ----------------------------------------------------------------------------------
     def create_task(
-        self, tenant_id: str, bucket: str, settings: EmbedSettings, *, url: str | None = None
+        self,
+        tenant_id: str,
+        bucket: str,
+        settings: EmbedSettings,
+        *,
+        url: str | None = None,
+        key_id: str = "",
     ) -> dict[str, Any]:
-        """Enable the bucket for AI with `settings` and queue a task embedding it (after crawling `url`)."""
+        """Enable the bucket for AI with `settings` and queue a task embedding it (after crawling `url`),
+        metered under the API key `key_id`."""
         if settings.loader not in LOADERS:
             raise ValidationFailed(f"loader must be one of {', '.join(LOADERS)}.", pointer="/loader")
         if not 1 <= settings.chunk_size <= MAX_CHUNK_SIZE:
@@ -115,11 +131,11 @@ class IngestService:
             config.embedding_model, config.loader = model, settings.loader
             config.chunk_size, config.chunk_overlap = settings.chunk_size, settings.chunk_overlap
             name = "embed_url" if url else "embed_bucket"
-            task = self._enqueue(s, tenant_id, bucket, name, url)
+            task = self._enqueue(s, tenant_id, bucket, name, url, key_id)
             view = task_view(task)
         return view
 
-    def create_url_task(self, tenant_id: str, bucket: str, url: str) -> dict[str, Any]:
+    def create_url_task(self, tenant_id: str, bucket: str, url: str, key_id: str = "") -> dict[str, Any]:
         """Queue a crawl of `url` into the existing `bucket`, then an embedding of the bucket."""
         self.crawler.check_room(tenant_id)  # 413 while the storage quota is spent
         self.crawler.check_url(url)
@@ -130,9 +146,11 @@ class IngestService:
                 if config
                 else EmbedSettings()
             )
-        return self.create_task(tenant_id, bucket, settings, url=url)
+        return self.create_task(tenant_id, bucket, settings, url=url, key_id=key_id)
 
-    def _enqueue(self, s: Session, tenant_id: str, bucket: str, name: str, url: str | None) -> EmbeddingTask:
+    def _enqueue(
+        self, s: Session, tenant_id: str, bucket: str, name: str, url: str | None, key_id: str
+    ) -> EmbeddingTask:
         if url is None:  # a retried or repeated request joins the task still waiting in the queue
             waiting = s.scalars(
                 select(EmbeddingTask).where(
@@ -147,7 +165,7 @@ class IngestService:
         task = EmbeddingTask(tenant_id=tenant_id, bucket=bucket, task_name=name, status=QUEUED, url=url)
         s.add(task)
         s.flush()
-        self.jobs.enqueue(JOB_KIND, {"task_id": task.id}, tenant_id, session=s)
+        self.jobs.enqueue(JOB_KIND, {"task_id": task.id, "key_id": key_id}, tenant_id, session=s)
         return task
 
     def bucket_changed(self, tenant_id: str, bucket: str) -> None:
@@ -155,7 +173,7 @@ class IngestService:
         with self.db.session() as s:
             if self._config(s, tenant_id, bucket) is None:
                 return
-            self._enqueue(s, tenant_id, bucket, "sync_bucket", None)
+            self._enqueue(s, tenant_id, bucket, "sync_bucket", None, ACTING_KEY.get())
 
     # -- reading -----------------------------------------------------------------------------------------
     @staticmethod
@@ -251,6 +269,7 @@ class IngestService:
     def run(self, ctx: JobContext) -> None:
         """The `embed_bucket` job handler."""
         task_id = ctx.payload["task_id"]
+        key_id = str(ctx.payload.get("key_id") or "")  # a job queued before keys were carried: ""
         with self.db.session() as s:
             task = s.get(EmbeddingTask, task_id)
             if task is None:
@@ -273,8 +292,12 @@ class IngestService:
             try:
                 sources: dict[str, str] = {}
                 if url:
-                    sources = self.crawler.crawl(tenant_id, bucket, url, ctx)
-                outcome = self.sync(tenant_id, bucket, settings, ctx, sources)
+                    acting = ACTING_KEY.set(key_id)  # the syncs its writes start are the same key's
+                    try:
+                        sources = self.crawler.crawl(tenant_id, bucket, url, ctx)
+                    finally:
+                        ACTING_KEY.reset(acting)
+                outcome = self.sync(tenant_id, bucket, settings, ctx, sources, key_id)
             except NotFound as exc:
                 outcome = (FAILURE, str(exc))
             except EngineUnavailable as exc:
@@ -313,8 +336,10 @@ class IngestService:
         settings: EmbedSettings,
         ctx: JobContext,
         sources: dict[str, str] | None = None,
+        key_id: str = "",
     ) -> tuple[str, str | None]:
-        """Bring the bucket's index in line with its objects; (task status, error) of the run."""
+        """Bring the bucket's index in line with its objects; (task status, error) of the run. The tokens
+        embedded are metered under the API key `key_id`."""
         engine = self.embeddings.resolve(settings.model, tenant_id=tenant_id)
         settings_key = f"{engine.model_id}|{settings.chunk_size}|{settings.chunk_overlap}|{settings.loader}"
         objects = {o.key: o for o in self.objects.list_objects(tenant_id, bucket)}
@@ -346,7 +371,9 @@ class IngestService:
             source = (sources or {}).get(key) or (
                 previous[3] if previous and previous[3] else _source(bucket, key)
             )
-            error = self._embed_file(tenant_id, bucket, info, source, engine, settings, settings_key, ctx)
+            error = self._embed_file(
+                tenant_id, bucket, info, source, engine, settings, settings_key, ctx, key_id
+            )
             failed, ok = (failed + 1, ok) if error else (failed, ok + 1)
         if failed and not ok:
             return FAILURE, f"all {failed} file(s) failed; see GET /v2/ai/embeddings/buckets/{bucket}"
@@ -364,11 +391,12 @@ class IngestService:
         settings: EmbedSettings,
         settings_key: str,
         ctx: JobContext,
+        key_id: str = "",
     ) -> str | None:
         """Embed one file; its error reason, or None on success. Old chunks go when the new ones land.
 
-        The tokens embedded are metered as the tenant's `embedding_tokens` (key "": a background job), also
-        when a later batch of the file fails."""
+        The tokens embedded are metered as the tenant's `embedding_tokens` under `key_id`, also when a later
+        batch of the file fails."""
         self._file_state(tenant_id, bucket, info.key, status=PROCESSING, error=None)
         tokens = 0
         try:
@@ -405,7 +433,7 @@ class IngestService:
         except (LoaderError, NotFound) as exc:
             reason = str(exc)
         except (EngineUnavailable, JobCancelled):
-            self._meter_tokens(tenant_id, tokens, engine.model_id)
+            self._meter_tokens(tenant_id, key_id, tokens, engine.model_id)
             raise
         except Exception as exc:
             log.exception("embedding %s/%s failed", bucket, info.key)
@@ -426,9 +454,9 @@ class IngestService:
                     session=s,
                 )
             ops_context.metered(self.db, tenant_id, "embedding_chunks", len(chunks), engine.model_id)
-            self._meter_tokens(tenant_id, tokens, engine.model_id)
+            self._meter_tokens(tenant_id, key_id, tokens, engine.model_id)
             return None
-        self._meter_tokens(tenant_id, tokens, engine.model_id)
+        self._meter_tokens(tenant_id, key_id, tokens, engine.model_id)
         with self.db.session() as s:
             self.index.delete_file(s, tenant_id, bucket, info.key)
             self._file_state(
@@ -443,10 +471,10 @@ class IngestService:
             )
         return reason
 
-    def _meter_tokens(self, tenant_id: str, tokens: int, model: str) -> None:
-        """Meter embedded tokens like the embeddings API does (`embedding_tokens` per model)."""
+    def _meter_tokens(self, tenant_id: str, key_id: str, tokens: int, model: str) -> None:
+        """Meter embedded tokens as the embeddings API does (`embedding_tokens` per model), under `key_id`."""
         if tokens:
-            ops_context.metered(self.db, tenant_id, "embedding_tokens", tokens, model)
+            ops_context.metered(self.db, tenant_id, "embedding_tokens", tokens, model, key_id=key_id)
 
     def _transcriber(self, tenant_id: str) -> Transcribe:
         def transcribe(data: bytes, filename: str) -> str:

@@ -47,7 +47,10 @@ def create_embeddings(
         )
         return JSONResponse(result)
     request = _parse(EmbeddingBucketRequest, body)
-    return Data(data=container.ingest.create_task(tenant.tenant_id, request.bucket_name, request.settings()))
+    task = container.ingest.create_task(
+        tenant.tenant_id, request.bucket_name, request.settings(), key_id=tenant.key_id
+    )
+    return Data(data=task)
 
 
 @router.get("/ai/embeddings")
@@ -84,7 +87,7 @@ def similarity_search(
 
 @router.post("/ai/embeddings/url")
 def embed_url(body: EmbeddingUrlRequest, container: ContainerDep, tenant: TenantDep) -> Data:
-    task = container.ingest.create_url_task(tenant.tenant_id, body.bucket_name, body.url)
+    task = container.ingest.create_url_task(tenant.tenant_id, body.bucket_name, body.url, tenant.key_id)
     return Data(data=task)
 
 

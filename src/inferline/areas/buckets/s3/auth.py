@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from inferline.areas.buckets.ingest import ACTING_KEY
 from inferline.areas.buckets.objects import BucketService
 from inferline.areas.buckets.s3 import sigv4
 from inferline.areas.buckets.s3.errors import S3Error
@@ -35,6 +36,7 @@ async def s3_call(request: Request, container: ContainerDep) -> S3Call:
     creds = sigv4.parse(signed)
     principal, secret = container.keys.authenticate_s3(creds.access_key)
     sigv4.verify(signed, creds, secret=secret)
+    ACTING_KEY.set(principal.key_id)  # the request's own context: an auto-sync its writes start is this key's
     if principal.scope == "read" and request.method not in ("GET", "HEAD"):
         raise S3Error(403, "AccessDenied", "This API key has the 'read' scope: it may only read objects.")
     body = await request.body()
