@@ -1,7 +1,8 @@
-"""Usage metering of bucket ingestion (issue 18): the tokens an embedding task embeds are the
+"""Usage metering of bucket ingestion and search (issue 18): the tokens an embedding task embeds are the
 tenant's `embedding_tokens` per embedding model, as the embeddings API meters them, under the API key that
-started the task (an auto-sync: the key whose write started it; a job queued without a key: key ""). Read
-through the admin usage endpoint and `inferline usage`."""
+started the task (an auto-sync: the key whose write started it; a job queued without a key: key ""); a
+similarity search meters its query's tokens under the searching key. Read through the admin usage endpoint
+and `inferline usage`."""
 
 from __future__ import annotations
 
@@ -122,3 +123,23 @@ def test_a_job_queued_without_a_key_is_metered_under_no_key(
     _wait_idle(tenant)
     assert tenant.ai.embeddings.retrieve(task_id).data.status == "success"
     assert _usage(server, tenant_id, "key") == [("", _tokens(client, FILES["late.txt"]))]
+
+
+def test_similarity_search_meters_its_query_tokens(server: LiveServer, client: telnyx.Telnyx) -> None:
+    tenant_id = "ops-search-usage"
+    searcher, key = server.container.keys.create(tenant_id)
+    tenant = _tenant_client(server, key)
+    s3 = _s3(server, key)
+    s3.create_bucket(Bucket="searched-kb")
+    s3.put_object(Bucket="searched-kb", Key="late.txt", Body=FILES["late.txt"].encode())
+    tenant.ai.embeddings.create(bucket_name="searched-kb", embedding_model=MINILM)  # type: ignore[arg-type]
+    _wait_idle(tenant)
+    ingested = _tokens(client, FILES["late.txt"])
+    assert _usage(server, tenant_id, "key") == [(searcher.id, ingested)]
+
+    query = "Where is my delayed parcel?"
+    hits = tenant.ai.embeddings.similarity_search(bucket_name="searched-kb", query=query, num_of_docs=1)
+    assert hits.data[0].document_chunk == FILES["late.txt"]
+    searched = _tokens(client, query)
+    assert _usage(server, tenant_id, "key") == [(searcher.id, ingested + searched)]
+    assert _usage(server, tenant_id, "model") == [(MINILM, ingested + searched)]

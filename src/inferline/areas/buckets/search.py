@@ -2,6 +2,9 @@
 
 `distance` is the cosine distance `1 - cos` clipped to [0, 1] (lower is closer) and `certainty` is
 `(1 + cos) / 2` (higher is closer), the pair the Telnyx example shows (0.186 / 0.907).
+
+The query's tokens are metered as `embedding_tokens` of the bucket's model, as the embeddings API meters its
+inputs: under the request's tenant and key (or the tenant's background usage outside a request).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from typing import Any
 from inferline.areas.buckets.ingest import IngestService
 from inferline.areas.embeddings.service import EmbeddingsService
 from inferline.errors import BadRequest, ValidationFailed
+from inferline.ops import context as ops_context
 from inferline.stores.vectors import VectorIndex
 
 MAX_DOCS = 100
@@ -52,7 +56,9 @@ class SimilaritySearch:
                     pointer="/embedding_model",
                 )
         engine = self.embeddings.resolve(model, tenant_id=tenant_id)
+        tokens = min(engine.count_tokens([query])[0], engine.max_tokens)  # before embed, which truncates
         vector = engine.embed([query])[0]
+        ops_context.metered(self.ingest.db, tenant_id, "embedding_tokens", tokens, engine.model_id)
         hits = self.index.search(tenant_id, bucket_name, vector, num_docs, model=engine.model_id)
         return [
             {
