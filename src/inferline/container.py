@@ -52,6 +52,7 @@ from inferline.jobs import JobQueue, JobRegistry, Worker
 from inferline.keys import ApiKeyService
 from inferline.ops.limits import LimitService
 from inferline.ops.storage import StorageMeter
+from inferline.ops.usage import FLUSH_SECONDS as USAGE_FLUSH_SECONDS
 from inferline.ops.usage import UsageMeter
 from inferline.stores.db import Database
 from inferline.stores.objects import LocalObjectStore, ObjectStore, ObservedObjectStore, S3ObjectStore
@@ -115,6 +116,7 @@ class Container:
         self.worker = self.training_worker = None
         self.chat.close()
         self.vectors.close()
+        self.usage.close()  # writes the last usage tally
         self.limits.close()
         self.db.dispose()
 
@@ -131,7 +133,7 @@ def build_container(settings: Settings) -> Container:
     jobs = JobQueue(db, lease_seconds=settings.job_lease_seconds)
     registry, training_registry = JobRegistry(), JobRegistry()
     objects = build_object_store(settings)
-    limits, usage = LimitService(db), UsageMeter(db)
+    limits, usage = LimitService(db), UsageMeter(db, flush_seconds=USAGE_FLUSH_SECONDS)
     storage = StorageMeter(objects, limits, usage)
     objects.on_change(storage.changed)
 

@@ -24,6 +24,7 @@ CATEGORIES = {
     "/v2/audio/translations": "transcriptions",
     "/v2/ai/openai/audio/translations": "transcriptions",
 }
+LIMITED = {c: (f"{c}_requests", f"{c}_tokens") for c in ("chat", "embeddings")}  # limits checked on admission
 
 
 def check_scope(principal: Principal, method: str, path: str) -> None:
@@ -49,7 +50,10 @@ def check_websocket_scope(principal: Principal, path: str) -> None:
 
 
 async def guard(request: Request, principal: Principal) -> None:
-    """Check the scope, then admit the request against its category's limits (429 with headers if spent)."""
+    """Check the scope, then admit the request against its category's limits (429 with headers if spent).
+
+    A tenant and key without such limits (known from the limits cache) are admitted on the event loop; else
+    the counters are bumped in a worker thread (which refreshes the cache)."""
     check_scope(principal, request.method, request.url.path)
     category = CATEGORIES.get(request.url.path) if request.method == "POST" else None
     ops: RequestOps | None = getattr(request.state, "ops", None)
@@ -57,6 +61,9 @@ async def guard(request: Request, principal: Principal) -> None:
         return
     limits = request.app.state.container.limits
     ops.category = category
+    names = ("concurrent_transcriptions",) if category == "transcriptions" else LIMITED[category]
+    if limits.unlimited(principal, *names):  # known from the cache: admitted here, no thread or database
+        return
     try:
         if category == "transcriptions":
             ops.slot = await run_in_threadpool(limits.acquire_slot, principal, category)

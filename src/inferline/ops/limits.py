@@ -141,20 +141,38 @@ class LimitService:
 
     def applicable(self, principal: Principal) -> list[Limits]:
         """The tenant's and the key's limits (cached for `cache_seconds`); empty when none are set."""
-        found: list[Limits] = []
+        cached = self.cached(principal)
+        if cached is not None:
+            return cached
         now = time.monotonic()
+        keys = ((principal.tenant_id, ""), (principal.tenant_id, principal.key_id))
+        with self.db.session() as s:
+            read = [(key, s.get(TenantLimit, key)) for key in keys]
+            found = [(key, _limits(row) if row is not None else None) for key, row in read]
+        with self._lock:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            for key, limits in found:
+                self._cache[key] = (now, limits)
+        return [limits for _, limits in found if limits is not None]
+
+    def cached(self, principal: Principal) -> list[Limits] | None:
+        """`applicable` from the cache alone (no database read: safe on the event loop); None when either
+        entry is missing or older than `cache_seconds`."""
+        now, found = time.monotonic(), []
         for key in ((principal.tenant_id, ""), (principal.tenant_id, principal.key_id)):
-            with self._lock:
-                hit = self._cache.get(key)
+            hit = self._cache.get(key)
             if hit is None or now - hit[0] >= self.cache_seconds:
-                hit = (now, self.get(*key))
-                with self._lock:
-                    if len(self._cache) > 10_000:
-                        self._cache.clear()
-                    self._cache[key] = hit
+                return None
             if hit[1] is not None:
                 found.append(hit[1])
         return found
+
+    def unlimited(self, principal: Principal, *names: str) -> bool:
+        """True when the cache shows none of the limits `names` set for the principal's tenant or key (the
+        request needs no counter); False when one is set or the cache must be read again."""
+        cached = self.cached(principal)
+        return cached is not None and all(getattr(lim, n) is None for lim in cached for n in names)
 
     # --- admission -----------------------------------------------------------------------------------------
     def admit(self, principal: Principal, category: str) -> tuple[dict[str, str], str]:

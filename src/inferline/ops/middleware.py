@@ -1,6 +1,7 @@
 """Pure ASGI middleware: per-request accounting. Starts a `RequestOps`, adds the `x-ratelimit-*` headers to
-the response; before the last body byte meters the request's usage and counts its tokens against its limits
-(so the caller's next request sees them), and after it records the HTTP metrics and one log line."""
+the response; before the last body byte meters the request's usage (into the batched meter's tally) and counts
+its tokens against its token limits, if any (so the caller's next request sees them), and after it records the
+HTTP metrics and one log line."""
 
 from __future__ import annotations
 
@@ -84,14 +85,28 @@ class OpsMiddleware:
             self._finish(scope, ops, status, time.perf_counter() - start)
 
     async def _account(self, scope: Scope, ops: RequestOps) -> None:
-        """Database side: release the request's slot, meter its units, count its tokens against limits."""
+        """Meter the request's units (a batched meter only tallies them, on the event loop), then in a worker
+        thread, only when there is database work: release its slot, count its tokens against token limits."""
         principal: Principal | None = (scope.get("state") or {}).get("principal")
         container = getattr(getattr(scope.get("app"), "state", None), "container", None)
-        if container is not None and (ops.slot or (principal is not None and ops.units)):
-            try:
-                await run_in_threadpool(_record, container, principal, ops)
-            except Exception as exc:  # metering must never break a response
-                log.warning("usage not recorded: %s", exc)
+        if container is None:
+            return
+        try:
+            if principal is not None and ops.units:
+                units = [(m, model, q) for (m, model), q in ops.units.items()]
+                if container.usage.batched:
+                    container.usage.record(principal.tenant_id, principal.key_id, units)
+                else:
+                    await run_in_threadpool(
+                        container.usage.record, principal.tenant_id, principal.key_id, units
+                    )
+            tokens = ops.tokens() if principal is not None and ops.category in ("chat", "embeddings") else 0
+            if tokens and container.limits.unlimited(principal, f"{ops.category}_tokens"):
+                tokens = 0
+            if ops.slot or tokens:
+                await run_in_threadpool(_release_and_count, container, principal, ops, tokens)
+        except Exception as exc:  # metering must never break a response
+            log.warning("usage not recorded: %s", exc)
 
     def _finish(self, scope: Scope, ops: RequestOps, status: int, seconds: float) -> None:
         route = route_template(scope)
@@ -147,13 +162,8 @@ class OpsMiddleware:
             log.info("%s %s %s %s", method, shown, status, extra)
 
 
-def _record(container: Any, principal: Principal | None, ops: RequestOps) -> None:
+def _release_and_count(container: Any, principal: Principal | None, ops: RequestOps, tokens: int) -> None:
     if ops.slot:
         container.limits.release_slot(ops.slot)
-    if principal is None or not ops.units:
-        return
-    container.usage.record(
-        principal.tenant_id, principal.key_id, [(m, model, q) for (m, model), q in ops.units.items()]
-    )
-    if ops.category in ("chat", "embeddings") and ops.tokens():
-        container.limits.add_tokens(principal, ops.category, ops.tokens())
+    if principal is not None and tokens:
+        container.limits.add_tokens(principal, ops.category, tokens)

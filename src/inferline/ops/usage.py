@@ -1,7 +1,18 @@
-"""Usage metering: billable units per tenant, key, UTC day, metric and model, summed in `usage_daily`."""
+"""Usage metering: billable units per tenant, key, UTC day, metric and model, summed in `usage_daily`.
+
+The API's meter is batched (`flush_seconds`): `record` only adds the units to a per-process tally, off the
+request's latency path, and a background thread writes the tally every `flush_seconds` (one transaction, one
+upsert per summed day/tenant/key/metric/model row), at `close` (a clean shutdown loses nothing), and before
+any report read in the same process (`report` flushes every batched meter of the same database first). A
+crash can lose up to the last `flush_seconds` of usage, and another replica's reports see a request's usage
+up to `flush_seconds` late. A meter built without `flush_seconds` (CLI, background jobs) writes at once.
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
+import weakref
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
 
@@ -26,32 +37,94 @@ METRICS = {
     "bucket_bytes_stored": "byte-days",
 }
 GROUPINGS = ("day", "model", "key", "tenant")
+FLUSH_SECONDS = 0.5  # the API's batched meter writes its tally this often
+
+log = logging.getLogger("inferline.usage")
+Row = tuple[str, str, str, str, str]  # day, tenant_id, key_id, metric, model
+_BATCHED: weakref.WeakSet[UsageMeter] = weakref.WeakSet()  # this process's running batched meters
 
 
 class UsageMeter:
-    """Records and reports usage. `record` is one upsert per (metric, model); callers batch per request."""
+    """Records and reports usage; batched when `flush_seconds` is given (see the module docstring)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, flush_seconds: float | None = None) -> None:
         self.db = db
+        self.flush_seconds = flush_seconds
+        self._pending: dict[Row, float] = {}
+        self._lock = threading.Lock()  # guards _pending and _thread
+        self._flushing = threading.Lock()  # one flush at a time: a reader's flush waits for the writer's
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if flush_seconds is not None:
+            self._thread = threading.Thread(target=self._run, name="usage-writer", daemon=True)
+            self._thread.start()
+            _BATCHED.add(self)
+
+    @property
+    def batched(self) -> bool:
+        """True while `record` only tallies (no database write: safe on the event loop)."""
+        return self._thread is not None
 
     def record(
         self, tenant_id: str, key_id: str, units: Iterable[tuple[str, str, float]], day: date | None = None
     ) -> None:
         """Add `(metric, model, quantity)` units for a tenant's key ("" for background jobs)."""
-        rows = [(m, model, q) for m, model, q in units if m in METRICS and q]
+        today = (day or datetime.now(UTC).date()).isoformat()
+        rows: dict[Row, float] = {}
+        for metric, model, quantity in units:
+            if metric in METRICS and quantity:
+                row = (today, tenant_id, key_id, metric, model)
+                rows[row] = rows.get(row, 0.0) + quantity
         if not rows:
             return
-        today = (day or datetime.now(UTC).date()).isoformat()
+        with self._lock:
+            if self._thread is not None:
+                for row, quantity in rows.items():
+                    self._pending[row] = self._pending.get(row, 0.0) + quantity
+                return
+        self._write(rows)
+
+    def flush(self) -> None:
+        """Write the tally now (kept for the next flush if the write fails)."""
+        with self._flushing:
+            with self._lock:
+                pending, self._pending = self._pending, {}
+            if not pending:
+                return
+            try:
+                self._write(pending)
+            except BaseException:
+                with self._lock:
+                    for row, quantity in pending.items():
+                        self._pending[row] = self._pending.get(row, 0.0) + quantity
+                raise
+
+    def close(self) -> None:
+        """Stop the writer and flush the tally; later records are written at once."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._stop.set()
+        thread.join()
+        _BATCHED.discard(self)
+        self.flush()
+
+    def _run(self) -> None:
+        assert self.flush_seconds is not None
+        while not self._stop.wait(self.flush_seconds):
+            try:
+                self.flush()
+            except Exception as exc:  # the tally is kept; the next flush retries it
+                log.warning("usage flush failed, retrying: %s", exc)
+
+    def _write(self, rows: dict[Row, float]) -> None:
+        """Add the rows' quantities in one transaction, in key order (no deadlock between replicas)."""
         with self.db.session() as s:
             insert = sqlite_insert if s.get_bind().dialect.name == "sqlite" else pg_insert
-            for metric, model, quantity in rows:
+            for (day, tenant_id, key_id, metric, model), quantity in sorted(rows.items()):
                 stmt = insert(UsageDaily).values(
-                    day=today,
-                    tenant_id=tenant_id,
-                    key_id=key_id,
-                    metric=metric,
-                    model=model,
-                    quantity=quantity,
+                    day=day, tenant_id=tenant_id, key_id=key_id, metric=metric, model=model, quantity=quantity
                 )
                 s.execute(
                     stmt.on_conflict_do_update(
@@ -59,6 +132,12 @@ class UsageMeter:
                         set_={"quantity": UsageDaily.__table__.c["quantity"] + stmt.excluded["quantity"]},
                     )
                 )
+
+    def _flush_all(self) -> None:
+        """Flush every batched meter of this process on the same database (a reader sees its own writes)."""
+        for meter in list(_BATCHED):
+            if meter.db.engine.url == self.db.engine.url:
+                meter.flush()
 
     def set_level(self, tenant_id: str, metric: str, quantity: float, day: date | None = None) -> None:
         """Set (not add) a level metric of a tenant for a day, key "" and no model; a zero level is only
@@ -104,6 +183,7 @@ class UsageMeter:
             query = query.where(UsageDaily.tenant_id == tenant_id)
         if since is not None:
             query = query.where(UsageDaily.day >= since.isoformat())
+        self._flush_all()
         order = [UsageDaily.tenant_id] + (
             [group.desc() if by == "day" else group] if group is not None else []
         )
