@@ -8,7 +8,9 @@ pgvector) and `drop_all()` removes them, so runs never see each other's rows.
 from __future__ import annotations
 
 import os
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import make_url
@@ -39,7 +41,7 @@ class DatabaseFactory:
 
     def drop_all(self) -> None:
         while self._created:
-            self._admin(f'DROP DATABASE IF EXISTS "{self._created.pop()}" WITH (FORCE)')
+            drop_database(self._admin, self._created.pop())
 
     def _admin(self, sql: str) -> None:
         import psycopg
@@ -48,3 +50,19 @@ class DatabaseFactory:
         url = self.base_url.set(drivername="postgresql").render_as_string(hide_password=False)
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(sql)  # type: ignore[arg-type]
+
+
+def drop_database(admin: Callable[[str], None], name: str, attempts: int = 20) -> None:
+    """`DROP DATABASE … WITH (FORCE)`, retried while PostgreSQL refuses to terminate a backend of no role: an
+    autovacuum worker that started on the database races the drop ("permission denied to terminate process"
+    for a non-superuser); it exits on its own within moments."""
+    import psycopg
+
+    for attempt in range(attempts):
+        try:
+            admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except psycopg.errors.InsufficientPrivilege:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.25)

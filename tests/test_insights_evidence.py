@@ -160,5 +160,6 @@ def test_grounded_run_stores_checked_evidence(client: telnyx.Telnyx, http: httpx
     assert isinstance(result["result"], str) and result["evidence"]
     for item in result["evidence"]:
         assert item["message_id"] in texts  # grammar-constrained to the conversation's ids
-        assert item["verified"] == (normalise(item["quote"]) in normalise(texts[item["message_id"]]))
+        quote = normalise(item["quote"])  # an empty (or punctuation-only) quote supports nothing
+        assert item["verified"] == (bool(quote) and quote in normalise(texts[item["message_id"]]))
     assert result["evidence_verified"] == all(i["verified"] for i in result["evidence"])

@@ -23,6 +23,7 @@ from sqlalchemy import make_url, text
 
 from inferline.areas.models.registry import ModelRegistry
 from inferline.stores.db import MIGRATIONS_DIR, Database
+from tests.databases import drop_database
 
 BASE_URL = os.environ.get("INFERLINE_TEST_DATABASE_URL") or ""
 pytestmark = pytest.mark.skipif(
@@ -55,7 +56,7 @@ def ascii_db() -> Iterator[Database]:
         yield db
     finally:
         db.dispose()
-        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(_admin, name)
 
 
 def tiny_gguf(path: Path) -> Path:

@@ -82,9 +82,9 @@ class Walk:
 
 
 def _user_env(home: Path, port: int) -> dict[str, str]:
-    """A shell with no INFERLINE_*/XDG_* settings (nor an outer make's), but for the port and the test profile
-    the user exported; BASE_VENV and the models folder let `make serve` work offline."""
-    drop = ("INFERLINE_", "XDG_", "MAKE", "MFLAGS", "VIRTUAL_ENV")
+    """A shell with no INFERLINE_*/XDG_*/PYTHONPATH settings (nor an outer make's), but for the port and the
+    test profile the user exported; BASE_VENV and the models folder let `make serve` work offline."""
+    drop = ("INFERLINE_", "XDG_", "MAKE", "MFLAGS", "VIRTUAL_ENV", "PYTHONPATH")
     env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     env.update(
         HOME=str(home),
