@@ -149,7 +149,12 @@ def test_messages_are_redacted_by_default_and_the_request_cannot_opt_out(
 ) -> None:
     conv = on.sdk.ai.conversations.create()
     on.sdk.ai.conversations.add_message(conv.id, role="user", content=SECRET)
-    on.sdk.ai.conversations.add_message(conv.id, role="user", content=SECRET, extra_body={"redact": False})
+    on.sdk.ai.conversations.add_message(conv.id, role="user", content=SECRET, extra_body={"redact": True})
+    # An explicit opt-out is refused with a 400 naming it (not silently overruled), and nothing is stored.
+    refused = on.http.post(
+        f"/ai/conversations/{conv.id}/message", json={"role": "user", "content": SECRET, "redact": False}
+    )
+    assert assert_envelope(refused, 400)["source"]["pointer"] == "/redact"
     assert [m.text for m in on.sdk.ai.conversations.messages.list(conv.id)] == [REDACTED, REDACTED]
     assert _stored_texts(server, conv.id) == [REDACTED, REDACTED]
     # Another tenant's messages are stored as sent.
@@ -177,10 +182,13 @@ def test_transcripts_are_redacted_by_default(server: LiveServer, on: Tenant, off
     assert any(MARKER.match(w["word"]) for w in body["words"])
     assert all(not s["tokens"] for s in body["segments"] if MARKER.search(s["text"]))
 
-    # Asynchronous: the stored result holds no original, also when the request says redact=false.
-    created = on.http.post(
-        ASYNC_PATH, data={**words, "redact": "false"}, files={"file": ("a.wav", audio)}
-    ).json()["data"]
+    # A synchronous or asynchronous request that says redact=false is refused (400 at /redact), not overruled.
+    for path in ("/ai/audio/transcriptions", ASYNC_PATH):
+        refused = on.http.post(path, data={**words, "redact": "false"}, files={"file": ("a.wav", audio)})
+        assert assert_envelope(refused, 400)["source"]["pointer"] == "/redact"
+
+    # Asynchronous: the stored result holds no original.
+    created = on.http.post(ASYNC_PATH, data=words, files={"file": ("a.wav", audio)}).json()["data"]
     deadline = time.monotonic() + 120
     while (job := on.http.get(f"{ASYNC_PATH}/{created['id']}").json()["data"])["status"] == "queued":
         assert time.monotonic() < deadline
@@ -190,7 +198,14 @@ def test_transcripts_are_redacted_by_default(server: LiveServer, on: Tenant, off
         stored = s.get(SttTranscriptionJob, created["id"])
         assert stored is not None and not re.search(r"\d", _texts(stored.result)), stored.result
 
-    # A recording sent without `redact` becomes a conversation without the number.
+    # A recording that says redact=false is refused before anything is stored; one without `redact` becomes
+    # a conversation without the number.
+    refused = on.http.post(
+        "/ai/conversations/recordings",
+        files={"file": ("call.wav", audio, "audio/wav")},
+        data={"mode": "diarize", "redact": "false"},
+    )
+    assert assert_envelope(refused, 400)["source"]["pointer"] == "/redact"
     recording = on.http.post(
         "/ai/conversations/recordings",
         files={"file": ("call.wav", audio, "audio/wav")},

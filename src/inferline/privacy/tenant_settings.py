@@ -4,7 +4,7 @@
 whatever the request says: transcripts (synchronous, asynchronous, recordings, audio ingested into buckets,
 media summarised), conversation messages, and the messages an insight run sends to the model. Precedence:
 redaction happens when the tenant default is on OR the request asks (`redact: true`); a request cannot turn
-a tenant's default off (`redact: false` is then ignored, and the answer says it was redacted).
+a tenant's default off (`redact: false` is then a 400 naming `/redact`, never silently overruled).
 """
 
 from __future__ import annotations
@@ -14,16 +14,26 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from inferline.errors import BadRequest
 from inferline.stores.conversations_tables import TenantSetting
 from inferline.stores.db import Database
 
 
-def redacts(db: Database, tenant_id: str, requested: bool = False) -> bool:
-    """Whether a text stored for `tenant_id` is redacted: asked by the request, or the tenant default."""
+def redacts(db: Database, tenant_id: str, requested: bool | None = None) -> bool:
+    """Whether a text stored for `tenant_id` is redacted: asked by the request (`True`), or the tenant default
+    when the request does not say (`None`). An explicit `False` under a tenant default that redacts is a 400
+    naming `/redact`: a request cannot turn the default off, and is not silently overruled either."""
     if requested:
         return True
     with db.session() as s:
-        return tenant_redacts(s, tenant_id)
+        default = tenant_redacts(s, tenant_id)
+    if default and requested is False:
+        raise BadRequest(
+            "redact: false is refused: this tenant's personal data is redacted by an admin setting "
+            "(PUT /v2/admin/tenants/{tenant_id}/settings), which a request cannot turn off.",
+            pointer="/redact",
+        )
+    return default
 
 
 def tenant_redacts(s: Session, tenant_id: str) -> bool:

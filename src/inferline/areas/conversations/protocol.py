@@ -50,7 +50,8 @@ class MessageCreate(_Body):
     tool_call_id: str | None = Field(default=None, max_length=200)
     tool_calls: list[ToolCall] | None = None
     tool_choice: str | dict[str, Any] | None = None
-    redact: bool = False  # inferline extension (extra_body): personal data replaced before it is stored
+    # inferline extension (extra_body): personal data replaced before it is stored; unset: the tenant default
+    redact: bool | None = None
 
     @field_validator("sent_at")
     @classmethod

@@ -64,7 +64,7 @@ class RecordingRequest:
     mode: str = "auto"
     model: str | None = None
     language: str | None = None
-    redact: bool = False
+    redact: bool | None = None  # None: the tenant's default
 
 
 @dataclass

@@ -101,8 +101,8 @@ async def create_from_recording(request: Request, container: ContainerDep, princ
     mode = fields.get("mode") or "auto"
     if mode not in MODES:
         raise ValidationFailed(f"mode must be one of {', '.join(MODES)}.", pointer="/mode")
-    redact = (fields.get("redact") or "false").lower()
-    if redact not in ("true", "false"):
+    redact = (fields.get("redact") or "").lower()
+    if redact not in ("true", "false", ""):
         raise ValidationFailed("redact must be true or false.", pointer="/redact")
     body = RecordingRequest(
         data=await upload.read() if upload is not None else None,
@@ -116,7 +116,7 @@ async def create_from_recording(request: Request, container: ContainerDep, princ
         mode=mode,
         model=fields.get("model") or None,
         language=fields.get("language") or None,
-        redact=redact == "true",
+        redact={"true": True, "false": False}.get(redact),
     )
     return {"data": await run_in_threadpool(container.recordings.create, principal.tenant_id, body)}
 

@@ -139,7 +139,7 @@ class ConversationService:
         tool_calls: list[dict[str, Any]] | None = None,
         tool_call_id: str | None = None,
         tool_choice: Any = None,
-        redact: bool = False,
+        redact: bool | None = None,
         idempotency_key: str | None = None,
     ) -> None:
         """Append a message; with the end-of-conversation marker, also start the insight run. With `redact`

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, defer, undefer
 from inferline.areas.audio.transcription.service import TranscriptionOptions, TranscriptionService
 from inferline.errors import InferlineError, NotFound, PayloadTooLarge
 from inferline.jobs import JobContext, JobFailed, JobQueue, JobView
+from inferline.privacy import tenant_settings
 from inferline.stores.audio_tables import SttTranscriptionJob
 from inferline.stores.db import Database
 from inferline.stores.tables import new_id, utcnow
@@ -109,6 +110,7 @@ class AsyncTranscriptionService:
         transcription = self.transcription
         transcription.resolve_model(options.get("model"), tenant_id)
         transcription.check_config(options.get("model_config") or {})
+        tenant_settings.redacts(self.db, tenant_id, options.get("redact"))  # a refused opt-out: 400
         if webhook_url is not None:
             self.webhooks.check_url(webhook_url, pointer="/webhook_url")
         if data is not None and len(data) > transcription.max_bytes:
@@ -192,7 +194,7 @@ class AsyncTranscriptionService:
             temperature=float(stored.get("temperature") or 0.0),
             word_timestamps="word" in (stored.get("timestamp_granularities") or []),
             model_config=stored.get("model_config") or {},
-            redact=bool(stored.get("redact")),
+            redact=stored.get("redact") or None,  # checked at creation; the tenant's default may have changed
         )
         try:
             if data is not None:

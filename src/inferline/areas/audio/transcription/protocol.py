@@ -31,7 +31,7 @@ class TranscriptionForm(BaseModel):
     response_format: ResponseFormat = "json"
     timestamp_granularities: list[Literal["segment", "word"]] = Field(default_factory=list)
     engine_config: dict[str, Any] = Field(default_factory=dict, alias="model_config")
-    redact: bool = False  # inferline extension: personal data replaced (also on by the tenant's default)
+    redact: bool | None = None  # inferline extension: personal data replaced; unset: the tenant's default
 
     @model_validator(mode="after")
     def _granularities_need_verbose(self) -> TranscriptionForm:

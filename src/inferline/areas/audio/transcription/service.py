@@ -47,7 +47,7 @@ class TranscriptionOptions:
     word_timestamps: bool = False
     model_config: dict[str, object] = field(default_factory=dict)
     translate: bool = False  # into English (`/audio/translations`); needs a multilingual model
-    redact: bool = False  # personal data replaced (inferline extension); also on by the tenant's default
+    redact: bool | None = None  # personal data replaced (inferline extension); None: the tenant's default
 
 
 @dataclass(frozen=True)
