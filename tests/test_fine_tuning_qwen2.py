@@ -97,18 +97,33 @@ def transformers_logprobs(model: Any, prompts: list[list[int]]) -> list[Any]:
         return [torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0, -1], -1) for ids in prompts]
 
 
-def llamacpp_logprobs(gguf: Path, adapter: Path | None, prompts: list[list[int]]) -> list[dict[int, float]]:
+def llamacpp_logprobs(
+    gguf_path: Path, adapter: Path | None, prompts: list[list[int]]
+) -> list[dict[int, float]]:
     """llama.cpp's 10 most likely next tokens after each prompt (raw distribution), token id -> logprob."""
+    import gguf
     import xllamacpp
 
     params = xllamacpp.CommonParams()
-    params.model.path = str(gguf)
+    params.model.path = str(gguf_path)
     params.n_ctx = 256
     params.cpuparams.n_threads = 1
     if adapter is not None:
         params.lora_adapters = [xllamacpp.CommonAdapterLoraInfo(str(adapter), 1.0)]
     server = xllamacpp.Server(params)
-    request = {"n_predict": 1, "n_probs": 10, "temperature": 1.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0}
+    # The reported probabilities are the raw distribution, before sampling. The sampled token is forced to a
+    # whole ASCII token ("a"): the random-weight model can sample a lone UTF-8 lead byte, whose completion
+    # llama.cpp holds back with no logprobs at all (a CI run failed on exactly that).
+    forced = gguf.GGUFReader(gguf_path).fields["tokenizer.ggml.tokens"].contents().index("a")
+    request = {
+        "n_predict": 1,
+        "n_probs": 10,
+        "temperature": 1.0,
+        "top_k": 0,
+        "top_p": 1.0,
+        "min_p": 0.0,
+        "logit_bias": [[forced, 100.0]],
+    }
     out = []
     for ids in prompts:
         reply = server.handle_completions({**request, "prompt": ids, "cache_prompt": False})
