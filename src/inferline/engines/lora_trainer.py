@@ -91,9 +91,6 @@ class PeftLoraTrainer:
             return self._cached[1], self._cached[2]
         self._cached = None
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        # Idle OpenMP threads sleep instead of spinning: with spinning, a CPU shared with other engines
-        # made steps over 10x slower (measured). Read by libgomp when torch loads.
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
