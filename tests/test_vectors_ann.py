@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import telnyx
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from inferline.stores.db import Database
 from inferline.stores.embeddings_tables import EmbeddedBucket
@@ -322,6 +322,39 @@ def test_own_writes_reach_the_index_when_they_commit(server: LiveServer, tmp_pat
 
 def planted_chunk(i: int) -> ChunkRecord:
     return ChunkRecord("planted", i, f"planted:{i}", "0" * 32, "s3://x", MINILM)
+
+
+def test_own_writes_after_a_compaction_reach_the_index_when_they_commit(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    """A graph built and adopted (the background compaction; here `sync`) leaves the space at the bucket's
+    generation: the next commit's chunks and deletions reach it at commit. The index is closed first, so no
+    background thread can catch it up: before, the adopted space had no generation, the commit was left to
+    the follower and the first search after it caught up from the database itself."""
+    db = server.container.db
+    tenant, bucket = f"adopt-{uuid.uuid4().hex[:6]}", "b"
+    index = LocalVectorIndex(db, tmp_path / "vectors", ann_min_chunks=1000, compact_min=10**9)
+    matrix, _ = clustered(2000, 1, seed=31)
+    add_bucket(db, tenant, bucket)
+    fill(db, index, tenant, bucket, matrix)
+    index.sync(tenant, bucket, DIMS)  # due: the graph is built by a child and adopted
+    assert index.describe(tenant, bucket, DIMS) == {"graph": 2000, "exact": 0, "dead": 0, "version": 1}
+    index.close()
+    planted = -matrix[:3]
+    with db.session() as s:
+        index.replace_file(s, tenant, bucket, "planted", [planted_chunk(i) for i in range(3)], planted)
+        index.delete_file(s, tenant, bucket, "f1000")
+    with db.session() as s:
+        generation = s.scalar(
+            select(EmbeddedBucket.generation).where(
+                EmbeddedBucket.tenant_id == tenant, EmbeddedBucket.bucket == bucket
+            )
+        )
+    assert index.generation(tenant, bucket, DIMS) == generation
+    assert index.describe(tenant, bucket, DIMS) == {"graph": 2000, "exact": 3, "dead": 1000, "version": 1}
+    assert index.search(tenant, bucket, planted[1], 1)[0].chunk.text == "planted:1"
+    texts = [h.chunk.text for h in index.search(tenant, bucket, matrix[1500], 20)]
+    assert len(texts) == 20 and not any(t.startswith("m:") and int(t[2:]) >= 1000 for t in texts), texts
 
 
 def test_other_process_writes_are_caught_up_in_the_background(server: LiveServer, tmp_path: Path) -> None:

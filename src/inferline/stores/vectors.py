@@ -330,7 +330,9 @@ class _Space:
         """This space plus the chunks added (ids above `max_id`) and removed (logged up to `del_seq`)."""
         gone = np.array(gone_ids, dtype=np.int64)
         keep_old = ~np.isin(self.ids, gone)
-        keep_new = ~np.isin(new_ids, gone)
+        # Ids grow in commit order: one not above `max_id` is held already (a catch-up that read the rows
+        # of a commit whose change then arrives at commit too).
+        keep_new = (new_ids > self.max_id) & ~np.isin(new_ids, gone)
         return replace(
             self,
             generation=generation,
@@ -603,13 +605,7 @@ class LocalVectorIndex(_ChunkWriter):
         return space.generation if space is not None else None
 
     def _space(self, s: Session, key: Key, schedule: bool = True) -> _Space:
-        tenant_id, bucket, _ = key
-        row = s.execute(
-            select(EmbeddedBucket.id, EmbeddedBucket.generation).where(
-                EmbeddedBucket.tenant_id == tenant_id, EmbeddedBucket.bucket == bucket
-            )
-        ).first()
-        uid, generation = (row[0], row[1]) if row else ("", None)
+        uid, generation = self._bucket_row(s, key)
         space = self._fresh(key, uid, generation)
         if space is None:
             with self._key_lock(key):
@@ -620,6 +616,17 @@ class LocalVectorIndex(_ChunkWriter):
         if schedule and self._due(space):
             self._schedule(key)
         return space
+
+    @staticmethod
+    def _bucket_row(s: Session, key: Key) -> tuple[str, int | None]:
+        """The bucket's (uid, generation), read before its rows: a space caught up after it holds at least
+        that generation's chunks. ("", None) when the bucket is not embedded."""
+        row = s.execute(
+            select(EmbeddedBucket.id, EmbeddedBucket.generation).where(
+                EmbeddedBucket.tenant_id == key[0], EmbeddedBucket.bucket == key[1]
+            )
+        ).first()
+        return (row[0], row[1]) if row else ("", None)
 
     def _fresh(self, key: Key, uid: str, generation: int | None) -> _Space | None:
         with self._lock:
@@ -874,8 +881,10 @@ class LocalVectorIndex(_ChunkWriter):
             held = self._spaces.get(key)
         if held is None or not self._replaced(key, held):
             return
-        with self.db.session() as s, self._key_lock(key):
-            self._store(key, self._refresh(s, key, held.uid, None))
+        with self.db.session() as s:
+            uid, generation = self._bucket_row(s, key)  # known: the next commit then reaches the space
+            with self._key_lock(key):
+                self._store(key, self._refresh(s, key, uid, generation))
 
     def compact(self, tenant_id: str, bucket: str, dims: int, blocking: bool) -> None:
         """Fold the space's exact rows and deletions into a new graph file, in this process (one process at
