@@ -11,7 +11,9 @@ shape real sentence embeddings have), indexed through the server's own vector in
 * first search after one file's 2,000 chunks are replaced (median of 9 changes; through the index, then
   through the API, each beside its warm p50 of the same run): replaced by this process (its index takes the
   change at commit), and by another process (a writer on its own engine), searched once the index's follower
-  thread caught up in the background and, for comparison, searched at once (the search catches up);
+  thread caught up in the background and, for comparison, searched at once (the search catches up); beside
+  them, the control: the first search after a pause as long as a change, with nothing changed (what any
+  search after a moment of other work costs on the machine: cold CPU caches, idle cores waking);
 * bytes of index per million chunks vs the float32 matrix exact search keeps in memory;
 * with INFERLINE_BENCH_PG_URL (PostgreSQL + pgvector): pgvector HNSW p50 and recall@10 at the same size.
 """
@@ -159,12 +161,17 @@ def _local_rows(url: str, container: Container, http: httpx.Client, n: int) -> l
     started = time.process_time()
     restart = _once_ms(lambda: restarted.search(TENANT, bucket, query, 5))
     restart_cpu = (time.process_time() - started) * 1000
+    restarted.close()  # its follower would otherwise keep catching up, in this process, during later figures
     restarted_db.dispose()
 
+    change_seconds: list[float] = []
+
     def change(tag: str) -> None:  # one file's 2,000 chunks replaced (same vectors, new ids)
+        started = time.perf_counter()
         chunks = [ChunkRecord("f0.txt", i, str(i), tag * 32, "s3://b/f", MINILM) for i in range(PER_FILE)]
         with container.db.session() as s:
             index.replace_file(s, TENANT, bucket, "f0.txt", chunks, matrix[:PER_FILE])
+        change_seconds.append(time.perf_counter() - started)
 
     def first_after_change(call: Callable[[], object], tag: str) -> tuple[float, float]:
         """(wall ms, process CPU ms) of the first `call` after a change, median of a few changes."""
@@ -180,6 +187,18 @@ def _local_rows(url: str, container: Container, http: httpx.Client, n: int) -> l
 
     changed, changed_cpu = first_after_change(lambda: index.search(TENANT, bucket, query, 5), "a")
     api_changed, _ = first_after_change(api, "b")
+
+    def first_after_pause(call: Callable[[], object]) -> float:
+        """Wall ms of the first `call` after a pause as long as a change, nothing changed (the control)."""
+        pause, walls = statistics.median(change_seconds), []
+        for _ in range(CHANGES):
+            time.sleep(pause)
+            gc.collect()
+            walls.append(_once_ms(call))
+        return statistics.median(walls)
+
+    paused = first_after_pause(lambda: index.search(TENANT, bucket, query, 5))
+    api_paused = first_after_pause(api)
 
     writer_db = Database(container.db.url)  # another process writing: its commits do not reach `index`
     writer = LocalVectorIndex(writer_db, None, follow_seconds=0)
@@ -211,6 +230,7 @@ def _local_rows(url: str, container: Container, http: httpx.Client, n: int) -> l
 
     other_followed = first_after_other(True, "c")
     other_at_once = first_after_other(False, "d")
+    writer.close()
     writer_db.dispose()
     recall_after = _recall(index, TENANT, bucket, matrix, queries)
 
@@ -238,6 +258,15 @@ def _local_rows(url: str, container: Container, http: httpx.Client, n: int) -> l
         ),
         Row(
             f"first API search after 2k changed, {label}", api_changed, api_warm, "ms", "warm API p50", False
+        ),
+        Row(f"first index search after a pause, nothing changed, {label}", paused, warm, "ms", "warm", False),
+        Row(
+            f"first API search after a pause, nothing changed, {label}",
+            api_paused,
+            api_warm,
+            "ms",
+            "warm API p50",
+            False,
         ),
         Row(
             f"first search after 2k changed elsewhere, {label} (followed)",
