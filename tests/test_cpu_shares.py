@@ -5,6 +5,7 @@ as without chat, and the generation completes too. Through the openai SDK; nothi
 from __future__ import annotations
 
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import openai
@@ -70,3 +71,21 @@ def test_default_chat_threads_are_the_fastest_measured_at_load(caplog: pytest.Lo
     engine.stream(EngineRequest([{"role": "user", "content": "Hi"}], {"max_tokens": 4}), chunks.append)
     assert any(c.get("usage") for c in chunks)
     engine.close()
+
+
+def test_transcription_runs_yield_like_embedding_batches(oai: openai.OpenAI) -> None:
+    """Whisper's windows are background runs too: while a generation decodes and another background run holds
+    the CPU, a transcription waits for it (it used to run unhindered and collapse decoding, bench_chat_load);
+    released, it completes with the same text."""
+    from tests import audio_samples as audio
+
+    clip = audio.wav(audio.speech("The harbour crane lifts the blue container."))
+    quiet = oai.audio.transcriptions.create(model="whisper-1", file=("c.wav", clip)).text
+    with ThreadPoolExecutor(1) as pool:
+        with SHARES.foreground(), SHARES.background():  # a generation decoding, an embedding batch running
+            pending = pool.submit(
+                lambda: oai.audio.transcriptions.create(model="whisper-1", file=("c.wav", clip))
+            )
+            threading.Event().wait(1.5)
+            assert not pending.done(), "the transcription ran while another background run held the CPU"
+        assert pending.result(timeout=120).text == quiet

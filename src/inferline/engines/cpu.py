@@ -46,7 +46,7 @@ def physical_cores() -> int:
 
 class CpuShares:
     """CPU admission per engine kind: chat generations are foreground, batch engine runs (embedding and
-    search-query batches) background.
+    search-query batches, Whisper's windows) background.
 
     With no chat generation running, background runs are not held. While one runs, background runs go one at
     a time over all engines, and each is followed by a pause of `yield_ratio` times its own duration (cut

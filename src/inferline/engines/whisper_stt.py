@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from inferline.engines.cpu import SHARES
 from inferline.engines.stt import Segment, Transcript, Word
 from inferline.logs import logged_load
 
@@ -71,18 +72,25 @@ class WhisperEngine:
     ) -> Transcript:
         with self._lock:
             model = self._load()
-            segments, info = model.transcribe(
-                samples,
-                language=language or ("en" if self.english_only else None),
-                initial_prompt=prompt,
-                temperature=temperature,
-                beam_size=self.beam_size,
-                word_timestamps=word_timestamps,
-                condition_on_previous_text=False,
-                vad_filter=skip_silence,
-                task="translate" if translate else "transcribe",
-            )
-            out = [_segment(n, s) for n, s in enumerate(segments)]
+            with SHARES.background():  # features, VAD and language detection
+                segments, info = model.transcribe(
+                    samples,
+                    language=language or ("en" if self.english_only else None),
+                    initial_prompt=prompt,
+                    temperature=temperature,
+                    beam_size=self.beam_size,
+                    word_timestamps=word_timestamps,
+                    condition_on_previous_text=False,
+                    vad_filter=skip_silence,
+                    task="translate" if translate else "transcribe",
+                )
+            out = []
+            while True:
+                with SHARES.background():  # each window yields to chat decoding, like embedding batches
+                    segment = next(segments, None)
+                if segment is None:
+                    break
+                out.append(_segment(len(out), segment))
         return Transcript(language=info.language, duration=float(info.duration), segments=out)
 
 
