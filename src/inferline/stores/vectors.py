@@ -43,7 +43,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 from sqlalchemy import delete, event, func, insert, select, text, tuple_, update
@@ -127,15 +127,42 @@ class VectorIndex(Protocol):
         ...
 
 
-def _record(row: EmbeddingChunk) -> ChunkRecord:
+class _ChunkRow(NamedTuple):
+    """A chunk's row as the DB-API returns it (`loader_metadata`: JSON text on SQLite, decoded elsewhere)."""
+
+    id: int
+    filename: str
+    chunk_index: int
+    text: str
+    checksum: str
+    source: str
+    model: str
+    loader_metadata: Any
+    vector: bytes
+
+
+def _chunk_rows(
+    session: Session, ids: Sequence[int], tenant_id: str | None = None, bucket: str | None = None
+) -> list[_ChunkRow]:
+    """The rows of chunks `ids` (only those of the bucket, when given), as plain DB-API tuples: a search reads
+    a handful, and ORM entities cost it more than the rest of the index's work."""
+    if not ids:
+        return []
+    sql = (
+        f"SELECT {', '.join(_ChunkRow._fields)} FROM embedding_chunks "
+        f"WHERE id IN ({', '.join('?' * len(ids))})"
+    )
+    params: tuple[Any, ...] = tuple(int(i) for i in ids)
+    if tenant_id is not None:
+        sql += " AND tenant_id = ? AND bucket = ?"
+        params += (tenant_id, bucket)
+    return [_ChunkRow(*row) for row in _driver_rows(session, sql, params)]
+
+
+def _record(row: _ChunkRow) -> ChunkRecord:
+    meta = json.loads(row.loader_metadata) if isinstance(row.loader_metadata, str) else row.loader_metadata
     return ChunkRecord(
-        row.filename,
-        row.chunk_index,
-        row.text,
-        row.checksum,
-        row.source,
-        row.model,
-        dict(row.loader_metadata or {}),
+        row.filename, row.chunk_index, row.text, row.checksum, row.source, row.model, dict(meta or {})
     )
 
 
@@ -180,8 +207,7 @@ def _hits(
     `model` are searched exactly instead."""
     if not candidates:
         return []
-    found = select(EmbeddingChunk).where(EmbeddingChunk.id.in_(candidates), _scope(tenant_id, bucket))
-    rows = session.scalars(found).all()
+    rows = _chunk_rows(session, candidates, tenant_id, bucket)
     if model is not None:
         kept = [r for r in rows if r.model == model]
         if len(kept) < min(k, len(rows)):
@@ -190,7 +216,7 @@ def _hits(
     return _scored(rows, query, k)
 
 
-def _scored(rows: Sequence[EmbeddingChunk], query: np.ndarray, k: int) -> list[Hit]:
+def _scored(rows: Sequence[_ChunkRow], query: np.ndarray, k: int) -> list[Hit]:
     width = query.shape[0] * 4
     scored = [
         (float(np.frombuffer(r.vector, dtype="<f4") @ query), r.id, r) for r in rows if len(r.vector) == width
@@ -214,8 +240,7 @@ def _model_hits(
     vectors = np.frombuffer(b"".join(r[1] for r in found), dtype="<f4").reshape(len(found), -1)
     scores = np.einsum("ij,j->i", vectors, query)
     best = [int(found[i][0]) for i in np.argpartition(-scores, min(k, len(scores)) - 1)[:k]]
-    rows = session.scalars(select(EmbeddingChunk).where(EmbeddingChunk.id.in_(best))).all()
-    return _scored(rows, query, k)
+    return _scored(_chunk_rows(session, best), query, k)
 
 
 class _ChunkWriter:
@@ -621,12 +646,10 @@ class LocalVectorIndex(_ChunkWriter):
     def _bucket_row(s: Session, key: Key) -> tuple[str, int | None]:
         """The bucket's (uid, generation), read before its rows: a space caught up after it holds at least
         that generation's chunks. ("", None) when the bucket is not embedded."""
-        row = s.execute(
-            select(EmbeddedBucket.id, EmbeddedBucket.generation).where(
-                EmbeddedBucket.tenant_id == key[0], EmbeddedBucket.bucket == key[1]
-            )
-        ).first()
-        return (row[0], row[1]) if row else ("", None)
+        rows = _driver_rows(
+            s, "SELECT id, generation FROM embedded_buckets WHERE tenant_id = ? AND bucket = ?", key[:2]
+        )
+        return (rows[0][0], rows[0][1]) if rows else ("", None)
 
     def _fresh(self, key: Key, uid: str, generation: int | None) -> _Space | None:
         with self._lock:
