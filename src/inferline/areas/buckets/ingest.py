@@ -186,11 +186,15 @@ class IngestService:
 
     def bucket_model(self, tenant_id: str, bucket: str) -> str:
         """The embedding model of an embedded bucket; `NotFound` when the bucket is not embedded."""
-        with self.db.session() as s:
-            config = self._config(s, tenant_id, bucket)
-            if config is None:
-                raise NotFound(f"Bucket {bucket!r} has no embeddings.", pointer="/bucket_name")
-            return config.embedding_model
+        with self.db.session() as s:  # one column, no entity: every similarity search asks
+            model = s.scalar(
+                select(EmbeddedBucket.embedding_model).where(
+                    EmbeddedBucket.tenant_id == tenant_id, EmbeddedBucket.bucket == bucket
+                )
+            )
+        if model is None:
+            raise NotFound(f"Bucket {bucket!r} has no embeddings.", pointer="/bucket_name")
+        return model
 
     def bucket_settings(self, tenant_id: str, bucket: str) -> EmbedSettings:
         """The settings the bucket is embedded with, or the defaults for a bucket not embedded yet."""
