@@ -14,6 +14,7 @@ as one `inferline.chat` log line: request id, tenant, model, `user`, `metadata` 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import contextvars
 import json
@@ -67,36 +68,68 @@ class DocumentSearch(Protocol):
 
 
 class _Job:
-    """One generation thread feeding an asyncio queue; `cancel()` stops the engine at the next token."""
+    """One generation thread handing its chunks to the event loop; `cancel()` stops the engine at the next
+    token.
+
+    The thread appends to a deque and wakes the loop only when no wake-up is already pending (one
+    `call_soon_threadsafe` per burst, not per chunk); the consumer takes every chunk that arrived, in order.
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, telemetry: Telemetry) -> None:
         self.loop = loop
-        self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self.items: collections.deque[tuple[str, Any]] = collections.deque()
         self.cancelled = threading.Event()
         self.telemetry = telemetry
+        self._wake_pending = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def _put(self, item: tuple[str, Any]) -> None:
+        self.items.append(item)
+        if not self._wake_pending:
+            self._wake_pending = True
+            self.loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        """On the loop: let the consumer take what arrived."""
+        self._wake_pending = False
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     def emit(self, chunk: dict[str, Any]) -> bool:
-        self.loop.call_soon_threadsafe(self.queue.put_nowait, ("chunk", chunk))
+        self._put(("chunk", chunk))
         return self.cancelled.is_set()
 
     def finish(self, error: BaseException | None) -> None:
         item = ("error", error) if error is not None else ("end", None)
         with contextlib.suppress(RuntimeError):  # the loop is gone (server shutting down)
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+            self._put(item)
 
     def cancel(self) -> None:
         self.cancelled.set()
+
+    async def _next(self, patience: float | None) -> tuple[str, Any]:
+        """The next item, or ("idle", None) when none came within `patience` seconds."""
+        while not self.items:
+            self._waiter = self.loop.create_future()
+            try:
+                if patience is None:
+                    await self._waiter
+                else:
+                    await asyncio.wait_for(self._waiter, patience)
+            except TimeoutError:
+                if not self.items:
+                    return "idle", None
+            finally:
+                self._waiter = None
+        return self.items.popleft()
 
     async def chunks(self, disconnected: Callable[[], Awaitable[bool]] | None = None) -> AsyncIterator[dict]:
         checked = time.monotonic()
         while True:
             if disconnected is None:
-                kind, value = await self.queue.get()
+                kind, value = await self._next(None)
             else:
-                try:
-                    kind, value = await asyncio.wait_for(self.queue.get(), timeout=0.5)
-                except TimeoutError:
-                    kind, value = "idle", None
+                kind, value = await self._next(0.5)
                 if time.monotonic() - checked >= 0.5:
                     checked = time.monotonic()
                     if await disconnected():
@@ -114,12 +147,18 @@ class _Job:
 
 @dataclass
 class ChatStream:
-    """A started streamed completion. `chunks` raises an `InferlineError` if the generation fails midway;
-    call `cancel()` when the consumer stops (it ends the generation at the next token)."""
+    """A started streamed completion: `dicts` yields the OpenAI chunks as plain dicts (what the SSE route
+    sends as they are), `chunks` the same chunks typed; consume one of them. Either raises an
+    `InferlineError` if the generation fails midway; call `cancel()` when the consumer stops (it ends the
+    generation at the next token)."""
 
-    chunks: AsyncIterator[ChatCompletionChunk]
+    dicts: AsyncIterator[dict[str, Any]]
     telemetry: Telemetry  # complete up to the first token when the stream is returned
     cancel: Callable[[], None]
+
+    @property
+    def chunks(self) -> AsyncIterator[ChatCompletionChunk]:
+        return (ChatCompletionChunk.model_validate(chunk) async for chunk in self.dicts)
 
 
 class ChatService:
@@ -222,15 +261,15 @@ class ChatService:
             job.cancel()
             raise
 
-        async def typed() -> AsyncIterator[ChatCompletionChunk]:
+        async def rest() -> AsyncIterator[dict[str, Any]]:
             for chunk in head:
                 if the_plan.include_usage or chunk.get("choices"):
-                    yield ChatCompletionChunk.model_validate(chunk)
+                    yield chunk
             async for chunk in chunks:
                 if the_plan.include_usage or chunk.get("choices"):
-                    yield ChatCompletionChunk.model_validate(chunk)
+                    yield chunk
 
-        return ChatStream(typed(), job.telemetry, job.cancel)
+        return ChatStream(rest(), job.telemetry, job.cancel)
 
     def _start(self, tenant_id: str, request: ChatCompletionRequest) -> tuple[Plan, Target, _Job]:
         """Plan, resolve the model, take a queue ticket (or 429) and start the generation thread."""
