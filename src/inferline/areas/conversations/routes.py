@@ -8,6 +8,7 @@ lists carry `meta`, deletes/assign/message answer an empty 200. The static paths
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request, Response
@@ -218,10 +219,19 @@ def unassign_insight(
 
 # ---- conversations ----------------------------------------------------------------------------------------
 @router.get(BASE)
-def list_conversations(request: Request, container: ContainerDep, principal: TenantDep) -> Json:
-    """PostgREST-style filters, `order`, `limit`, `offset` (see `services/postgrest.py`)."""
+def list_conversations(request: Request, container: ContainerDep, principal: TenantDep) -> Response:
+    """PostgREST-style filters, `order`, `limit`, `offset` (see `postgrest.py`). Encoded directly: FastAPI's
+    generic encoder walked every row and cost more than the query at 20 rows."""
     params = list(request.query_params.multi_items())
-    return {"data": container.conversations.list(principal.tenant_id, params)}
+    body = {"data": container.conversations.list(principal.tenant_id, params)}
+    text = json.dumps(body, default=_isoformat, ensure_ascii=False, separators=(",", ":"))
+    return Response(text.encode(), media_type="application/json")
+
+
+def _isoformat(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 @router.post(BASE)

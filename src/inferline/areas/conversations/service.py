@@ -118,13 +118,20 @@ class ConversationService:
     def list(self, tenant_id: str, params: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
         """Conversations matching PostgREST filters (`order` defaults to newest first)."""
         query = postgrest.parse(params, self._schema, self._dialect)
-        stmt = select(Conversation).where(Conversation.tenant_id == tenant_id, *query.where)
-        order = query.order_by or [Conversation.created_at.desc()]
-        stmt = stmt.order_by(*order, Conversation.id).offset(query.offset)
+        c = Conversation
+        # Columns, not ORM objects: building a mapped instance per row was a third of the request's time.
+        stmt = select(c.id, c.name, c.created_at, c.last_message_at, c.meta)
+        stmt = stmt.where(c.tenant_id == tenant_id, *query.where)
+        order = query.order_by or [c.created_at.desc()]
+        stmt = stmt.order_by(*order, c.id).offset(query.offset)
         if query.limit is not None:
             stmt = stmt.limit(query.limit)
         with self.db.session() as s:
-            return [_conversation_view(r) for r in s.scalars(stmt).all()]
+            rows = s.execute(stmt).all()
+        return [
+            {"id": i, "name": n, "created_at": t, "last_message_at": last or t, "metadata": dict(meta or {})}
+            for i, n, t, last, meta in rows
+        ]
 
     def add_message(
         self,
