@@ -55,6 +55,11 @@ class MicroBatcher:
         self.runs = 0  # model runs made and the calls they served (runs made by one leader at a time)
         self.calls = 0
 
+    @property
+    def crowded(self) -> bool:
+        """Whether calls overlap now: some are queued, or the recent batches gathered several."""
+        return self._expected > 1 or bool(self._queue)
+
     def __call__(self, texts: list[str]) -> np.ndarray:
         call = _Call(list(texts))
         with self._lock:
