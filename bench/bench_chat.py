@@ -30,6 +30,8 @@ SWEEP_ROUNDS = pick(4, 1)  # per thread count, to pick the baseline's best
 MAX_TOKENS = pick(64, 16)
 CLIENTS = pick(4, 2)
 MODELS = ("HuggingFaceTB/SmolLM2-135M-Instruct", "Qwen/Qwen2.5-Coder-1.5B-Instruct")
+# `BENCH_CHAT_MODELS=SmolLM2`: only the models whose id contains one of these comma-separated names.
+ONLY = [name for name in os.environ.get("BENCH_CHAT_MODELS", "").split(",") if name]
 
 
 def _prompt(i: int) -> list[dict[str, str]]:
@@ -190,6 +192,6 @@ def run() -> list[Row]:
         installed = {e.id for e in container.models.installed("chat")}
         headers = {"Authorization": f"Bearer {BENCH_KEY}"}
         with httpx.Client(base_url=url, headers=headers, timeout=600) as http:
-            for model in (m for m in MODELS if m in installed):
+            for model in (m for m in MODELS if m in installed and (not ONLY or any(n in m for n in ONLY))):
                 rows += _model_rows(http, container, model)
     return rows
