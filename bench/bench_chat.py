@@ -3,7 +3,10 @@
 thread count, measured in the same run (a sweep over 1..physical cores picks the fastest decode).
 
 Rounds alternate API and direct so both see the same machine load; each round uses a fresh prompt (no prompt
-cache hit on either side) and greedy decoding, so both generate the same tokens. Medians are reported. Decode
+cache hit on either side) and greedy decoding, so both generate the same tokens. Medians are reported. Each
+timed round starts `SETTLE` seconds after the one before: after its last token a llama.cpp server's OpenMP
+threads keep spinning (libgomp's 300,000-iteration wait, engines/openmp.py) and would take a core from the
+other side's next round, a cost of running two servers in one process that neither has alone. Decode
 is also shown as a fraction of the memory-bandwidth limit: bandwidth measured in the run (numpy copy of a
 large array) ÷ the GGUF's bytes, which every decoded token reads once.
 """
@@ -29,6 +32,7 @@ ROUNDS = pick(12, 1)
 SWEEP_ROUNDS = pick(4, 1)  # per thread count, to pick the baseline's best
 MAX_TOKENS = pick(64, 16)
 CLIENTS = pick(4, 2)
+SETTLE = 0.05  # seconds between timed rounds (see the module docstring)
 MODELS = ("HuggingFaceTB/SmolLM2-135M-Instruct", "Qwen/Qwen2.5-Coder-1.5B-Instruct")
 # `BENCH_CHAT_MODELS=SmolLM2`: only the models whose id contains one of these comma-separated names.
 ONLY = [name for name in os.environ.get("BENCH_CHAT_MODELS", "").split(",") if name]
@@ -149,15 +153,24 @@ def _model_rows(http: httpx.Client, container: Container, model: str) -> list[Ro
     baseline = f"xllamacpp in-process, same GGUF, {best_threads} threads (its best)"
     _api_round(http, model, -1)  # load + warm up both
     _direct_round(direct, -1)
-    api, base = [], []
+    api: list[tuple[float, float, int]] = []
+    base: list[tuple[float, float, int]] = []
+
+    def api_round(i: int) -> None:
+        api.append(_api_round(http, model, i))
+
+    def direct_round(i: int) -> None:
+        base.append(_direct_round(direct, i))
+
     for i in range(ROUNDS):  # alternate which side goes first
-        if i % 2:
-            base.append(_direct_round(direct, i))
-            api.append(_api_round(http, model, i))
-        else:
-            api.append(_api_round(http, model, i))
-            base.append(_direct_round(direct, i))
+        first, second = (direct_round, api_round) if i % 2 else (api_round, direct_round)
+        time.sleep(SETTLE)
+        first(i)
+        time.sleep(SETTLE)
+        second(i)
+    time.sleep(SETTLE)
     api_total = _aggregate(partial(_api_round, http, model), CLIENTS)
+    time.sleep(SETTLE)
     direct_total = _aggregate(partial(_direct_round, direct), CLIENTS)
     direct = None  # frees the baseline model before the next one loads
     name = model.split("/")[-1]
