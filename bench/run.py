@@ -21,6 +21,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from dataclasses import asdict
@@ -197,7 +198,9 @@ def write_docs(results: dict[str, Any] | None, path: Path = DOCS) -> None:
 
 
 def run_modules(names: list[str]) -> dict[str, Any]:
-    """Run the selected modules, each to the end or to its failure; the results document."""
+    """Run the selected modules, each in a fresh process, to the end or to its failure; the results
+    document. A process per module keeps one module's threads, engines, OpenMP teams and heap out of the
+    next one's figures (and a module that crashes the interpreter is reported like any failure)."""
     files = sorted(Path(__file__).parent.glob("bench_*.py"))
     if names:
         files = [f for f in files if any(n in f.stem for n in names)]
@@ -205,26 +208,35 @@ def run_modules(names: list[str]) -> dict[str, Any]:
     for path in files:
         started = time.perf_counter()
         print(f"# {path.stem} ...", flush=True)
-        rows: list[Row] = []
-        error = ""
-        try:
-            rows = importlib.import_module(f"bench.{path.stem}").run()
-        except Exception:  # report it and go on with the next benchmark
-            error = traceback.format_exc()
-            print(error, file=sys.stderr, flush=True)
+        rows: list[dict[str, Any]] = []
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "rows.json"
+            done = subprocess.run([sys.executable, __file__, "--one", path.stem, "--out", str(out)], cwd=REPO)
+            if out.exists():
+                report = json.loads(out.read_text())
+                rows, error = report["rows"], report["error"]
+            else:
+                error = f"the benchmark process ended with exit status {done.returncode} and no results"
         seconds = time.perf_counter() - started
-        for row in rows:
-            print("#   " + _row_line(path.stem, row), flush=True)
         print(f"#   {'FAILED' if error else 'done'} in {seconds:.1f} s", flush=True)
         results["modules"].append(
-            {
-                "name": path.stem,
-                "seconds": round(seconds, 1),
-                "error": error,
-                "rows": [{**asdict(r), "ratio": r.ratio} for r in rows],
-            }
+            {"name": path.stem, "seconds": round(seconds, 1), "error": error, "rows": rows}
         )
     return results
+
+
+def run_one(stem: str, out: Path) -> None:
+    """One module's `run()` in this process; its rows (or its traceback) as JSON to `out`."""
+    rows: list[Row] = []
+    error = ""
+    try:
+        rows = importlib.import_module(f"bench.{stem}").run()
+    except Exception:  # reported by the parent, which goes on with the next benchmark
+        error = traceback.format_exc()
+        print(error, file=sys.stderr, flush=True)
+    for row in rows:
+        print("#   " + _row_line(stem, row), flush=True)
+    out.write_text(json.dumps({"error": error, "rows": [{**asdict(r), "ratio": r.ratio} for r in rows]}))
 
 
 def main(argv: list[str]) -> int:
@@ -235,7 +247,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--results", type=Path, default=RESULTS, help="where to write the results")
     parser.add_argument("--write-docs", action="store_true", help="regenerate docs/BENCHMARKS.md")
     parser.add_argument("--docs-only", action="store_true", help="docs from <results>/latest.json; no run")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one module in this process
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.one:
+        run_one(args.one, args.out)
+        return 0
     if args.docs_only:
         latest = json.loads((args.results / "latest.json").read_text())
         write_docs(latest)
