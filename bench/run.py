@@ -6,9 +6,9 @@ thing through a baseline (usually the engine called directly in-process), in the
     bench/run.py [NAME ...] [--write-docs] [--results DIR]   run the modules whose name contains a NAME
     bench/run.py --docs-only                                 docs/BENCHMARKS.md from bench/results/latest.json
 
-A module that fails is reported and the others still run; the exit status is then 1. The table is printed
-and written as JSON and Markdown under `bench/results/` (`latest.*` and a timestamped copy; `smoke.*` under
-`BENCH_SMOKE=1`), with the machine it ran on. `--write-docs` also regenerates docs/BENCHMARKS.md from it, and
+Each module runs in its own process. A module that fails is reported and the others still run; the exit
+status is then 1. The table is printed and written as JSON and Markdown under `bench/results/` (`latest.*`
+and a timestamped copy; `smoke.*` under `BENCH_SMOKE=1`), with the machine it ran on. `--write-docs` also regenerates docs/BENCHMARKS.md from it, and
 the README's Load table when `bench_load` ran (`--docs-only` does both from `latest.json`).
 """
 
