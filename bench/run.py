@@ -8,8 +8,9 @@ thing through a baseline (usually the engine called directly in-process), in the
 
 Each module runs in its own process. A module that fails is reported and the others still run; the exit
 status is then 1. The table is printed and written as JSON and Markdown under `bench/results/` (`latest.*`
-and a timestamped copy; `smoke.*` under `BENCH_SMOKE=1`), with the machine it ran on. `--write-docs` also regenerates docs/BENCHMARKS.md from it, and
-the README's Load table when `bench_load` ran (`--docs-only` does both from `latest.json`).
+and a timestamped copy; `smoke.*` under `BENCH_SMOKE=1`), with the machine it ran on. `--write-docs` also
+regenerates docs/BENCHMARKS.md from it, and the README's Load table when `bench_load` ran (`--docs-only` does
+both from `latest.json`).
 """
 
 from __future__ import annotations
