@@ -6,7 +6,8 @@ prompt shares the longest prefix) vs the same conversation on xllamacpp in-proce
 Conversations run two at a time, turns interleaved (A1 B1 A2 B2 ...), so each turn N must find the slot (or
 the RAM cache entry) that holds its turn N-1. Every turn adds ~190 prompt tokens and keeps the model's own
 greedy reply, as a client would; turn 10 is ~2k tokens. Each API turn is followed by the same messages on
-the baselines, so both see the same machine load. Medians over the conversations are reported.
+the baselines, so both see the same machine load. Medians over the conversations are reported. SmolLM2
+runs two pairs; the default Qwen2.5-Coder-1.5B, where installed, one pair (it decodes ~10x slower).
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from typing import Any
 import httpx
 
 from bench.bench_chat import _direct_server
-from bench.common import BENCH_KEY, Row, live_server, pick
+from bench.common import BENCH_KEY, SMOKE, Row, live_server, pick
 from inferline import catalog
 
-MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+MODELS = {  # model -> pairs of interleaved conversations (the 1.5B model decodes ~10x slower: one pair)
+    "HuggingFaceTB/SmolLM2-135M-Instruct": pick(2, 1),
+    "Qwen/Qwen2.5-Coder-1.5B-Instruct": 1,
+}
 TURNS = pick(10, 3)
-PAIRS = pick(2, 1)  # pairs of interleaved conversations
 FACTS = pick(12, 3)  # sentences per user turn (12: ~190 tokens)
 MAX_TOKENS = pick(16, 4)
 
@@ -37,9 +40,11 @@ def user_turn(conversation: int, turn: int) -> str:
     return f"Harbour {conversation}, shift {turn}: {facts} Summarise the shift in one line."
 
 
-def _api_turn(http: httpx.Client, messages: list[dict[str, Any]]) -> tuple[float, str, dict[str, Any]]:
+def _api_turn(
+    http: httpx.Client, model: str, messages: list[dict[str, Any]]
+) -> tuple[float, str, dict[str, Any]]:
     """(ttft ms, reply, usage) of one streamed turn through the API."""
-    body = {"model": MODEL, "messages": messages, "max_tokens": MAX_TOKENS, "temperature": 0, "stream": True}
+    body = {"model": model, "messages": messages, "max_tokens": MAX_TOKENS, "temperature": 0, "stream": True}
     body["stream_options"] = {"include_usage": True}
     start, first, text, usage = time.perf_counter(), None, "", {}
     with http.stream("POST", "/ai/openai/chat/completions", json=body) as response:
@@ -83,45 +88,53 @@ def _direct_turn(server: Any, messages: list[dict[str, Any]], *, cache: bool) ->
 
 
 def run() -> list[Row]:
+    rows: list[Row] = []
     with live_server() as (url, container):
-        if MODEL not in {e.id for e in container.models.installed("chat")}:
-            return []
-        entry = catalog.find(MODEL)
-        gguf = str(catalog.model_dir(container.models.models_dir, entry) / entry.main_file)
-        engine = container.chat.pool.engine(container.chat.pool.resolve("bench", MODEL))
-        headers = {"Authorization": f"Bearer {BENCH_KEY}"}
-        with httpx.Client(base_url=url, headers=headers, timeout=600) as http:
-            _api_turn(http, [{"role": "user", "content": "Hello"}])  # loads it: its thread count is measured
-        cached = _direct_server(gguf, engine.parallel, engine.context, engine.threads)
-        uncached = _direct_server(gguf, engine.parallel, engine.context, engine.threads)
-        api: dict[int, list[float]] = {}
-        hit: dict[int, list[float]] = {}
-        direct: dict[int, list[float]] = {}
-        direct_hit: dict[int, list[float]] = {}
-        plain: dict[int, list[float]] = {}
-        prompt_tokens: list[int] = []
-        with httpx.Client(base_url=url, headers=headers, timeout=600) as http:
-            for pair in range(PAIRS):
-                chats = [[{"role": "system", "content": "You are a terse harbour clerk."}] for _ in range(2)]
-                for turn in range(1, TURNS + 1):
-                    for side, messages in enumerate(chats):
-                        messages.append({"role": "user", "content": user_turn(2 * pair + side, turn)})
-                        ttft, reply, usage = _api_turn(http, messages)
-                        api.setdefault(turn, []).append(ttft)
-                        hit.setdefault(turn, []).append(reused(usage))
-                        base, base_hit = _direct_turn(cached, messages, cache=True)
-                        direct.setdefault(turn, []).append(base)
-                        direct_hit.setdefault(turn, []).append(base_hit)
-                        if turn in (1, TURNS):
-                            plain.setdefault(turn, []).append(
-                                _direct_turn(uncached, messages, cache=False)[0]
-                            )
-                        if turn == TURNS:
-                            prompt_tokens.append(int(usage["prompt_tokens"]))
-                        messages.append({"role": "assistant", "content": reply})
-        cached = uncached = None  # frees the baselines
+        installed = {e.id for e in container.models.installed("chat")}
+        for model, pairs in MODELS.items():
+            if model in installed and not (SMOKE and rows):
+                rows += _model_rows(url, container, model, pairs)
+    return rows
+
+
+def _model_rows(url: str, container: Any, model: str, pairs: int) -> list[Row]:
+    """The turns of `pairs` pairs of conversations on `model`, through the API and on the baselines."""
+    entry = catalog.find(model)
+    gguf = str(catalog.model_dir(container.models.models_dir, entry) / entry.main_file)
+    engine = container.chat.pool.engine(container.chat.pool.resolve("bench", model))
+    headers = {"Authorization": f"Bearer {BENCH_KEY}"}
+    with httpx.Client(base_url=url, headers=headers, timeout=600) as http:
+        _api_turn(
+            http, model, [{"role": "user", "content": "Hello"}]
+        )  # loads it: its thread count is measured
+    cached = _direct_server(gguf, engine.parallel, engine.context, engine.threads)
+    uncached = _direct_server(gguf, engine.parallel, engine.context, engine.threads)
+    api: dict[int, list[float]] = {}
+    hit: dict[int, list[float]] = {}
+    direct: dict[int, list[float]] = {}
+    direct_hit: dict[int, list[float]] = {}
+    plain: dict[int, list[float]] = {}
+    prompt_tokens: list[int] = []
+    with httpx.Client(base_url=url, headers=headers, timeout=600) as http:
+        for pair in range(pairs):
+            chats = [[{"role": "system", "content": "You are a terse harbour clerk."}] for _ in range(2)]
+            for turn in range(1, TURNS + 1):
+                for side, messages in enumerate(chats):
+                    messages.append({"role": "user", "content": user_turn(2 * pair + side, turn)})
+                    ttft, reply, usage = _api_turn(http, model, messages)
+                    api.setdefault(turn, []).append(ttft)
+                    hit.setdefault(turn, []).append(reused(usage))
+                    base, base_hit = _direct_turn(cached, messages, cache=True)
+                    direct.setdefault(turn, []).append(base)
+                    direct_hit.setdefault(turn, []).append(base_hit)
+                    if turn in (1, TURNS):
+                        plain.setdefault(turn, []).append(_direct_turn(uncached, messages, cache=False)[0])
+                    if turn == TURNS:
+                        prompt_tokens.append(int(usage["prompt_tokens"]))
+                    messages.append({"role": "assistant", "content": reply})
+    cached = uncached = None  # frees the baselines
     last, size = statistics.median, int(statistics.median(prompt_tokens))
-    name = MODEL.split("/")[-1]
+    name = model.split("/")[-1]
     return [
         Row(
             f"chat TTFT turn {TURNS} ({size} tok) vs turn 1, {name}",
