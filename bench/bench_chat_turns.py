@@ -22,6 +22,7 @@ import httpx
 from bench.bench_chat import _direct_server
 from bench.common import BENCH_KEY, SMOKE, Row, live_server, pick
 from inferline import catalog
+from inferline.container import Container
 
 MODELS = {  # model -> pairs of interleaved conversations (the 1.5B model decodes ~10x slower: one pair)
     "HuggingFaceTB/SmolLM2-135M-Instruct": pick(2, 1),
@@ -97,7 +98,7 @@ def run() -> list[Row]:
     return rows
 
 
-def _model_rows(url: str, container: Any, model: str, pairs: int) -> list[Row]:
+def _model_rows(url: str, container: Container, model: str, pairs: int) -> list[Row]:
     """The turns of `pairs` pairs of conversations on `model`, through the API and on the baselines."""
     entry = catalog.find(model)
     gguf = str(catalog.model_dir(container.models.models_dir, entry) / entry.main_file)
