@@ -5,7 +5,9 @@ The load is one client in its own process sending requests back to back to the s
 embeddings, or a 10 s mp3 transcription). The baseline is xllamacpp at the thread count that decodes fastest
 under that load (swept under it, since the best count can change when other work holds a core); API and
 baseline rounds alternate so the load hits both alike. Through the API the engines share the CPU by the
-`CpuShares` policy (engines/cpu.py); beside the baseline the load runs unhindered.
+`CpuShares` policy (engines/cpu.py); beside the baseline the load runs as the server runs it, without that
+policy's pauses (the baseline holds no `SHARES.foreground()`) but with Whisper's threads at their lowered
+niceness (`INFERLINE_TRANSCRIPTION_NICENESS`), which helps the baseline's decode as much as ours.
 """
 
 from __future__ import annotations

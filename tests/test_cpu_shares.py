@@ -5,6 +5,7 @@ as without chat, and the generation completes too. Through the openai SDK; nothi
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -89,3 +90,47 @@ def test_transcription_runs_yield_like_embedding_batches(oai: openai.OpenAI) -> 
             threading.Event().wait(1.5)
             assert not pending.done(), "the transcription ran while another background run held the CPU"
         assert pending.result(timeout=120).text == quiet
+
+
+def _busy_threads() -> dict[int, tuple[int, int]]:
+    """This process's threads: id -> (niceness, CPU ticks so far)."""
+    import os
+    from pathlib import Path
+
+    threads = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        threads[int(tid)] = (int(fields[16]), int(fields[11]) + int(fields[12]))
+    return threads
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="niceness is per thread on Linux only")
+def test_whisper_computes_in_threads_at_the_configured_niceness() -> None:
+    """`transcription_niceness` (default 19): CTranslate2's threads inherit it from the thread that builds
+    the model, so a window running when a generation starts yields the cores to the decode (bench_chat_load:
+    0.63 of llama.cpp's decode under back-to-back transcriptions before). The caller's niceness is untouched,
+    the transcription unchanged, and the threads doing the work are the lowered ones."""
+    import os
+
+    from inferline.config import Settings
+    from inferline.engines.whisper_stt import WhisperEngine
+    from tests import audio_samples as audio
+
+    assert Settings.model_fields["transcription_niceness"].default == 19
+    samples = audio.speech("The harbour crane lifts the blue container.")
+    folder = MODELS_DIR / "openai--whisper-tiny.en"
+    plain = WhisperEngine("tiny", folder, english_only=True, cpu_threads=2)
+    lowered = WhisperEngine("tiny", folder, english_only=True, cpu_threads=2, niceness=19)
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    before = _busy_threads()
+    text = lowered.transcribe(samples).segments[0].text
+    after = _busy_threads()
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine
+    new = {tid: state for tid, state in after.items() if tid not in before}
+    assert new and all(nice == min(19, mine + 19) for nice, _ in new.values() if nice != mine)
+    worked = sum(ticks for nice, ticks in new.values() if nice == min(19, mine + 19))
+    assert worked > 0, "the lowered threads did not run the model"
+    assert plain.transcribe(samples).segments[0].text == text

@@ -205,6 +205,14 @@ class Settings(BaseSettings):
         description="While a chat generation runs, each embedding batch is followed by a pause of this many "
         "times its own duration, so decoding keeps its share of the cores (docs/DEVELOPING.md); 0 = off.",
     )
+    transcription_niceness: int = Field(
+        default=19,
+        ge=0,
+        le=19,
+        description="Added to the niceness of the transcription engine's threads, so Whisper yields the "
+        "cores to chat decoding and HTTP when they compete (full speed otherwise; docs/DEVELOPING.md); "
+        "0 = off.",
+    )
     remote_chat_models: dict[str, RemoteModel] = Field(
         default_factory=dict,
         description="JSON object routing chat model ids to OpenAI-compatible servers (vLLM, llama.cpp), e.g. "

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
+T = TypeVar("T")
 SYS_CPU = Path("/sys/devices/system/cpu")
 
 
@@ -96,3 +99,30 @@ class CpuShares:
 
 # The process's one policy: engines share the process's cores (`Settings.background_yield` sets the ratio).
 SHARES = CpuShares()
+
+
+def build_at_niceness(build: Callable[[], T], niceness: int) -> T:
+    """`build()` called in a new thread whose niceness is raised by `niceness` (Linux, where niceness is per
+    thread; elsewhere, or at 0, `build()` as is). The native threads the built engine starts inherit it
+    (CTranslate2's workers and their OpenMP team), so its runs yield the cores to chat decoding and to the
+    HTTP loop when they compete, and use them fully when nothing else does. Raising niceness needs no
+    privilege; it cannot be lowered again, so it is set only on threads the engine owns."""
+    if niceness <= 0 or sys.platform != "linux":
+        return build()
+    outcome: list[T] = []
+    failure: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            tid = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + niceness))
+            outcome.append(build())
+        except BaseException as exc:  # re-raised in the caller
+            failure.append(exc)
+
+    thread = threading.Thread(target=body, name="inferline-engine-load", daemon=True)
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+    return outcome[0]

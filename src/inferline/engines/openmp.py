@@ -11,6 +11,12 @@ tok/s (measured with one idle second team, and with torch's pool after one matri
 `OMP_WAIT_POLICY=ACTIVE` with an explicit `GOMP_SPINCOUNT` keeps libgomp's own 300,000-iteration spin (idle
 teams still go to sleep after it) and raises the crowded-process spin to 1,000 iterations, which measured the
 same decode with the second team as without it. Left alone when the operator sets either variable.
+
+numpy's OpenBLAS (pthreads, not OpenMP) keeps its worker threads spinning for 2^28 cycles (~0.1 s) after
+every matrix product: each Whisper feature extraction (a mel-filter product) and each exact vector search
+left a core busy for that long, at normal priority, next to chat decoding (measured: a quarter of a core
+under back-to-back transcriptions). `OPENBLAS_THREAD_TIMEOUT=20` (2^20 cycles, ~0.4 ms) stops that spin;
+also left alone when the operator sets it. OpenBLAS reads it when numpy loads, hence here.
 """
 
 from __future__ import annotations
@@ -18,10 +24,13 @@ from __future__ import annotations
 import os
 
 SPIN_COUNT = "300000"  # libgomp's default spin when the process has no more OpenMP threads than CPUs
+OPENBLAS_TIMEOUT = "20"  # log2 of the cycles OpenBLAS workers spin after a product (its default: 28)
 
 
 def configure() -> None:
-    """Set the spin policy unless the environment already chooses one (libgomp reads it once, at load)."""
+    """Set the spin policies unless the environment already chooses them (libgomp and OpenBLAS read them
+    once, when they load)."""
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", OPENBLAS_TIMEOUT)
     if "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
         return
     os.environ["OMP_WAIT_POLICY"] = "ACTIVE"

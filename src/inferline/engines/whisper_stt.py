@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from inferline.engines.cpu import SHARES
+from inferline.engines.cpu import SHARES, build_at_niceness
 from inferline.engines.stt import Segment, Transcript, Word
 from inferline.logs import logged_load
 
@@ -26,6 +26,7 @@ class WhisperEngine:
         cpu_threads: int = 0,
         beam_size: int = 1,
         device: str = "cpu",
+        niceness: int = 0,
     ) -> None:
         self.model_id = model_id
         self.model_dir = model_dir
@@ -34,6 +35,7 @@ class WhisperEngine:
         self.cpu_threads = cpu_threads
         self.beam_size = beam_size
         self.device = device  # "cpu", or "cuda" where CTranslate2 sees a CUDA device
+        self.niceness = niceness  # added to the niceness of CTranslate2's threads (`build_at_niceness`)
         self._model: Any = None
         self._lock = threading.Lock()
 
@@ -50,12 +52,15 @@ class WhisperEngine:
         if self._model is None:
             from faster_whisper import WhisperModel
 
-            self._model = WhisperModel(
-                str(self.model_dir),
-                device=self.device,
-                compute_type=self.compute_type,
-                cpu_threads=self.cpu_threads,
-                local_files_only=True,
+            self._model = build_at_niceness(
+                lambda: WhisperModel(
+                    str(self.model_dir),
+                    device=self.device,
+                    compute_type=self.compute_type,
+                    cpu_threads=self.cpu_threads,
+                    local_files_only=True,
+                ),
+                self.niceness,
             )
         return self._model
 

@@ -64,6 +64,7 @@ def build_transcription(settings: Settings, db: Database, models: ModelService) 
             english_only=entry.languages == ("en",),
             cpu_threads=model_settings.threads or os.cpu_count() or 2,
             device=model_settings.device or "cpu",
+            niceness=settings.transcription_niceness,
         )
 
     fetcher = SafeHttpClient(settings.fetch_allow, max_bytes=MAX_FILE_BYTES)  # `file_url` downloads
