@@ -124,3 +124,42 @@ def test_crowded_while_calls_overlap_and_not_after_a_lone_call() -> None:
     assert seen == [False, False, True, True]  # the queued calls, then their batch of two
     batcher(["later"])  # waits at most max_linger for company that does not come, then runs alone
     assert not batcher.crowded
+
+
+class _CountedTokenizer:
+    """A tokenizer that counts the texts it encodes."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer, self.texts = tokenizer, 0
+
+    def encode_batch(self, texts: list[str]) -> Any:
+        self.texts += len(texts)
+        return self.tokenizer.encode_batch(texts)
+
+
+def test_a_request_tokenizes_each_text_once_and_long_texts_still_truncate(
+    server: LiveServer, oai: openai.OpenAI
+) -> None:
+    """The service counts tokens (to refuse texts over the limit) and then embeds: the encodings of the count
+    serve the embed in the same thread (it used to tokenize every text twice). The vectors are the ones a
+    fresh tokenization gives; a text over the limit embedded directly (bucket chunks, search queries) is
+    still truncated, and a count for other texts is not reused."""
+    engine: Any = server.container.embeddings.engine
+    text = "The harbour crane lifts the blue container onto the ship."
+    expected = _vector(oai, text)
+    counter, tokenizer = _CountedTokenizer(engine._counter), _CountedTokenizer(engine._tokenizer)
+    engine._counter, engine._tokenizer = counter, tokenizer
+    try:
+        assert np.allclose(_vector(oai, text), expected, atol=1e-6)
+        assert (counter.texts, tokenizer.texts) == (1, 0)
+        engine.count_tokens(["another text"])
+        assert np.allclose(engine.embed([text])[0], expected, atol=1e-6)
+        assert tokenizer.texts == 1
+        long = " ".join(["container"] * 400)
+        assert engine.count_tokens([long])[0] > engine.max_tokens
+        truncated = engine.embed([long])
+        assert tokenizer.texts == 2
+        prefix = " ".join(["container"] * (engine.max_tokens - 2))  # [CLS] + 254 tokens + [SEP]
+        assert np.allclose(truncated, engine.embed([prefix]), atol=1e-5)
+    finally:
+        engine._counter, engine._tokenizer = counter.tokenizer, tokenizer.tokenizer

@@ -96,10 +96,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.state.container = container
     install_error_handlers(app)
 
-    api = APIRouter(prefix=PREFIX, dependencies=[Depends(authenticate)])
-    for router in AREA_ROUTERS:
-        api.include_router(router)
-    app.include_router(api)
+    for router in AREA_ROUTERS:  # straight under the app: FastAPI matches each nesting level on every request
+        app.include_router(router, prefix=PREFIX, dependencies=[Depends(authenticate)])
     app.include_router(tts_ws_router, prefix=PREFIX)  # WebSocket TTS; authenticates its own handshake
     app.include_router(console_router)  # /console: the web console's page and assets (no key needed)
     app.include_router(s3_router)  # S3 protocol under /s3, authenticated by SigV4 with the API key

@@ -1,4 +1,4 @@
-"""`MicroBatcher`: concurrent small embedding calls share one model run.
+"""`MicroBatcher`: concurrent small embedding calls share one model run (items: texts, or their encodings).
 
 No timer and no background thread: a call that finds the model idle runs at once (a lone request pays
 nothing); calls that arrive while a run is in progress queue up, and when that run ends the oldest of them
@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +26,7 @@ MAX_LINGER_SECONDS = 0.02
 
 @dataclass
 class _Call:
-    texts: list[str]
+    texts: list[Any]
     done: threading.Event = field(default_factory=threading.Event)
     lead: bool = False  # set when this call must run the next batch
     result: np.ndarray | None = None
@@ -37,7 +38,7 @@ class MicroBatcher:
 
     def __init__(
         self,
-        run: Callable[[list[str]], np.ndarray],
+        run: Callable[[list[Any]], np.ndarray],
         max_texts: int = 32,
         linger: float = 0.5,
         max_linger: float = MAX_LINGER_SECONDS,
@@ -60,7 +61,7 @@ class MicroBatcher:
         """Whether calls overlap now: some are queued, or the recent batches gathered several."""
         return self._expected > 1 or bool(self._queue)
 
-    def __call__(self, texts: list[str]) -> np.ndarray:
+    def __call__(self, texts: list[Any]) -> np.ndarray:
         call = _Call(list(texts))
         with self._lock:
             self._queue.append(call)
