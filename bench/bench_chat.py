@@ -2,7 +2,10 @@
 (default settings) vs the same GGUF on a second xllamacpp server called directly in-process at its best
 thread count, measured in the same run (a sweep over 1..physical cores picks the fastest decode).
 
-Rounds alternate API and direct so both see the same machine load; each round uses a fresh prompt (no prompt
+Single streams go through a minimal keep-alive HTTP client (`common.RawHttp`): the client runs in this
+process, beside the server, where httpx's own Python work per chunk took ~1 ms of the time to first token
+and a core share from decoding; the concurrent streams go through httpx. Rounds alternate API and direct
+so both see the same machine load; each round uses a fresh prompt (no prompt
 cache hit on either side) and greedy decoding, so both generate the same tokens. Medians are reported. Each
 timed round starts `SETTLE` seconds after the one before: after its last token a llama.cpp server's OpenMP
 threads keep spinning (libgomp's 300,000-iteration wait, engines/openmp.py) and would take a core from the
@@ -23,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import BENCH_KEY, Row, live_server, pick
+from bench.common import BENCH_KEY, RawHttp, Row, live_server, pick
 from inferline import catalog
 from inferline.container import Container
 from inferline.engines.cpu import physical_cores
@@ -48,7 +51,10 @@ def _timing(first: float | None, last: float | None, start: float, tokens: int) 
     return (first - start) * 1000, (tokens - 1) / (last - first), tokens
 
 
-def _api_round(http: httpx.Client, model: str, i: int) -> tuple[float, float, int]:
+def _api_round(client: RawHttp | httpx.Client, model: str, i: int) -> tuple[float, float, int]:
+    """One streamed completion through the API: through `RawHttp` for the single-stream figures (so the
+    client's own Python work, in this process beside the server, stays out of them), through httpx for the
+    concurrent streams."""
     body = {
         "model": model,
         "messages": _prompt(i),
@@ -56,20 +62,29 @@ def _api_round(http: httpx.Client, model: str, i: int) -> tuple[float, float, in
         "temperature": 0,
         "stream": True,
     }
-    start, first, last, tokens = time.perf_counter(), None, None, 0
-    with http.stream("POST", "/ai/openai/chat/completions", json=body) as response:
-        response.raise_for_status()
-        for line in response.iter_lines():
-            if not line.startswith("data: {"):
-                continue
-            chunk = json.loads(line[6:])
-            if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
-                now = time.perf_counter()
-                first = first or now
-                last = now
-            if chunk.get("usage"):
-                tokens = chunk["usage"]["completion_tokens"]
-    return _timing(first, last, start, tokens)
+    state: dict[str, Any] = {"first": None, "last": None, "tokens": 0}
+
+    def on_event(data: bytes | str) -> None:
+        if data[:1] not in ("{", b"{"):
+            return
+        chunk = json.loads(data)
+        if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+            now = time.perf_counter()
+            state["first"] = state["first"] or now
+            state["last"] = now
+        if chunk.get("usage"):
+            state["tokens"] = chunk["usage"]["completion_tokens"]
+
+    start = time.perf_counter()
+    if isinstance(client, RawHttp):
+        client.stream("/ai/openai/chat/completions", body, on_event)
+    else:
+        with client.stream("POST", "/ai/openai/chat/completions", json=body) as response:
+            response.raise_for_status()
+            for line in response.iter_lines():
+                if line.startswith("data: "):
+                    on_event(line[6:])
+    return _timing(state["first"], state["last"], start, state["tokens"])
 
 
 def _direct_server(gguf: str, parallel: int, context: int, threads: int) -> Any:
@@ -145,19 +160,19 @@ def _aggregate(one: Any, clients: int) -> float:
     return sum(r[2] for r in results) / (time.perf_counter() - started)
 
 
-def _model_rows(http: httpx.Client, container: Container, model: str) -> list[Row]:
+def _model_rows(http: httpx.Client, raw: RawHttp, container: Container, model: str) -> list[Row]:
     entry = catalog.find(model)
     gguf = str(catalog.model_dir(container.models.models_dir, entry) / entry.main_file)
     engine = container.chat.pool.engine(container.chat.pool.resolve("bench", model))
     direct, best_threads = best_direct(gguf, engine.parallel, engine.context)
     baseline = f"xllamacpp in-process, same GGUF, {best_threads} threads (its best)"
-    _api_round(http, model, -1)  # load + warm up both
+    _api_round(raw, model, -1)  # load + warm up both
     _direct_round(direct, -1)
     api: list[tuple[float, float, int]] = []
     base: list[tuple[float, float, int]] = []
 
     def api_round(i: int) -> None:
-        api.append(_api_round(http, model, i))
+        api.append(_api_round(raw, model, i))
 
     def direct_round(i: int) -> None:
         base.append(_direct_round(direct, i))
@@ -204,7 +219,9 @@ def run() -> list[Row]:
     with live_server() as (url, container):
         installed = {e.id for e in container.models.installed("chat")}
         headers = {"Authorization": f"Bearer {BENCH_KEY}"}
+        raw = RawHttp(url, headers)
         with httpx.Client(base_url=url, headers=headers, timeout=600) as http:
             for model in (m for m in MODELS if m in installed and (not ONLY or any(n in m for n in ONLY))):
-                rows += _model_rows(http, container, model)
+                rows += _model_rows(http, raw, container, model)
+        raw.close()
     return rows

@@ -25,7 +25,7 @@ import httpx
 import numpy as np
 
 from bench.bench_chat import _api_round, _direct_round, _direct_server, thread_counts
-from bench.common import BENCH_KEY, Row, live_server, pick
+from bench.common import BENCH_KEY, RawHttp, Row, live_server, pick
 from inferline import catalog
 from inferline.areas.audio import codec as audio_codec
 from inferline.engines.cpu import physical_cores
@@ -82,7 +82,8 @@ def run() -> list[Row]:
         ):
             audio = Path(tmp) / "call.mp3"
             audio.write_bytes(mp3)
-            _api_round(http, MODEL, -1)  # loads the chat model: its thread count is measured
+            raw = RawHttp(url, headers)
+            _api_round(raw, MODEL, -1)  # loads the chat model: its thread count is measured
             engine = container.chat.pool.engine(container.chat.pool.resolve("bench", MODEL))
             http.post(
                 "/ai/openai/embeddings", json={"model": embeddings_model, "input": TEXT}
@@ -104,7 +105,7 @@ def run() -> list[Row]:
                         server = None
                     direct = _direct_server(gguf, engine.parallel, engine.context, best[1])
                     _direct_round(direct, -1)
-                    pairs = [(_api_round(http, MODEL, i), _direct_round(direct, i)) for i in range(ROUNDS)]
+                    pairs = [(_api_round(raw, MODEL, i), _direct_round(direct, i)) for i in range(ROUNDS)]
                     direct = None
                 baseline = f"xllamacpp in-process under the same load, {best[1]} threads (its best under it)"
                 rows += [

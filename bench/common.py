@@ -7,7 +7,7 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,42 +133,93 @@ class RawHttp:
     """A minimal blocking HTTP/1.1 client on one keep-alive loopback connection (a few µs of Python per
     request), for latencies that are the server's: the benchmarks run the server in their own process, where
     a client library's Python work (httpx: ~0.5 ms a request) would share the GIL and the 2 cores with it.
-    Requests send JSON; replies must carry a `content-length`."""
+    Requests send JSON; replies carry a `content-length` or are chunked (`stream`). A connection the server
+    closed while idle (uvicorn's keep-alive timeout) is opened again."""
 
     def __init__(self, url: str, headers: dict[str, str]) -> None:
         from urllib.parse import urlsplit
 
         parts = urlsplit(url)
+        self.address = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.base = parts.path.rstrip("/")
-        self.sock = socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80))
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.head = "".join(f"{k}: {v}\r\n" for k, v in {"Host": parts.netloc, **headers}.items())
+        self.sock: socket.socket | None = None
 
-    def post(self, path: str, body: object) -> bytes:
-        """POST `body` as JSON; the reply's body (a non-2xx status raises)."""
+    def _send(self, path: str, body: object) -> tuple[bytes, bytes]:
+        """Send the request; (the reply's head, the body bytes read with it)."""
         import json
 
         data = json.dumps(body).encode()
         request = f"POST {self.base}{path} HTTP/1.1\r\n{self.head}Content-Type: application/json\r\n"
-        self.sock.sendall(f"{request}Content-Length: {len(data)}\r\n\r\n".encode() + data)
-        buffer = b""
-        while b"\r\n\r\n" not in buffer:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise RuntimeError(f"POST {path}: the server closed the connection")
-            buffer += chunk
-        head, _, rest = buffer.partition(b"\r\n\r\n")
-        lines = head.split(b"\r\n")
-        fields = (line.partition(b":") for line in lines[1:])
+        message = f"{request}Content-Length: {len(data)}\r\n\r\n".encode() + data
+        for attempt in range(2):
+            if self.sock is None:
+                self.sock = socket.create_connection(self.address)
+                self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            buffer = b""
+            try:
+                self.sock.sendall(message)
+                while b"\r\n\r\n" not in buffer:
+                    chunk = self.sock.recv(65536)
+                    if not chunk:
+                        raise ConnectionResetError("closed by the server")
+                    buffer += chunk
+            except OSError:
+                self.close()
+                if buffer or attempt:
+                    raise
+                continue
+            head, _, rest = buffer.partition(b"\r\n\r\n")
+            status = head.split(b"\r\n", 1)[0]
+            if not status.split()[1].startswith(b"2"):
+                self.close()
+                raise RuntimeError(f"POST {path}: {status.decode()}")
+            return head, rest
+        raise AssertionError("unreachable")
+
+    def _recv(self) -> bytes:
+        assert self.sock is not None
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            self.close()
+            raise ConnectionResetError("the server closed the connection mid-reply")
+        return chunk
+
+    def post(self, path: str, body: object) -> bytes:
+        """POST `body` as JSON; the reply's body (a non-2xx status raises)."""
+        head, rest = self._send(path, body)
+        fields = (line.partition(b":") for line in head.split(b"\r\n")[1:])
         length = next(int(v) for k, _, v in fields if k.strip().lower() == b"content-length")
         while len(rest) < length:
-            rest += self.sock.recv(65536)
-        if not lines[0].split()[1].startswith(b"2"):
-            raise RuntimeError(f"POST {path}: {lines[0].decode()} {rest[:200]!r}")
+            rest += self._recv()
         return rest
 
+    def stream(self, path: str, body: object, on_event: Callable[[bytes], None]) -> None:
+        """POST `body` as JSON and call `on_event` with the data of each server-sent event as it arrives
+        (a chunked reply, read to its last chunk)."""
+        head, buffer = self._send(path, body)
+        assert b"chunked" in head.lower(), "a streamed reply is chunked"
+        text = b""  # the decoded body not yet split into events
+        while True:
+            size_end = buffer.find(b"\r\n")
+            if size_end < 0 or len(buffer) < size_end + 2 + int(buffer[:size_end], 16) + 2:
+                buffer += self._recv()
+                continue
+            size = int(buffer[:size_end], 16)
+            text += buffer[size_end + 2 : size_end + 2 + size]
+            buffer = buffer[size_end + 2 + size + 2 :]
+            *events, text = text.split(b"\n\n")
+            for event in events:
+                for line in event.split(b"\n"):
+                    if line.startswith(b"data: "):
+                        on_event(line[6:])
+            if size == 0:
+                return
+
     def close(self) -> None:
-        self.sock.close()
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
 
 
 @contextmanager

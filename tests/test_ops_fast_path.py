@@ -142,3 +142,34 @@ def test_a_clean_close_writes_the_whole_tally(server: LiveServer) -> None:
     assert sorted((k, float(q)) for k, q in rows) == [("key-0", 600.0), ("key-1", 600.0)]
     meter.record(tenant, "key-0", [("embedding_tokens", MINILM, 1)])  # after close: written at once
     assert UsageMeter(db).report(tenant, by="tenant")[0]["quantity"] == 1201
+
+
+def test_limits_in_use_are_refreshed_in_the_background(server: LiveServer) -> None:
+    """The limits of a key in use are re-read in one query by the refresh (`ops.cache_refresh`), so a request
+    arriving after the cache time is still admitted from memory; a limit set by another replica shows up with
+    the refresh, and entries unused for `idle_seconds` are dropped."""
+    from inferline.keys import Principal
+
+    limits = LimitService(server.container.db)
+    active, idle = (
+        Principal("ops-refresh", "key-a", "inference"),
+        Principal("ops-refresh-idle", "k", "inference"),
+    )
+    assert limits.applicable(active) == [] and limits.applicable(idle) == []
+    for key in list(limits._cache):
+        limits._cache[key] = (limits._cache[key][0] - 10, limits._cache[key][1])  # as if read 10 s ago
+    assert limits.cached(active) is None
+    for key in [("ops-refresh-idle", ""), ("ops-refresh-idle", "k")]:
+        limits._used[key] -= 1000
+    limits.refresh(idle_seconds=300)
+    assert limits.unlimited(active, "embeddings_requests")  # from memory again
+    assert ("ops-refresh-idle", "") not in limits._cache
+
+    other = Database(str(server.container.db.engine.url.render_as_string(hide_password=False)))
+    try:
+        LimitService(other).set("ops-refresh", embeddings_requests=7)
+    finally:
+        other.dispose()
+    limits.refresh(idle_seconds=300)
+    cached = limits.cached(active)
+    assert cached is not None and [lim.embeddings_requests for lim in cached] == [7]

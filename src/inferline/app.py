@@ -75,6 +75,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         owned = app.state.container is None
         if owned:
             app.state.container = build_container(settings)
+        app.state.container.start_cache_refresh()  # keys and limits in use never wait for the database
         if settings.embedded_worker:
             app.state.container.start_worker()
         startup_summary(settings, app.state.container)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 
 from inferline.areas.audio.reports.service import SttReportService
 from inferline.areas.audio.speech.service import SpeechService
@@ -50,6 +51,7 @@ from inferline.areas.summarize.wiring import build_summarize
 from inferline.config import Settings
 from inferline.jobs import JobQueue, JobRegistry, Worker
 from inferline.keys import ApiKeyService
+from inferline.ops.cache_refresh import IDLE_SECONDS, CacheRefresher
 from inferline.ops.limits import LimitService
 from inferline.ops.storage import StorageMeter
 from inferline.ops.usage import FLUSH_SECONDS as USAGE_FLUSH_SECONDS
@@ -98,6 +100,7 @@ class Container:
     usage: UsageMeter  # usage metering (ops)
     storage: StorageMeter  # bucket storage quotas and bytes-stored metering (ops)
     worker: Worker | None = None  # started by `start_worker` (embedded in the API, or `inferline worker`)
+    cache_refresher: CacheRefresher | None = None  # started by `start_cache_refresh` (API processes)
     training_worker: Worker | None = None
 
     def start_worker(self) -> Worker:
@@ -109,7 +112,19 @@ class Container:
             self.training_worker.start()
         return self.worker
 
+    def start_cache_refresh(self) -> None:
+        """Keep the key and limit caches warm for the keys in use (`ops.cache_refresh`)."""
+        if self.cache_refresher is None:
+            self.cache_refresher = CacheRefresher(
+                [partial(self.keys.refresh, IDLE_SECONDS), partial(self.limits.refresh, IDLE_SECONDS)],
+                interval=min(self.keys.cache_seconds, self.limits.cache_seconds) / 2,
+            )
+            self.cache_refresher.start()
+
     def close(self) -> None:
+        if self.cache_refresher is not None:
+            self.cache_refresher.stop()
+            self.cache_refresher = None
         for worker in (self.worker, self.training_worker):
             if worker is not None:
                 worker.stop()

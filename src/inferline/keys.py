@@ -6,8 +6,9 @@ import base64
 import hashlib
 import hmac
 import secrets
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import select
@@ -27,6 +28,15 @@ AUTH_CACHE_MAX = 10_000  # entries; past it the cache starts over (a bound, not 
 # `inference` the API as before scopes existed (the default); `read` only GET/HEAD requests.
 SCOPES = ("admin", "inference", "read")
 DEFAULT_SCOPE = "inference"
+
+
+@dataclass
+class _Accepted:
+    """A cache entry: when the key was last read from the database (monotonic), and last used."""
+
+    read_at: float
+    principal: Principal
+    used_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass(frozen=True)
@@ -93,8 +103,9 @@ class ApiKeyService:
     def __init__(self, db: Database, cache_seconds: float = AUTH_CACHE_SECONDS) -> None:
         self.db = db
         self.cache_seconds = cache_seconds
-        # sha256 of an accepted secret -> (monotonic time read, principal); unknown keys are never kept
-        self._accepted: dict[str, tuple[float, Principal]] = {}
+        # sha256 of an accepted secret -> its entry; unknown keys are never kept
+        self._accepted: dict[str, _Accepted] = {}
+        self._lock = threading.Lock()  # a refresh never puts back a key this process has just revoked
 
     def create(
         self, tenant_id: str, name: str = "", secret: str | None = None, scope: str = DEFAULT_SCOPE
@@ -150,13 +161,47 @@ class ApiKeyService:
                 raise NotFound(f"API key {key_id} does not exist.")
             if row.revoked_at is None:
                 row.revoked_at = utcnow()
-            self._accepted.pop(row.key_hash, None)
+            with self._lock:
+                self._accepted.pop(row.key_hash, None)
             return _info(row)
 
     def cached(self, secret: str) -> Principal | None:
         """The principal of `secret` if it was accepted less than `cache_seconds` ago (no database read)."""
-        hit = self._accepted.get(_hash(secret))
-        return hit[1] if hit is not None and time.monotonic() - hit[0] < self.cache_seconds else None
+        hit, now = self._accepted.get(_hash(secret)), time.monotonic()
+        if hit is None or now - hit.read_at >= self.cache_seconds:
+            return None
+        hit.used_at = now
+        return hit.principal
+
+    def refresh(self, idle_seconds: float) -> None:
+        """Re-read the cached keys used in the last `idle_seconds`, in one query (`ops.cache_refresh`): the
+        active ones are trusted for another `cache_seconds` from the query's start, the revoked or deleted
+        ones and the idle ones are dropped."""
+        started = time.monotonic()
+        entries = list(self._accepted.items())
+        for digest, entry in entries:
+            if started - entry.used_at >= idle_seconds and self._accepted.get(digest) is entry:
+                self._accepted.pop(digest, None)
+        wanted = [digest for digest, entry in entries if started - entry.used_at < idle_seconds]
+        rows: dict[str, ApiKey] = {}
+        with self.db.session() as s:
+            for start in range(0, len(wanted), 500):
+                query = select(ApiKey).where(ApiKey.key_hash.in_(wanted[start : start + 500]))
+                rows.update((row.key_hash, row) for row in s.scalars(query))
+            fresh = {
+                digest: Principal(tenant_id=row.tenant_id, key_id=row.id, scope=row.scope or DEFAULT_SCOPE)
+                for digest, row in rows.items()
+                if row.revoked_at is None
+            }
+        with self._lock:
+            for digest in wanted:
+                entry = self._accepted.get(digest)
+                if entry is None:  # revoked in this process meanwhile
+                    continue
+                if digest not in fresh:
+                    self._accepted.pop(digest, None)
+                elif entry.read_at < started:
+                    self._accepted[digest] = _Accepted(started, fresh[digest], entry.used_at)
 
     def authenticate(self, secret: str | None) -> Principal:
         """The principal of an active key; an accepted key is cached for `cache_seconds` (see above)."""
@@ -178,7 +223,7 @@ class ApiKeyService:
             principal = Principal(tenant_id=row.tenant_id, key_id=row.id, scope=row.scope or DEFAULT_SCOPE)
         if len(self._accepted) >= AUTH_CACHE_MAX:
             self._accepted.clear()
-        self._accepted[digest] = (now, principal)
+        self._accepted[digest] = _Accepted(now, principal)
         return principal
 
     def authenticate_s3(self, access_key_id: str) -> tuple[Principal, str]:

@@ -87,6 +87,7 @@ class LimitService:
         self.db = db
         self.cache_seconds = cache_seconds
         self._cache: dict[tuple[str, str], tuple[float, Limits | None]] = {}
+        self._used: dict[tuple[str, str], float] = {}  # when each entry last answered a request
         self._lock = threading.Lock()
         self._last_sweep = 0.0
         self._counter_engine: Engine | None = None
@@ -152,21 +153,50 @@ class LimitService:
         with self._lock:
             if len(self._cache) > 10_000:
                 self._cache.clear()
+                self._used.clear()
             for key, limits in found:
                 self._cache[key] = (now, limits)
+                self._used[key] = now
         return [limits for _, limits in found if limits is not None]
 
     def cached(self, principal: Principal) -> list[Limits] | None:
         """`applicable` from the cache alone (no database read: safe on the event loop); None when either
         entry is missing or older than `cache_seconds`."""
         now, found = time.monotonic(), []
-        for key in ((principal.tenant_id, ""), (principal.tenant_id, principal.key_id)):
+        keys = ((principal.tenant_id, ""), (principal.tenant_id, principal.key_id))
+        for key in keys:
             hit = self._cache.get(key)
             if hit is None or now - hit[0] >= self.cache_seconds:
                 return None
             if hit[1] is not None:
                 found.append(hit[1])
+        for key in keys:
+            self._used[key] = now
         return found
+
+    def refresh(self, idle_seconds: float) -> None:
+        """Re-read the cached limits used in the last `idle_seconds`, in one query (`ops.cache_refresh`):
+        each is trusted for another `cache_seconds` from the query's start; idle entries are dropped."""
+        started = time.monotonic()
+        with self._lock:
+            idle = [k for k in self._cache if started - self._used.get(k, 0.0) >= idle_seconds]
+            for key in idle:
+                self._cache.pop(key, None)
+                self._used.pop(key, None)
+            wanted = list(self._cache)
+        if not wanted:
+            return
+        tenants = sorted({tenant for tenant, _ in wanted})
+        found: dict[tuple[str, str], Limits] = {}
+        with self.db.session() as s:
+            for start in range(0, len(tenants), 500):
+                query = select(TenantLimit).where(TenantLimit.tenant_id.in_(tenants[start : start + 500]))
+                found.update(((row.tenant_id, row.key_id), _limits(row)) for row in s.scalars(query))
+        with self._lock:
+            for key in wanted:
+                hit = self._cache.get(key)
+                if hit is not None and hit[0] < started:  # not forgotten or re-read meanwhile
+                    self._cache[key] = (started, found.get(key))
 
     def unlimited(self, principal: Principal, *names: str) -> bool:
         """True when the cache shows none of the limits `names` set for the principal's tenant or key (the
