@@ -183,6 +183,8 @@ class ApiKeyService:
             if started - entry.used_at >= idle_seconds and self._accepted.get(digest) is entry:
                 self._accepted.pop(digest, None)
         wanted = [digest for digest, entry in entries if started - entry.used_at < idle_seconds]
+        if not wanted:
+            return
         rows: dict[str, ApiKey] = {}
         with self.db.session() as s:
             for start in range(0, len(wanted), 500):
