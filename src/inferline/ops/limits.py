@@ -139,6 +139,7 @@ class LimitService:
     def _forget(self, tenant_id: str, key_id: str) -> None:
         with self._lock:
             self._cache.pop((tenant_id, key_id), None)
+            self._used.pop((tenant_id, key_id), None)
 
     def applicable(self, principal: Principal) -> list[Limits]:
         """The tenant's and the key's limits (cached for `cache_seconds`); empty when none are set."""
