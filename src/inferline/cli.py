@@ -15,8 +15,9 @@ import sqlalchemy.exc
 
 from inferline import catalog, logs
 from inferline.areas.fine_tuning.cli import add_commands as add_fine_tuning_commands
+from inferline.areas.fine_tuning.wiring import training_device_problem
 from inferline.areas.models.cli import add_commands as add_model_commands
-from inferline.areas.models.cli import preflight
+from inferline.areas.models.cli import preflight as models_preflight
 from inferline.bundle import add_commands as add_bundle_commands
 from inferline.config import Settings, config_file, display_url
 from inferline.errors import InferlineError
@@ -55,6 +56,16 @@ def _database(settings: Settings) -> Database:
 
 def _keys(settings: Settings) -> ApiKeyService:
     return ApiKeyService(_database(settings))
+
+
+def preflight(settings: Settings) -> int:
+    """0 when the settings can be honoured (the models file and registry, the training device); else 1
+    after one line naming the problem, before `serve` or `worker` starts."""
+    if code := models_preflight(settings):
+        return code
+    if problem := training_device_problem(settings):
+        return _fail(problem)
+    return 0
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:

@@ -213,6 +213,11 @@ class Settings(BaseSettings):
         "cores to chat decoding and HTTP when they compete (full speed otherwise; docs/DEVELOPING.md); "
         "0 = off.",
     )
+    training_device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto",
+        description="Where LoRA fine-tuning runs: `auto` = torch's CUDA GPU where torch sees one, else the "
+        "CPU; `cuda` refuses to start without one.",
+    )
     remote_chat_models: dict[str, RemoteModel] = Field(
         default_factory=dict,
         description="JSON object routing chat model ids to OpenAI-compatible servers (vLLM, llama.cpp), e.g. "

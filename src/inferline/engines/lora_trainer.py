@@ -42,12 +42,25 @@ GGUF_NAMES = {
     "up_proj": "ffn_up",
     "down_proj": "ffn_down",
 }
+DEVICES = ("auto", "cpu", "cuda")
+"""Where training runs (`INFERLINE_TRAINING_DEVICE`): `auto` picks torch's CUDA device where it sees one."""
 SUPPORTED_ARCHS = ("llama", "qwen2")
 """Architectures the trainer reads and writes adapters for (GGUF `general.architecture` = transformers
 `model_type`); qwen2 is the default Qwen2.5 model's."""
 PERMUTED_QK_ARCHS = frozenset({"llama"})
 """Architectures whose Q/K rows llama.cpp's converter permutes (`LlamaModel`); its `Qwen2Model` does not."""
 _LAYER = re.compile(r"\.layers\.(\d+)\.(?:self_attn|mlp)\.(\w+)$")
+
+
+def cuda_problem() -> str | None:
+    """Why torch cannot train on a CUDA device here, or None when it can (imports torch)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return None
+    if torch.version.cuda is None:
+        return f"this torch build ({torch.__version__}) has no CUDA support"
+    return "torch sees no CUDA device"
 
 
 def training_available() -> bool:
@@ -60,9 +73,14 @@ def training_available() -> bool:
 class PeftLoraTrainer:
     """The `Trainer` implementation. One training runs at a time per process (they are CPU-bound)."""
 
-    def __init__(self, threads: int | None = None, cache_max_params: int = 600_000_000) -> None:
+    def __init__(
+        self, threads: int | None = None, cache_max_params: int = 600_000_000, device: str = "auto"
+    ) -> None:
         # Half the cores by default: training must not starve the chat engine serving next to it.
         self.threads = threads or max(1, (os.cpu_count() or 2) // 2)
+        if device not in DEVICES:
+            raise ValueError(f"training device must be one of {', '.join(DEVICES)}, not {device!r}")
+        self.device = device  # "auto": torch's CUDA device where it sees one, else the CPU
         self.cache_max_params = cache_max_params
         self._lock = threading.Lock()
         self._cached: tuple[Path, Any, Any] | None = None  # (gguf path, model, tokenizer) of the last base
@@ -84,12 +102,23 @@ class PeftLoraTrainer:
             examples = encode_conversations(tokenizer, conversations, config.max_seq_tokens)
             return self._train(model, tokenizer, examples, config, out_path, checkpoint, progress)
 
+    def torch_device(self) -> str:
+        """The torch device training runs on, `cuda` or `cpu`; RuntimeError for `device=cuda` without one."""
+        if self.device == "cpu":
+            return "cpu"
+        problem = cuda_problem()
+        if problem is None:
+            return "cuda"
+        if self.device == "cuda":
+            raise RuntimeError(f"INFERLINE_TRAINING_DEVICE=cuda, but {problem}")
+        return "cpu"
+
     def _load(self, base_gguf: Path) -> tuple[Any, Any]:
         """The base model (float32) and its tokenizer, both from the GGUF file; small ones are cached."""
         base_gguf = base_gguf.resolve()
         if self._cached is not None and self._cached[0] == base_gguf:
             return self._cached[1], self._cached[2]
-        self._cached = None
+        self._cached = None  # the previous base leaves the GPU before the next one loads
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -106,6 +135,8 @@ class PeftLoraTrainer:
             raise TrainingDataError(
                 f"fine-tuning supports {', '.join(SUPPORTED_ARCHS)} models, not {model.config.model_type}"
             )
+        model.to(device := self.torch_device())
+        log.info("fine-tuning base %s loaded on %s", base_gguf.name, device)
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token_id = tokenizer.eos_token_id
         if model.num_parameters() <= self.cache_max_params:  # small bases stay loaded for the next job
@@ -150,7 +181,9 @@ class PeftLoraTrainer:
                 for start in range(0, len(order), config.batch_size):
                     checkpoint()
                     batch = [examples[i] for i in order[start : start + config.batch_size]]
-                    input_ids, labels, mask = _collate(batch, tokenizer.pad_token_id)
+                    input_ids, labels, mask = (
+                        t.to(model.device) for t in _collate(batch, tokenizer.pad_token_id)
+                    )
                     out = peft_model(input_ids=input_ids, attention_mask=mask, labels=labels)
                     out.loss.backward()
                     torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -22,7 +22,7 @@ class WhisperEngine:
         model_dir: Path,
         *,
         english_only: bool = False,
-        compute_type: str = "int8",
+        compute_type: str | None = None,
         cpu_threads: int = 0,
         beam_size: int = 1,
         device: str = "cpu",
@@ -31,7 +31,7 @@ class WhisperEngine:
         self.model_id = model_id
         self.model_dir = model_dir
         self.english_only = english_only
-        self.compute_type = compute_type
+        self.compute_type = compute_type or ("float16" if device == "cuda" else "int8")  # CTranslate2 types
         self.cpu_threads = cpu_threads
         self.beam_size = beam_size
         self.device = device  # "cpu", or "cuda" where CTranslate2 sees a CUDA device

@@ -29,7 +29,7 @@ def build_fine_tuning(
         jobs,
         objects,
         models,
-        PeftLoraTrainer(),
+        PeftLoraTrainer(device=settings.training_device),
         settings.data_dir / "adapters",
         available=training_available,
         architectures=SUPPORTED_ARCHS,
@@ -37,3 +37,17 @@ def build_fine_tuning(
     training_registry.register(JOB_KIND, service.run, on_failure=service.on_failure)
     service.reconcile()
     return service
+
+
+def training_device_problem(settings: Settings) -> str | None:
+    """Why `INFERLINE_TRAINING_DEVICE=cuda` cannot be honoured here (checked before `serve` and `worker`
+    start), or None; `auto` and `cpu` always can."""
+    if settings.training_device != "cuda":
+        return None
+    from inferline.engines.lora_trainer import cuda_problem, training_available
+
+    if not training_available():
+        return "INFERLINE_TRAINING_DEVICE=cuda, but the train extra (torch, peft) is not installed"
+    if problem := cuda_problem():
+        return f"INFERLINE_TRAINING_DEVICE=cuda, but {problem}"
+    return None

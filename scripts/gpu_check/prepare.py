@@ -1,0 +1,105 @@
+"""Packs what the GPU check needs into `.gpu/` (git-ignored), in parts that each travel with one device call.
+
+The device machine reaches no network and takes at most 64 MiB per call, working tree included, so:
+
+- `.gpu/c1`: Python 3.12 wheels missing there (CTranslate2, faster-whisper, gguf) and 60 s of Piper speech
+  (16 kHz float32, `speech.npy`);
+- `.gpu/c2` ... `.gpu/cN`: a tar of the test profile's Whisper tiny.en and SmolLM2-135M, split into parts.
+
+Run here with the project's venv: `.venv/bin/python scripts/gpu_check/prepare.py`; then one device call per
+part, each carrying `.gpu/cK` and running `scripts/gpu_check/run.sh` (its header says how).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+OUT = ROOT / ".gpu"
+PART_BYTES = 58 * 2**20  # plus the working tree (~4 MiB): under the 64 MiB a call carries
+WHEELS = ("ctranslate2==4.8.5", "faster-whisper==1.2.1", "gguf==0.19.0")
+PLATFORMS = (
+    "manylinux_2_17_x86_64",
+    "manylinux2014_x86_64",
+    "manylinux_2_27_x86_64",
+    "manylinux_2_28_x86_64",
+)
+MODELS = ("openai--whisper-tiny.en", "HuggingFaceTB--SmolLM2-135M-Instruct")
+SENTENCES = (
+    "Thank you for calling, how can I help you today?",
+    "I would like to book a table for dinner on Friday evening.",
+    "The weather is sunny and warm today, so we can sit outside.",
+    "Please send the invoice to our office before the end of the month.",
+    "My flight was delayed by two hours because of the storm.",
+    "Could you repeat the confirmation number one more time?",
+)
+
+
+def models_dir() -> Path:
+    return Path(os.environ.get("INFERLINE_MODELS_DIR", ROOT / "data" / "models"))
+
+
+def wheels(into: Path) -> None:
+    platforms = [arg for p in PLATFORMS for arg in ("--platform", p)]
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+         "--python-version", "3.12", "--implementation", "cp", *platforms, "-d", str(into), *WHEELS],
+        check=True,
+    )  # fmt: skip
+
+
+def speech(into: Path, seconds: float = 60.0) -> None:
+    """Piper (the test profile's voice) reading SENTENCES until `seconds`, resampled to 16 kHz float32."""
+    from inferline.areas.audio.codec import resample
+    from inferline.engines.piper_tts import PiperEngine
+
+    engine = PiperEngine("joe", models_dir() / "rhasspy--piper-en_US-joe-medium" / "voice.onnx")
+    chunks: list[np.ndarray] = []
+    total = 0
+    while total < seconds * engine.sample_rate:
+        for sentence in SENTENCES:
+            for chunk in engine.synthesize(sentence):
+                chunks.append(chunk)
+                total += len(chunk)
+    samples = resample(np.concatenate(chunks), engine.sample_rate, 16_000).astype(np.float32)
+    np.save(into / "speech.npy", samples[: int(seconds * 16_000)])
+
+
+def models_tar() -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name in MODELS:
+            folder = models_dir() / name
+            for path in sorted(folder.iterdir()):
+                if not path.name.startswith("."):
+                    tar.add(path.resolve(), arcname=f"models/{name}/{path.name}")
+    return buffer.getvalue()
+
+
+def main() -> None:
+    shutil.rmtree(OUT, ignore_errors=True)
+    first = OUT / "c1"
+    first.mkdir(parents=True)
+    wheels(first)
+    speech(first)
+    data = models_tar()
+    parts = [data[i : i + PART_BYTES] for i in range(0, len(data), PART_BYTES)]
+    for n, part in enumerate(parts, start=2):
+        (OUT / f"c{n}").mkdir()
+        (OUT / f"c{n}" / f"models.tar.{n:02d}").write_bytes(part)
+    (first / "parts").write_text(f"{len(parts) + 1}\n")
+    for folder in sorted(OUT.iterdir()):
+        size = sum(f.stat().st_size for f in folder.iterdir())
+        print(f"{folder.relative_to(ROOT)}: {size / 2**20:.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()
