@@ -2,9 +2,11 @@
 
 The device machine reaches no network and takes at most 64 MiB per call, working tree included, so:
 
-- `.gpu/c1`: Python 3.12 wheels missing there (CTranslate2, faster-whisper, gguf) and 60 s of Piper speech
-  (16 kHz float32, `speech.npy`);
-- `.gpu/c2` ... `.gpu/cN`: a tar of the test profile's Whisper tiny.en and SmolLM2-135M, split into parts.
+- the Python 3.12 wheels missing there (CTranslate2, faster-whisper and the PyAV it imports, gguf) and 60 s of
+  Piper speech (16 kHz float32, `speech.npy`), packed whole into the first parts;
+- a tar of the test profile's Whisper tiny.en and SmolLM2-135M, split over the parts after them.
+
+Each part `.gpu/cK` holds a marker `part-K`, and the first one `parts` (how many there are).
 
 Run here with the project's venv: `.venv/bin/python scripts/gpu_check/prepare.py`; then one device call per
 part, each carrying `.gpu/cK` and running `scripts/gpu_check/run.sh` (its header says how).
@@ -25,7 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / ".gpu"
 PART_BYTES = 58 * 2**20  # plus the working tree (~4 MiB): under the 64 MiB a call carries
-WHEELS = ("ctranslate2==4.8.5", "faster-whisper==1.2.1", "gguf==0.19.0")
+WHEELS = ("ctranslate2==4.8.5", "faster-whisper==1.2.1", "av==18.1.0", "gguf==0.19.0")
 PLATFORMS = (
     "manylinux_2_17_x86_64",
     "manylinux2014_x86_64",
@@ -86,16 +88,33 @@ def models_tar() -> bytes:
 
 def main() -> None:
     shutil.rmtree(OUT, ignore_errors=True)
-    first = OUT / "c1"
-    first.mkdir(parents=True)
-    wheels(first)
-    speech(first)
+    loose = OUT / "loose"
+    loose.mkdir(parents=True)
+    wheels(loose)
+    speech(loose)
+    parts: list[list[Path]] = []
+    for path in sorted(loose.iterdir(), key=lambda p: -p.stat().st_size):  # whole files, first fit
+        size = path.stat().st_size
+        fit = next((p for p in parts if sum(f.stat().st_size for f in p) + size <= PART_BYTES), None)
+        if fit is None:
+            parts.append([path])
+        else:
+            fit.append(path)
     data = models_tar()
-    parts = [data[i : i + PART_BYTES] for i in range(0, len(data), PART_BYTES)]
-    for n, part in enumerate(parts, start=2):
+    chunks = [data[i : i + PART_BYTES] for i in range(0, len(data), PART_BYTES)]
+    total = len(parts) + len(chunks)
+    for n, files in enumerate(parts, start=1):
+        folder = OUT / f"c{n}"
+        folder.mkdir()
+        for path in files:
+            path.rename(folder / path.name)
+    for n, chunk in enumerate(chunks, start=len(parts) + 1):
         (OUT / f"c{n}").mkdir()
-        (OUT / f"c{n}" / f"models.tar.{n:02d}").write_bytes(part)
-    (first / "parts").write_text(f"{len(parts) + 1}\n")
+        (OUT / f"c{n}" / f"models.tar.{n:02d}").write_bytes(chunk)
+    for n in range(1, total + 1):
+        (OUT / f"c{n}" / f"part-{n}").touch()
+    (OUT / "c1" / "parts").write_text(f"{total}\n")
+    loose.rmdir()
     for folder in sorted(OUT.iterdir()):
         size = sum(f.stat().st_size for f in folder.iterdir())
         print(f"{folder.relative_to(ROOT)}: {size / 2**20:.1f} MiB")

@@ -3,19 +3,21 @@
 #
 # Here: `.venv/bin/python scripts/gpu_check/prepare.py` packs `.gpu/c1` ... `.gpu/cN`. Then one device call
 # per part, in order and back to back (the machine stays warm ~30 s between calls), each carrying `.gpu/cK`
-# and running `bash scripts/gpu_check/run.sh`. Each call stashes its part; the first also installs the wheels
-# and prints what the machine has; the one that completes the set runs scripts/gpu_check/check.py, which
-# prints the figures and writes them to $OUT/gpu.json.
+# and running `bash scripts/gpu_check/run.sh`. Each call stashes its part and installs the wheels in it; the
+# first also prints what the machine has; the one that completes the set runs scripts/gpu_check/check.py,
+# which prints the figures and writes them to $OUT/gpu.json.
 set -u
-STASH=/root/inferline-gpu
+STASH=${GPU_CHECK_STASH:-/root/inferline-gpu}
 mkdir -p "$STASH"
 for part in .gpu/c*; do
-    [ -d "$part" ] && cp -rn "$part"/. "$STASH"/
+    [ -d "$part" ] && cp -rn "$part"/. "$STASH"/ 2>/dev/null  # (-n: newer cp warns, still works)
 done
-if [ ! -d /tmp/site/ctranslate2 ] && ls "$STASH"/*.whl >/dev/null 2>&1; then
+mkdir -p /tmp/site
+for wheel in "$STASH"/*.whl; do  # each wheel once, as its part arrives
+    [ -f "$wheel" ] && [ ! -f "/tmp/site/.installed-$(basename "$wheel")" ] || continue
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-        "$STASH"/*.whl || exit 1
-fi
+        "$wheel" && touch "/tmp/site/.installed-$(basename "$wheel")" || exit 1
+done
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
 
 # CTranslate2's PyPI wheel opens CUDA 12's cuBLAS (libcublas.so.12). An image with only CUDA 13's gets a link
@@ -31,7 +33,7 @@ if ! ldconfig -p | grep -q 'libcublas.so.12'; then
 fi
 
 want=$(cat "$STASH/parts" 2>/dev/null || echo '?')
-have=$(( $(ls "$STASH"/models.tar.* 2>/dev/null | wc -l) + 1 ))
+have=$(ls "$STASH"/part-* 2>/dev/null | wc -l)
 echo "parts here: $have of $want"
 if [ "$have" != "$want" ]; then
     if [ "$have" = 1 ]; then
