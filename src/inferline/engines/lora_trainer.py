@@ -71,7 +71,7 @@ def training_available() -> bool:
 
 
 class PeftLoraTrainer:
-    """The `Trainer` implementation. One training runs at a time per process (they are CPU-bound)."""
+    """The `Trainer` implementation: one training at a time per process (each fills the CPU or the GPU)."""
 
     def __init__(
         self, threads: int | None = None, cache_max_params: int = 600_000_000, device: str = "auto"
