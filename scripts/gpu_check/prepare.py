@@ -59,19 +59,23 @@ def wheels(into: Path) -> None:
 
 
 def speech(into: Path, seconds: float = 60.0) -> None:
-    """Piper (the test profile's voice) reading SENTENCES until `seconds`, resampled to 16 kHz float32."""
-    from inferline.areas.audio.codec import resample
-    from inferline.engines.piper_tts import PiperEngine
+    """Piper (the test profile's voice, its random noise off: the same samples every run) reading SENTENCES
+    until `seconds`, resampled to 16 kHz float32."""
+    from piper import PiperVoice, SynthesisConfig
 
-    engine = PiperEngine("joe", models_dir() / "rhasspy--piper-en_US-joe-medium" / "voice.onnx")
+    from inferline.areas.audio.codec import resample
+
+    voice = PiperVoice.load(models_dir() / "rhasspy--piper-en_US-joe-medium" / "voice.onnx")
+    config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
+    rate = voice.config.sample_rate
     chunks: list[np.ndarray] = []
     total = 0
-    while total < seconds * engine.sample_rate:
+    while total < seconds * rate:
         for sentence in SENTENCES:
-            for chunk in engine.synthesize(sentence):
-                chunks.append(chunk)
-                total += len(chunk)
-    samples = resample(np.concatenate(chunks), engine.sample_rate, 16_000).astype(np.float32)
+            for chunk in voice.synthesize(sentence, syn_config=config):
+                chunks.append(chunk.audio_float_array)
+                total += len(chunk.audio_float_array)
+    samples = resample(np.concatenate(chunks), rate, 16_000).astype(np.float32)
     np.save(into / "speech.npy", samples[: int(seconds * 16_000)])
 
 
