@@ -8,17 +8,25 @@ import json
 from typing import Any
 
 import httpx
+import jsonschema
 import pytest
 import telnyx
 
 from inferline.areas.conversations.insight_evidence import (
+    MAX_ANSWER_CHARS,
+    MAX_EVIDENCE,
+    MAX_QUOTE_CHARS,
     SourceMessage,
     check_evidence,
     evidence_schema,
     normalise,
     transcript,
 )
-from inferline.areas.conversations.insight_runs import EVIDENCE_ATTEMPTS, InsightRunService
+from inferline.areas.conversations.insight_runs import (
+    EVIDENCE_ATTEMPTS,
+    EVIDENCE_MAX_TOKENS,
+    InsightRunService,
+)
 from inferline.jobs import JobFailed
 from tests.test_insights_e2e import wait_run
 
@@ -83,6 +91,20 @@ def test_schema_limits_ids_to_the_conversation_and_names_fields() -> None:
     assert free["properties"]["answer"]["maxLength"] <= 400
     assert normalise("  Hello,   World! ") == "hello, world"
     assert transcript(list(MESSAGES.values()), 10_000).splitlines()[0].startswith("[7] user: My parcel")
+
+
+def test_token_budget_fits_the_longest_answer_the_schema_admits() -> None:
+    """At 512 tokens SmolLM2 was cut off inside answers the schema allows (5 of 24 attempts; all three of a
+    run in CI); every attempt then failed the run. The longest admitted answer, indented, at one token per
+    character (no byte-level token is shorter), must fit."""
+    ids = [f"{n:08d}-0000-4000-8000-000000000000" for n in range(MAX_EVIDENCE)]
+    schema = evidence_schema(None, ids)
+    longest = {
+        "answer": "a" * MAX_ANSWER_CHARS,
+        "evidence": [{"message_id": i, "quote": "q" * MAX_QUOTE_CHARS} for i in ids],
+    }
+    jsonschema.validate(longest, schema)
+    assert len(json.dumps(longest, indent=2)) <= EVIDENCE_MAX_TOKENS
 
 
 class Scripted:

@@ -46,7 +46,9 @@ PENDING, IN_PROGRESS, COMPLETED, FAILED = "pending", "in_progress", "completed",
 TRANSCRIPT_CHARS = 6000
 EVIDENCE_ATTEMPTS = 3  # a grounded answer whose quotes do not check out is asked again, then marked
 EVIDENCE_TEMPERATURES = (0.2, 0.6, 0.9)
-EVIDENCE_MAX_TOKENS = 512  # bounded answer (MAX_ANSWER_CHARS) and quotes fit in it
+# The longest answer the evidence schema admits (MAX_ANSWER_CHARS, MAX_EVIDENCE quotes of MAX_QUOTE_CHARS,
+# their ids, indented) fits even at one token per character: a smaller budget cut off answers it allows.
+EVIDENCE_MAX_TOKENS = 1280
 
 _FIELD = re.compile(r"^[A-Za-z0-9_\-.]+$")
 _META_PARAM = re.compile(r"metadata(?:\.|\[|->>?)([A-Za-z0-9_\-]+)\]?")
