@@ -44,7 +44,7 @@ from inferline.areas.embeddings.service import EmbeddingsService
 from inferline.areas.embeddings.wiring import build_embeddings
 from inferline.areas.fine_tuning.service import FineTuningService
 from inferline.areas.fine_tuning.wiring import build_fine_tuning
-from inferline.areas.models.service import ModelService
+from inferline.areas.models.service import REGISTRY_TTL_SECONDS, ModelService
 from inferline.areas.models.wiring import build_models
 from inferline.areas.summarize.service import SummarizeService
 from inferline.areas.summarize.wiring import build_summarize
@@ -113,11 +113,16 @@ class Container:
         return self.worker
 
     def start_cache_refresh(self) -> None:
-        """Keep the key and limit caches warm for the keys in use (`ops.cache_refresh`)."""
+        """Keep the key and limit caches (for the keys in use) and the models registry (while in use) warm
+        (`ops.cache_refresh`)."""
         if self.cache_refresher is None:
             self.cache_refresher = CacheRefresher(
-                [partial(self.keys.refresh, IDLE_SECONDS), partial(self.limits.refresh, IDLE_SECONDS)],
-                interval=min(self.keys.cache_seconds, self.limits.cache_seconds) / 2,
+                [
+                    partial(self.keys.refresh, IDLE_SECONDS),
+                    partial(self.limits.refresh, IDLE_SECONDS),
+                    partial(self.models.refresh, IDLE_SECONDS),
+                ],
+                interval=min(self.keys.cache_seconds, self.limits.cache_seconds, REGISTRY_TTL_SECONDS) / 2,
             )
             self.cache_refresher.start()
 

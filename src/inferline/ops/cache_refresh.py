@@ -1,4 +1,5 @@
-"""`CacheRefresher`: keeps an API process's key and limit caches warm for the keys in use.
+"""`CacheRefresher`: keeps an API process's key and limit caches warm for the keys in use, and its models
+registry while in use.
 
 Both caches trust what they read for one second (`keys.AUTH_CACHE_SECONDS`, `limits.CACHE_SECONDS`), so
 that a key revoked or a limit changed by another replica takes effect here within that time. Read on
@@ -6,7 +7,8 @@ demand, a key used less often than once a second (a voice agent's turn every few
 database reads in worker threads on every request: ~1.4 ms of a chat's time to first token on the 2-core
 machine. This thread re-reads the recently used entries every half lifetime, one query per cache, so a
 key in use is always answered from memory and the one-second bound still holds (each refresh counts from
-the moment its query started). Entries unused for `IDLE_SECONDS` are dropped instead.
+the moment its query started). Entries unused for `IDLE_SECONDS` are dropped instead. The models registry
+(`REGISTRY_TTL_SECONDS`, read by every chat and embeddings request to resolve its model) is kept the same way.
 """
 
 from __future__ import annotations
