@@ -133,8 +133,8 @@ class RawHttp:
     """A minimal blocking HTTP/1.1 client on one keep-alive loopback connection (a few µs of Python per
     request), for latencies that are the server's: the benchmarks run the server in their own process, where
     a client library's Python work (httpx: ~0.5 ms a request) would share the GIL and the 2 cores with it.
-    Requests send JSON; replies carry a `content-length` or are chunked (`stream`). A connection the server
-    closed while idle (uvicorn's keep-alive timeout) is opened again."""
+    POSTs send JSON, GETs a query string; replies carry a `content-length` or are chunked (`stream`). A
+    connection the server closed while idle (uvicorn's keep-alive timeout) is opened again."""
 
     def __init__(self, url: str, headers: dict[str, str]) -> None:
         from urllib.parse import urlsplit
@@ -145,13 +145,16 @@ class RawHttp:
         self.head = "".join(f"{k}: {v}\r\n" for k, v in {"Host": parts.netloc, **headers}.items())
         self.sock: socket.socket | None = None
 
-    def _send(self, path: str, body: object) -> tuple[bytes, bytes]:
-        """Send the request; (the reply's head, the body bytes read with it)."""
+    def _send(self, path: str, body: object, method: str = "POST") -> tuple[bytes, bytes]:
+        """Send the request (a GET when `body` is None); (the reply's head, the body bytes read with it)."""
         import json
 
-        data = json.dumps(body).encode()
-        request = f"POST {self.base}{path} HTTP/1.1\r\n{self.head}Content-Type: application/json\r\n"
-        message = f"{request}Content-Length: {len(data)}\r\n\r\n".encode() + data
+        if body is None:
+            message = f"{method} {self.base}{path} HTTP/1.1\r\n{self.head}\r\n".encode()
+        else:
+            data = json.dumps(body).encode()
+            request = f"{method} {self.base}{path} HTTP/1.1\r\n{self.head}Content-Type: application/json\r\n"
+            message = f"{request}Content-Length: {len(data)}\r\n\r\n".encode() + data
         for attempt in range(2):
             if self.sock is None:
                 self.sock = socket.create_connection(self.address)
@@ -173,7 +176,7 @@ class RawHttp:
             status = head.split(b"\r\n", 1)[0]
             if not status.split()[1].startswith(b"2"):
                 self.close()
-                raise RuntimeError(f"POST {path}: {status.decode()}")
+                raise RuntimeError(f"{method} {path}: {status.decode()}")
             return head, rest
         raise AssertionError("unreachable")
 
@@ -187,7 +190,16 @@ class RawHttp:
 
     def post(self, path: str, body: object) -> bytes:
         """POST `body` as JSON; the reply's body (a non-2xx status raises)."""
-        head, rest = self._send(path, body)
+        return self._body(*self._send(path, body))
+
+    def get(self, path: str, params: dict[str, str] | None = None) -> bytes:
+        """GET `path` with `params` as its query string; the reply's body (a non-2xx status raises)."""
+        from urllib.parse import urlencode
+
+        query = f"?{urlencode(params)}" if params else ""
+        return self._body(*self._send(path + query, None, "GET"))
+
+    def _body(self, head: bytes, rest: bytes) -> bytes:
         fields = (line.partition(b":") for line in head.split(b"\r\n")[1:])
         length = next(int(v) for k, _, v in fields if k.strip().lower() == b"content-length")
         while len(rest) < length:
