@@ -236,7 +236,8 @@ class RawHttp:
 
 @contextmanager
 def server_process(env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
-    """An `inferline serve` process (test profile, throwaway data dir) on a free port.
+    """An `inferline serve` process (test profile unless `env` says otherwise, throwaway data dir) on a free
+    port.
 
     Yields (its URL without `/v2`, its pid).
     """
@@ -256,8 +257,8 @@ def server_process(env: dict[str, str] | None = None) -> Iterator[tuple[str, int
             INFERLINE_API_KEY=BENCH_KEY,
             INFERLINE_PORT=str(port),
             INFERLINE_LOG_LEVEL="warning",
-            **(env or {}),
         )
+        child.update(env or {})  # `env` may override any of these
         proc = subprocess.Popen(
             [sys.executable, "-m", "inferline", "serve"], env=child, stdin=subprocess.DEVNULL
         )

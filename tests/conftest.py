@@ -24,6 +24,9 @@ from tests.databases import DatabaseFactory
 REPO = Path(__file__).resolve().parent.parent
 MODELS_DIR = Path(os.environ.get("INFERLINE_MODELS_DIR", REPO / "data" / "models"))
 API_KEY = "KEYtest-tenant-a-0123456789"
+# Servers the tests start (in this process or as `inferline serve` children) load models when a test needs
+# them, not all at start-up: tests/test_warmup.py covers the warm-up.
+os.environ.setdefault("INFERLINE_WARMUP", "none")
 
 
 def s3_auth(api_key: str) -> dict[str, str]:

@@ -78,6 +78,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         app.state.container.start_cache_refresh()  # keys and limits in use never wait for the database
         if settings.embedded_worker:
             app.state.container.start_worker()
+        app.state.container.start_warmup()  # the default models load now, not at their first request
         startup_summary(settings, app.state.container)
         try:
             yield

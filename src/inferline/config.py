@@ -113,6 +113,11 @@ class Settings(BaseSettings):
         description="Run a job worker inside the API process (off when using `inferline worker`).",
     )
     worker_concurrency: int = Field(default=1, description="Job threads per worker.")
+    warmup: str = Field(
+        default="all",
+        description="Model kinds whose default model an API process loads and runs once at start-up, "
+        "before `/ready` answers 200: `all`, `none`, or a comma list of chat, embeddings, stt, tts.",
+    )
     job_lease_seconds: float = Field(
         default=30.0, description="A job whose worker is silent this long is re-run."
     )
@@ -258,6 +263,14 @@ class Settings(BaseSettings):
     def _absolute(cls, value: Path | None) -> Path | None:
         """`~` expanded and relative paths made absolute once, so a later `cd` cannot move the data."""
         return value.expanduser().absolute() if value is not None else None
+
+    @field_validator("warmup")
+    @classmethod
+    def _warmup_kinds(cls, value: str) -> str:
+        from inferline.ops.warmup import parse_kinds
+
+        parse_kinds(value)  # an unknown kind fails at start-up
+        return value
 
     @field_validator("webhook_allowed_hosts", "fetch_allow_hosts")
     @classmethod

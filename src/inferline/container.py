@@ -56,6 +56,7 @@ from inferline.ops.limits import LimitService
 from inferline.ops.storage import StorageMeter
 from inferline.ops.usage import FLUSH_SECONDS as USAGE_FLUSH_SECONDS
 from inferline.ops.usage import UsageMeter
+from inferline.ops.warmup import Warmup, parse_kinds, warmup_steps
 from inferline.stores.db import Database
 from inferline.stores.objects import LocalObjectStore, ObjectStore, ObservedObjectStore, S3ObjectStore
 from inferline.stores.vectors import VectorIndex
@@ -102,6 +103,7 @@ class Container:
     worker: Worker | None = None  # started by `start_worker` (embedded in the API, or `inferline worker`)
     cache_refresher: CacheRefresher | None = None  # started by `start_cache_refresh` (API processes)
     training_worker: Worker | None = None
+    warmup: Warmup | None = None  # started by `start_warmup` (API processes)
 
     def start_worker(self) -> Worker:
         """Start the job worker and the training lane over this container's registries."""
@@ -126,7 +128,15 @@ class Container:
             )
             self.cache_refresher.start()
 
+    def start_warmup(self) -> None:
+        """Load and run once the default model of each kind `settings.warmup` names (`ops.warmup`)."""
+        if self.warmup is None:
+            self.warmup = Warmup(warmup_steps(self, parse_kinds(self.settings.warmup)))
+            self.warmup.start()
+
     def close(self) -> None:
+        if self.warmup is not None:
+            self.warmup.stop()  # no model loads after the engines are closed
         if self.cache_refresher is not None:
             self.cache_refresher.stop()
             self.cache_refresher = None

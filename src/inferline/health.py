@@ -1,7 +1,8 @@
 """Readiness: can this process serve? The database answers and every remote engine serves its model.
 
 `GET /ready` (no auth, like `/health`) answers 200 when all checks pass and 503 otherwise, naming each check;
-load balancers and orchestrators use it to keep traffic off a replica whose dependencies are down.
+load balancers and orchestrators use it to keep traffic off a replica whose dependencies are down, or whose
+default models are still loading (the `warmup` check, `ops.warmup`).
 
 `missing_models` lists the model kinds (chat, embeddings, stt, tts) with no installed or remote model, with
 the command that installs them. A missing kind does not make the server unready (200): its other areas
@@ -84,6 +85,8 @@ def readiness(container: Container) -> tuple[bool, dict[str, Any]]:
         for probe in probes:
             probe.close()
     checks = [_check_database(container), *engine_checks]
+    if container.warmup is not None and container.warmup.steps:
+        checks.append(container.warmup.check())  # `warming` until the default models are loaded
     ready = all(c["status"] == "ok" for c in checks)
     body: dict[str, Any] = {"status": "ready" if ready else "unavailable", "checks": checks}
     body["loaded"] = loaded_models(container)  # model ids whose weights this replica holds (models list)

@@ -190,6 +190,15 @@ class EnginePool:
             old.close()
         return engine
 
+    def default_engine(self) -> ChatEngine | None:
+        """The default chat model's engine when it runs in this process (for the start-up warm-up); None when
+        no chat model is installed here."""
+        try:
+            entry = self.models.default("chat")
+        except NotFound:
+            return None
+        return self.engine(self._local_target(entry.id, entry, ()))
+
     def gate(self, target: Target) -> AdmissionGate:
         """The target's admission gate (remote servers admit four times as many running requests)."""
         with self._lock:
