@@ -28,6 +28,7 @@ def base_env(data_dir: Path, database_url: str, **extra: str) -> dict[str, str]:
         INFERLINE_PROFILE="test",
         INFERLINE_HOST="127.0.0.1",
         INFERLINE_LOG_LEVEL="warning",
+        INFERLINE_WARMUP=os.environ.get("INFERLINE_WARMUP", "none"),  # as the in-process servers (conftest)
         PYTHONUNBUFFERED="1",
     )
     env.update(extra)
