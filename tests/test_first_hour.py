@@ -195,6 +195,53 @@ def test_an_install_waits_for_the_one_running(held_lock: tuple[Path, int], home:
     assert again.returncode == 0 and again.stdout.startswith(f"{SMALLEST.id}: up to date")
 
 
+WAIT_IN_A_THREADED_PROCESS = """
+import signal, sys, threading, time
+from pathlib import Path
+from inferline import catalog
+
+threading.Thread(target=time.sleep, args=(600,), daemon=True).start()  # as numpy's or onnxruntime's threads
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # so Ctrl-C reaches that thread, not this one
+say = lambda message: print(message, flush=True)
+try:
+    with catalog.model_lock(Path(sys.argv[1]), catalog.find(sys.argv[2]), on_wait=say):
+        pass
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+def test_ctrl_c_stops_the_wait_whichever_thread_receives_it(held_lock: tuple[Path, int]) -> None:
+    """A process-directed SIGINT goes to any thread that does not block it; a blocking `flock` in the main
+    thread was cut short only by one the main thread received, so with other threads about, Ctrl-C could
+    leave an install waiting for the other one (seen in CI as a test hanging)."""
+    models, _ = held_lock
+    waiting = subprocess.Popen(
+        [sys.executable, "-c", WAIT_IN_A_THREADED_PROCESS, str(models), SMALLEST.id],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _read_until(waiting, "waiting for another install")
+        waiting.send_signal(signal.SIGINT)
+        waiting.communicate(timeout=30)
+        assert waiting.returncode == 130
+    finally:
+        waiting.kill()
+
+
+def test_the_cli_reads_its_settings_without_loading_numpy() -> None:
+    """`inferline models install` and the other commands stay light: numpy's OpenBLAS threads (and their
+    start-up time) come only with the engines."""
+    code = (
+        "import sys; from inferline.config import Settings; Settings(warmup='chat'); "
+        "print('numpy' in sys.modules)"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert loaded.stdout.strip() == "False", loaded.stderr
+
+
 def test_two_installs_at_once_both_end_verified(tmp_path: Path, home: Path) -> None:
     models = tmp_path / "models"
     first, second = _install(models, home), _install(models, home)

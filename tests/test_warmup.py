@@ -17,9 +17,9 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from inferline.app import create_app
-from inferline.config import Settings
+from inferline.config import WARMUP_KINDS, Settings, warmup_kinds
 from inferline.container import build_container
-from inferline.ops.warmup import KINDS, Step, Warmup, parse_kinds
+from inferline.ops.warmup import Step, Warmup
 from tests.conftest import API_KEY, MODELS_DIR, LiveServer, free_port
 
 DEFAULTS = {
@@ -85,7 +85,7 @@ def test_the_default_models_are_loaded_before_the_server_is_ready(warm: LiveServ
     (check,) = [c for c in body["checks"] if c["name"] == "warmup"]
     assert check["status"] == "ok"
     assert [(m["kind"], m["model"], m["status"]) for m in check["models"]] == [
-        (kind, DEFAULTS[kind], "ok") for kind in KINDS
+        (kind, DEFAULTS[kind], "ok") for kind in WARMUP_KINDS
     ]
     assert all(m["seconds"] > 0 for m in check["models"])
     assert set(DEFAULTS.values()) <= set(body["loaded"])  # held in memory, and no request has been made
@@ -178,8 +178,8 @@ def test_stop_starts_no_further_model(tmp_path: Path) -> None:
 
 
 def test_kinds_parse_in_warming_order_and_unknown_ones_are_refused(tmp_path: Path) -> None:
-    assert parse_kinds("all") == KINDS
-    assert parse_kinds("none") == parse_kinds("") == ()
-    assert parse_kinds(" Chat , embeddings") == ("embeddings", "chat")
+    assert warmup_kinds("all") == WARMUP_KINDS
+    assert warmup_kinds("none") == warmup_kinds("") == ()
+    assert warmup_kinds(" Chat , embeddings") == ("embeddings", "chat")
     with pytest.raises(pydantic.ValidationError, match="unknown model kind 'gpu'"):
         _settings(tmp_path, "chat,gpu")

@@ -17,15 +17,17 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import IO, BinaryIO, Literal
 
 ModelKind = Literal["chat", "embeddings", "stt", "tts"]
 MARKER = ".verified.json"
+LOCK_POLL_SECONDS = 0.1  # how often an installer waiting for another one tries the lock
 
 
 @dataclass(frozen=True)
@@ -271,11 +273,23 @@ def model_lock(
         except BlockingIOError:
             if on_wait is not None:
                 on_wait(f"waiting for another install of {entry.id} to finish ...")
-            fcntl.flock(lock, fcntl.LOCK_EX)
+            _wait_for_lock(lock)
         try:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _wait_for_lock(lock: IO[str]) -> None:
+    """Take the lock once its holder lets go, polling: a blocking `flock` is cut short only by a signal its
+    own thread receives, and a process's other threads (numpy's, onnxruntime's) take signals too, so Ctrl-C
+    could leave it waiting; between polls the interpreter runs the handler."""
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            time.sleep(LOCK_POLL_SECONDS)
 
 
 def download(packages: Iterable[str], dest: Path) -> None:

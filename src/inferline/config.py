@@ -69,6 +69,25 @@ class RemoteModel(BaseModel):
     dimensions: int | None = Field(default=None, description="Vector width; default: probed once.")
 
 
+WARMUP_KINDS = ("embeddings", "tts", "stt", "chat")  # the order they warm in (`ops.warmup`): quick ones first
+
+
+def warmup_kinds(value: str) -> tuple[str, ...]:
+    """`INFERLINE_WARMUP` (`all`, `none` or a comma list of kinds) as kinds in warming order; ValueError names
+    an unknown one."""
+    words = [w.strip().lower() for w in value.split(",") if w.strip()]
+    if words in ([], ["none"]):
+        return ()
+    if words == ["all"]:
+        return WARMUP_KINDS
+    unknown = [w for w in words if w not in WARMUP_KINDS]
+    if unknown:
+        raise ValueError(
+            f"unknown model kind {unknown[0]!r}: use all, none, or some of {', '.join(WARMUP_KINDS)}"
+        )
+    return tuple(k for k in WARMUP_KINDS if k in words)
+
+
 class Settings(BaseSettings):
     """Every knob of an inferline process. Field docs are the README's configuration table."""
 
@@ -267,9 +286,7 @@ class Settings(BaseSettings):
     @field_validator("warmup")
     @classmethod
     def _warmup_kinds(cls, value: str) -> str:
-        from inferline.ops.warmup import parse_kinds
-
-        parse_kinds(value)  # an unknown kind fails at start-up
+        warmup_kinds(value)  # an unknown kind fails at start-up
         return value
 
     @field_validator("webhook_allowed_hosts", "fetch_allow_hosts")

@@ -48,7 +48,7 @@ from inferline.areas.models.service import REGISTRY_TTL_SECONDS, ModelService
 from inferline.areas.models.wiring import build_models
 from inferline.areas.summarize.service import SummarizeService
 from inferline.areas.summarize.wiring import build_summarize
-from inferline.config import Settings
+from inferline.config import Settings, warmup_kinds
 from inferline.jobs import JobQueue, JobRegistry, Worker
 from inferline.keys import ApiKeyService
 from inferline.ops.cache_refresh import IDLE_SECONDS, CacheRefresher
@@ -56,7 +56,7 @@ from inferline.ops.limits import LimitService
 from inferline.ops.storage import StorageMeter
 from inferline.ops.usage import FLUSH_SECONDS as USAGE_FLUSH_SECONDS
 from inferline.ops.usage import UsageMeter
-from inferline.ops.warmup import Warmup, parse_kinds, warmup_steps
+from inferline.ops.warmup import Warmup, warmup_steps
 from inferline.stores.db import Database
 from inferline.stores.objects import LocalObjectStore, ObjectStore, ObservedObjectStore, S3ObjectStore
 from inferline.stores.vectors import VectorIndex
@@ -131,7 +131,7 @@ class Container:
     def start_warmup(self) -> None:
         """Load and run once the default model of each kind `settings.warmup` names (`ops.warmup`)."""
         if self.warmup is None:
-            self.warmup = Warmup(warmup_steps(self, parse_kinds(self.settings.warmup)))
+            self.warmup = Warmup(warmup_steps(self, warmup_kinds(self.settings.warmup)))
             self.warmup.start()
 
     def close(self) -> None:

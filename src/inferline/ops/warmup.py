@@ -28,20 +28,6 @@ from inferline.engines.chat import EngineRequest
 from inferline.engines.stt import SAMPLE_RATE
 
 log = logging.getLogger("inferline")
-KINDS = ("embeddings", "tts", "stt", "chat")  # the order they warm in: the quick ones first
-
-
-def parse_kinds(value: str) -> tuple[str, ...]:
-    """`all`, `none` or a comma list of kinds, as the kinds in warming order; ValueError names a bad entry."""
-    words = [w.strip().lower() for w in value.split(",") if w.strip()]
-    if words in ([], ["none"]):
-        return ()
-    if words == ["all"]:
-        return KINDS
-    unknown = [w for w in words if w not in KINDS]
-    if unknown:
-        raise ValueError(f"unknown model kind {unknown[0]!r}: use all, none, or some of {', '.join(KINDS)}")
-    return tuple(k for k in KINDS if k in words)
 
 
 @dataclass
