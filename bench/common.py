@@ -52,7 +52,9 @@ class Row:
 
 @contextmanager
 def live_server(profile: str = "test") -> Iterator[tuple[str, Container]]:
-    """A real inferline server on a free loopback port, with a throwaway data dir."""
+    """A real inferline server on a free loopback port, with a throwaway data dir, once it is ready (its
+    start-up warm-up done: measured beside it, the warm-up's loads and llama.cpp's thread-count measurement
+    would take the cores from the benchmark, and the measurement would pick its count under that load)."""
     with tempfile.TemporaryDirectory() as tmp:
         models = os.environ.get("INFERLINE_MODELS_DIR", str(REPO / "data" / "models"))
         settings = Settings(
@@ -74,11 +76,28 @@ def live_server(profile: str = "test") -> Iterator[tuple[str, Container]]:
         while not server.started:
             time.sleep(0.05)
         try:
+            wait_ready(f"http://127.0.0.1:{port}")
             yield f"http://127.0.0.1:{port}/v2", container
         finally:
             server.should_exit = True
             thread.join(10)
             container.close()
+
+
+def wait_ready(url: str, timeout: float = 900, alive: Callable[[], bool] | None = None) -> None:
+    """Wait until `GET {url}/ready` answers 200: the server's models are loaded (`ops.warmup`)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url + "/ready", timeout=30).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if (alive is not None and not alive()) or time.monotonic() > deadline:
+            raise RuntimeError(f"{url}/ready did not answer 200")
+        time.sleep(0.1)
 
 
 def free_port() -> int:
@@ -237,7 +256,7 @@ class RawHttp:
 @contextmanager
 def server_process(env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
     """An `inferline serve` process (test profile unless `env` says otherwise, throwaway data dir) on a free
-    port.
+    port, once it is ready (as `live_server`).
 
     Yields (its URL without `/v2`, its pid).
     """
@@ -274,6 +293,7 @@ def server_process(env: dict[str, str] | None = None) -> Iterator[tuple[str, int
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("the inferline server process did not start")
                 time.sleep(0.2)
+            wait_ready(url, alive=lambda: proc.poll() is None)
             yield url, proc.pid
         finally:
             proc.terminate()
