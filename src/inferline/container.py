@@ -49,6 +49,7 @@ from inferline.areas.models.wiring import build_models
 from inferline.areas.summarize.service import SummarizeService
 from inferline.areas.summarize.wiring import build_summarize
 from inferline.config import Settings, warmup_kinds
+from inferline.engines import openmp
 from inferline.jobs import JobQueue, JobRegistry, Worker
 from inferline.keys import ApiKeyService
 from inferline.ops.cache_refresh import IDLE_SECONDS, CacheRefresher
@@ -153,6 +154,7 @@ class Container:
 
 def build_container(settings: Settings) -> Container:
     """Migrate the database, seed the configured key, and build the core and every area in order."""
+    openmp.load_engine_libraries()  # each engine on its own libgomp, before anything imports usearch or torch
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.resolved_database_url)
     db.migrate()

@@ -18,12 +18,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from inferline.engines import openmp
+
 CONNECTIVITY = 16  # graph degree (M); 2M links per node on the base layer
 EXPANSION_ADD = 128  # candidate list while inserting (ef_construction)
 DTYPE = "f16"  # half precision halves the memory with no measurable recall loss; results are re-scored in f32
 
 
 def usearch_available() -> bool:
+    openmp.load_engine_libraries()  # before usearch makes numkong's libgomp global
     try:
         import usearch.index  # noqa: F401
     except ImportError:
