@@ -18,6 +18,12 @@ Row = TypeVar("Row")
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 MIGRATION_LOCK_KEY = 0x1F3E_11E0  # pg_advisory_xact_lock key held while migrating
+# SQLite connections kept open: every thread that may hold a session at once (anyio's 40 request threads, the
+# process's job workers and background writers). SQLAlchemy's default keeps 5 and closes each one beyond when
+# it is returned, so 20 concurrent searches opened a connection (and ran its pragmas) per request: 15 % of the
+# server's CPU. A kept connection costs three file descriptors and its page cache.
+SQLITE_POOL_SIZE = 48
+SQLITE_POOL_OVERFLOW = 16
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -41,7 +47,12 @@ class Database:
             path = url.removeprefix("sqlite:///")
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self.engine: Engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+            self.engine: Engine = create_engine(
+                url,
+                connect_args={"check_same_thread": False, "timeout": 30},
+                pool_size=SQLITE_POOL_SIZE,
+                max_overflow=SQLITE_POOL_OVERFLOW,
+            )
             event.listen(self.engine, "connect", _sqlite_pragmas)
         else:
             # UTF-8 on the wire whatever the database's encoding: on a SQL_ASCII database the driver would
