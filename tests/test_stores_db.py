@@ -86,3 +86,12 @@ def test_sqlite_keeps_a_connection_per_concurrent_session(tmp_path: Path) -> Non
     database.dispose()
     assert not failures, failures
     assert len(opened) <= 12, f"{len(opened)} connections opened for 12 concurrent sessions"
+
+
+@pytest.mark.parametrize("url", ["sqlite:///:memory:", "sqlite://"])
+def test_an_in_memory_sqlite_database_still_opens(url: str) -> None:
+    """The pool sizes above are for a database file; SQLAlchemy refuses them for an in-memory one."""
+    database = Database(url)
+    with database.session() as s:
+        assert s.execute(text("SELECT 1")).scalar() == 1
+    database.dispose()

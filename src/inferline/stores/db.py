@@ -45,13 +45,13 @@ class Database:
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
             path = url.removeprefix("sqlite:///")
-            if path and path != ":memory:":
+            on_disk = bool(path) and path != ":memory:" and url != "sqlite://"
+            if on_disk:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
+            # An in-memory database lives in one connection per thread (SQLAlchemy's SingletonThreadPool).
+            pool = {"pool_size": SQLITE_POOL_SIZE, "max_overflow": SQLITE_POOL_OVERFLOW} if on_disk else {}
             self.engine: Engine = create_engine(
-                url,
-                connect_args={"check_same_thread": False, "timeout": 30},
-                pool_size=SQLITE_POOL_SIZE,
-                max_overflow=SQLITE_POOL_OVERFLOW,
+                url, connect_args={"check_same_thread": False, "timeout": 30}, **pool
             )
             event.listen(self.engine, "connect", _sqlite_pragmas)
         else:
