@@ -2,10 +2,12 @@
 `CHAT_CLIENTS` chat clients hold one `inferline serve` process (test profile) at once, each kind next to the
 same clients alone on the same server, in the same run.
 
-Two servers run the same three phases (chat alone, search alone, both): the default, where embedding batches
-yield to chat decoding (`CpuShares`, engines/cpu.py: `INFERLINE_BACKGROUND_YIELD=1`), and the same server
-with the policy off (`INFERLINE_BACKGROUND_YIELD=0`). Goals (issue 16): with search load, chat p95 at most
-twice its p95 alone (ratio ≥ 0.5) and search keeps ≥ 50 % of its throughput alone (ratio ≥ 0.5).
+Two servers run the same three phases (chat alone, search alone, both): the default policy (engines/cpu.py
+`CpuShares`: a generation that starts while batch engines run decodes on the chat model's one-thread
+context, `INFERLINE_CHAT_CONTENDED_THREADS=1`, and embedding batches pause `INFERLINE_BACKGROUND_YIELD`
+times their duration while chat decodes), and the same server with both off. Goals (issue 16): with search
+load, chat p95 at most twice its p95 alone (ratio ≥ 0.5) and search keeps ≥ 50 % of its throughput alone
+(ratio ≥ 0.5). `INFERLINE_FAIRNESS_YIELD` sets the default server's yield ratio for a sweep.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from bench.common import BENCH_KEY, Row, pick, server_process
 SECONDS = float(os.environ.get("INFERLINE_FAIRNESS_SECONDS", pick("20", "1.5")))
 CHAT_CLIENTS = pick(4, 1)
 SEARCH_CLIENTS = pick(20, 2)
-YIELD = os.environ.get("INFERLINE_FAIRNESS_YIELD", "1")  # the policy's ratio measured against 0 (off)
+YIELD = os.environ.get("INFERLINE_FAIRNESS_YIELD")  # None: the server's default
+DEFAULT = {"INFERLINE_BACKGROUND_YIELD": YIELD} if YIELD else {}
+OFF = {"INFERLINE_BACKGROUND_YIELD": "0", "INFERLINE_CHAT_CONTENDED_THREADS": "0"}
 CHAT = {
     "model": "HuggingFaceTB/SmolLM2-135M-Instruct",
     "messages": [{"role": "user", "content": "Name three uses of a harbour crane."}],
@@ -70,9 +74,9 @@ def p95(latencies: list[float]) -> float:
     return statistics.quantiles(latencies, n=20)[-1] * 1000 if len(latencies) > 1 else latencies[0] * 1000
 
 
-def _measure(yield_ratio: str) -> tuple[float, float, float, float]:
-    """(chat p95 ms loaded, alone; search req/s loaded, alone) on a server with `yield_ratio`."""
-    with server_process({"INFERLINE_BACKGROUND_YIELD": yield_ratio}) as (url, _):
+def _measure(env: dict[str, str]) -> tuple[float, float, float, float]:
+    """(chat p95 ms loaded, alone; search req/s loaded, alone) on a server with `env`."""
+    with server_process(env) as (url, _):
         prepare_bucket(url)
         asyncio.run(_drive(url, 1, 1, pick(3, 0.5)))  # loads both models
         chat_alone = asyncio.run(_drive(url, CHAT_CLIENTS, 0, SECONDS))["chat"]
@@ -83,8 +87,9 @@ def _measure(yield_ratio: str) -> tuple[float, float, float, float]:
 
 def run() -> list[Row]:
     rows: list[Row] = []
-    for label, ratio in ((f"embedding batches yield {YIELD}x to chat", YIELD), ("policy off", "0")):
-        chat_loaded, chat_alone, search_loaded, search_alone = _measure(ratio)
+    policy = f"default policy{f' (yield {YIELD}x)' if YIELD else ''}"
+    for label, env in ((policy, DEFAULT), ("policy off", OFF)):
+        chat_loaded, chat_alone, search_loaded, search_alone = _measure(env)
         mixed = f"{CHAT_CLIENTS} chat + {SEARCH_CLIENTS} search clients, {label}"
         rows += [
             Row(

@@ -223,8 +223,15 @@ class Settings(BaseSettings):
     chat_threads: int = Field(
         default=0, ge=0, description="CPU threads per chat model; 0 = the physical cores the process may use."
     )
+    chat_contended_threads: int = Field(
+        default=1,
+        ge=0,
+        description="Threads of a second llama.cpp context of each CPU chat model that has more: requests "
+        "starting while embedding batches or Whisper windows run (or ran beside a generation in the last "
+        "0.5 s) decode there (docs/DEVELOPING.md); 0 = none.",
+    )
     background_yield: float = Field(
-        default=1.0,
+        default=0.5,
         ge=0,
         description="While a chat generation runs, each embedding batch is followed by a pause of this many "
         "times its own duration, so decoding keeps its share of the cores (docs/DEVELOPING.md); 0 = off.",

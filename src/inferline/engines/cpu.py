@@ -15,6 +15,9 @@ from typing import TypeVar
 
 T = TypeVar("T")
 SYS_CPU = Path("/sys/devices/system/cpu")
+# How long after a background run that overlapped a chat generation the CPU still counts as contended: the
+# gaps between the micro-batches of steady embedding traffic are far shorter.
+CONTENDED_SECONDS = 0.5
 
 
 def _cgroup_cpus() -> float | None:
@@ -55,20 +58,34 @@ class CpuShares:
     a time over all engines, and each is followed by a pause of `yield_ratio` times its own duration (cut
     short when the last generation ends), so decoding keeps about 1 / (1 + 1 / yield_ratio) of the cores
     and the batch engines the rest. Requests arriving during the pause join the next micro-batch, so they
-    lose less throughput than the time they yield. `yield_ratio` 0 turns the policy off.
+    lose less throughput than the time they yield. `yield_ratio` 0 turns the pauses off.
+
+    `contended()` tells a chat engine that a batch engine holds the CPU now, or that one ran beside a chat
+    generation within the last `CONTENDED_SECONDS` (steady concurrent load, with or without pauses): a
+    generation starting then decodes on fewer threads (`LlamaCppChatEngine`, `contended_threads`). A run
+    with no generation beside it does not count once it has ended, so a chat right after a transcription
+    (a voice agent's turn) decodes on all its threads.
     """
 
     def __init__(self, yield_ratio: float = 1.0) -> None:
         self.yield_ratio = yield_ratio
         self.chat = 0  # chat generations running
-        self.background_running = 0
+        self.chat_started = 0  # chat generations started so far
+        self.background_running = 0  # background runs in progress, their pauses included
+        self.shared_run_ended = -math.inf  # when the last run that overlapped a generation ended (monotonic)
         self._cond = threading.Condition()
+
+    def contended(self) -> bool:
+        """Whether a background run holds the CPU now, or one that overlapped a chat generation ended within
+        the last `CONTENDED_SECONDS`."""
+        return self.background_running > 0 or time.monotonic() - self.shared_run_ended < CONTENDED_SECONDS
 
     @contextmanager
     def foreground(self) -> Iterator[None]:
         """Held by a chat generation while it decodes."""
         with self._cond:
             self.chat += 1
+            self.chat_started += 1
         try:
             yield
         finally:
@@ -79,21 +96,23 @@ class CpuShares:
     @contextmanager
     def background(self) -> Iterator[None]:
         """Held by a batch engine run (see the class docstring)."""
-        if self.yield_ratio <= 0:
-            yield
-            return
+        pausing = self.yield_ratio > 0
         with self._cond:
-            self._cond.wait_for(lambda: self.chat == 0 or self.background_running == 0)
+            if pausing:
+                self._cond.wait_for(lambda: self.chat == 0 or self.background_running == 0)
             self.background_running += 1
+            running, started_so_far = self.chat, self.chat_started
         started = time.monotonic()
         try:
             yield
         finally:
             pause = (time.monotonic() - started) * self.yield_ratio
             with self._cond:
-                if self.chat:  # the pause counts as the run's: no other background run meanwhile
+                if pausing and self.chat:  # the pause counts as the run's: no other background run meanwhile
                     self._cond.wait_for(lambda: self.chat == 0, timeout=pause)
                 self.background_running -= 1
+                if running or self.chat_started != started_so_far:  # a generation ran beside it
+                    self.shared_run_ended = time.monotonic()
                 self._cond.notify_all()
 
 

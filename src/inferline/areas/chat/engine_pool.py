@@ -98,12 +98,14 @@ class EnginePool:
         max_queue: int = 16,
         context: int = 4096,
         threads: int = 0,
+        contended_threads: int = 0,
         max_models: int = 3,
         remote: dict[str, RemoteModel] | None = None,
         tenant_models: TenantModels,
     ) -> None:
         self.models = models
         self.parallel, self.max_queue, self.context, self.threads = parallel, max_queue, context, threads
+        self.contended_threads = contended_threads
         self.max_models = max_models
         self.remote = dict(remote or {})
         self.tenant_models = tenant_models
@@ -155,6 +157,7 @@ class EnginePool:
                 parallel=parallel,
                 context=min(context, entry.context_length or context),
                 threads=settings.threads or self.threads,
+                contended_threads=self.contended_threads,
                 chat_template=settings.chat_template,
                 gpu_layers=settings.llama_gpu_layers(),
             )

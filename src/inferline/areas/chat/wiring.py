@@ -26,6 +26,7 @@ def build_chat(
         max_queue=settings.chat_max_queue,
         context=settings.chat_context,
         threads=settings.chat_threads,
+        contended_threads=settings.chat_contended_threads,
         max_models=settings.chat_max_models,
         remote=models.remote("chat"),  # INFERLINE_REMOTE_CHAT_MODELS and the models file
         tenant_models=tenant_models,
