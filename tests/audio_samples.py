@@ -78,20 +78,3 @@ def encoded(samples: np.ndarray, fmt: str) -> bytes:
 def words(text: str) -> list[str]:
     """Lower-case words without punctuation, for comparing transcripts."""
     return "".join(ch if ch.isalnum() or ch.isspace() else " " for ch in text.lower()).split()
-
-
-# Words Whisper tiny may mishear in a 10-word sentence the server speaks: Piper speaks with random noise
-# (every synthesis differs), and once in a while tiny.en hears "how can I help" as "I can help" (2 errors).
-# Wrong audio (another text, rate or format) misses nearly every word.
-MISHEARD = 2
-
-
-def word_errors(heard: str, said: str) -> int:
-    """Word edit distance (substitutions, insertions, deletions) between a transcript and the text said."""
-    a, b = words(heard), words(said)
-    row = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        prev, row[0] = row[0], i
-        for j, y in enumerate(b, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
-    return row[-1]
