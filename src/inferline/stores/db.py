@@ -111,6 +111,21 @@ class Database:
         self.engine.dispose()
 
 
+def driver_rows(s: Session, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    """Tuples of `sql` (qmark placeholders) straight from a DB-API cursor of the session's connection: for
+    reads on a request's path, where building and compiling an ORM query costs more than running it (~200 µs
+    against ~40 µs for one row on SQLite)."""
+    conn = s.connection()
+    if conn.dialect.paramstyle != "qmark":
+        sql = sql.replace("?", "%s")
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(sql, params)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
+
+
 def page_rows(
     session: Session,
     model: type[Row],

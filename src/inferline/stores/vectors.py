@@ -49,7 +49,7 @@ import numpy as np
 from sqlalchemy import delete, event, func, insert, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
-from inferline.stores.db import Database
+from inferline.stores.db import Database, driver_rows
 from inferline.stores.embeddings_tables import EmbeddedBucket, EmbeddingChunk
 from inferline.stores.hnsw_files import GraphFiles, Published, new_graph, usearch_available
 from inferline.stores.vector_tables import ChunkDeletion, DeletionFloor
@@ -156,7 +156,7 @@ def _chunk_rows(
     if tenant_id is not None:
         sql += " AND tenant_id = ? AND bucket = ?"
         params += (tenant_id, bucket)
-    return [_ChunkRow(*row) for row in _driver_rows(session, sql, params)]
+    return [_ChunkRow(*row) for row in driver_rows(session, sql, params)]
 
 
 def _record(row: _ChunkRow) -> ChunkRecord:
@@ -229,7 +229,7 @@ def _model_hits(
     session: Session, tenant_id: str, bucket: str, query: np.ndarray, k: int, model: str
 ) -> list[Hit]:
     """The `k` best chunks of `model` in the bucket, searched exactly from their rows."""
-    found = _driver_rows(  # plain DB-API tuples: many rows with their vectors
+    found = driver_rows(  # plain DB-API tuples: many rows with their vectors
         session,
         "SELECT id, vector FROM embedding_chunks WHERE tenant_id = ? AND bucket = ? AND model = ? "
         "AND length(vector) = ?",
@@ -646,7 +646,7 @@ class LocalVectorIndex(_ChunkWriter):
     def _bucket_row(s: Session, key: Key) -> tuple[str, int | None]:
         """The bucket's (uid, generation), read before its rows: a space caught up after it holds at least
         that generation's chunks. ("", None) when the bucket is not embedded."""
-        rows = _driver_rows(
+        rows = driver_rows(
             s, "SELECT id, generation FROM embedded_buckets WHERE tenant_id = ? AND bucket = ?", key[:2]
         )
         return (rows[0][0], rows[0][1]) if rows else ("", None)
@@ -772,13 +772,13 @@ class LocalVectorIndex(_ChunkWriter):
         Reads rows, then deletions, then the floor: a floor read last that is not past `del_seq` proves no
         deletion the space needs had been pruned when the log was read."""
         tenant_id, bucket, dims = key
-        added = _driver_rows(  # thousands of rows with their vectors: plain DB-API tuples, a third of the CPU
+        added = driver_rows(  # thousands of rows with their vectors: plain DB-API tuples, a third of the CPU
             s,
             "SELECT id, vector FROM embedding_chunks WHERE tenant_id = ? AND bucket = ? AND id > ? "
             "AND length(vector) = ? ORDER BY id",
             (tenant_id, bucket, space.max_id, dims * 4),
         )
-        removed = _driver_rows(
+        removed = driver_rows(
             s,
             "SELECT seq, chunk_id FROM embedding_chunk_deletions WHERE tenant_id = ? AND bucket = ? "
             "AND seq > ? ORDER BY seq",
@@ -1002,19 +1002,6 @@ def _forget(session: Session) -> None:
     """A rolled-back transaction's writes never reach a space."""
     session.info.pop(_DELTAS, None)
     session.info.pop(_CURRENT, None)
-
-
-def _driver_rows(s: Session, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-    """Tuples of `sql` (qmark placeholders) straight from a DB-API cursor of the session's connection."""
-    conn = s.connection()
-    if conn.dialect.paramstyle != "qmark":
-        sql = sql.replace("?", "%s")
-    cursor = conn.connection.cursor()
-    try:
-        cursor.execute(sql, params)
-        return list(cursor.fetchall())
-    finally:
-        cursor.close()
 
 
 def _ids(ids: frozenset[int]) -> np.ndarray:

@@ -35,7 +35,7 @@ from inferline.errors import EngineUnavailable, NotFound, ValidationFailed
 from inferline.jobs import JobContext, JobFailed, JobQueue, JobView
 from inferline.jobs.worker import JobCancelled
 from inferline.ops import context as ops_context
-from inferline.stores.db import Database, get_owned
+from inferline.stores.db import Database, driver_rows, get_owned
 from inferline.stores.embeddings_tables import EmbeddedBucket, EmbeddedFile, EmbeddingTask
 from inferline.stores.objects import ObjectInfo, ObjectStore
 from inferline.stores.tables import utcnow
@@ -186,15 +186,15 @@ class IngestService:
 
     def bucket_model(self, tenant_id: str, bucket: str) -> str:
         """The embedding model of an embedded bucket; `NotFound` when the bucket is not embedded."""
-        with self.db.session() as s:  # one column, no entity: every similarity search asks
-            model = s.scalar(
-                select(EmbeddedBucket.embedding_model).where(
-                    EmbeddedBucket.tenant_id == tenant_id, EmbeddedBucket.bucket == bucket
-                )
+        with self.db.session() as s:  # every similarity search asks: a plain DB-API read (`driver_rows`)
+            rows = driver_rows(
+                s,
+                "SELECT embedding_model FROM embedded_buckets WHERE tenant_id = ? AND bucket = ?",
+                (tenant_id, bucket),
             )
-        if model is None:
+        if not rows:
             raise NotFound(f"Bucket {bucket!r} has no embeddings.", pointer="/bucket_name")
-        return model
+        return str(rows[0][0])
 
     def bucket_settings(self, tenant_id: str, bucket: str) -> EmbedSettings:
         """The settings the bucket is embedded with, or the defaults for a bucket not embedded yet."""
