@@ -18,23 +18,15 @@ RATE = 22050
 
 @cache
 def voice() -> PiperEngine:
-    return PiperEngine("rhasspy/piper-en_US-joe-medium", VOICE_FILE)
+    """The voice with its sampling noise off (`variation=0`): the same samples, so the same transcript, every
+    run (the test server speaks the same way, `tts_variation=0` in `conftest`)."""
+    return PiperEngine("rhasspy/piper-en_US-joe-medium", VOICE_FILE, variation=0.0)
 
 
 @cache
 def speech(text: str) -> np.ndarray:
-    """Mono float32 samples at `RATE`."""
+    """Mono float32 samples at `RATE`, the same every run."""
     return np.concatenate(list(voice().synthesize(text)))
-
-
-@cache
-def steady_speech(text: str) -> np.ndarray:
-    """`text` spoken with Piper's random noise off: the same samples (and transcript) every run."""
-    from piper import PiperVoice, SynthesisConfig
-
-    config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
-    chunks = PiperVoice.load(VOICE_FILE).synthesize(text, syn_config=config)
-    return np.concatenate([c.audio_float_array for c in chunks])
 
 
 def wav(samples: np.ndarray | list[np.ndarray], rate: int = RATE) -> bytes:

@@ -14,7 +14,7 @@ import telnyx
 
 from inferline.privacy.redaction import redact
 from inferline.stores.conversations_tables import ConversationMessage
-from tests.audio_samples import RATE, speech, steady_speech, wav
+from tests.audio_samples import RATE, speech, wav
 from tests.conftest import LiveServer
 from tests.test_insights_e2e import wait_run
 from tests.test_insights_webhooks import Receiver, public_key
@@ -24,9 +24,9 @@ AGENT = "Sorry about that. I have sent a replacement today."
 URL = "/ai/conversations/recordings"
 
 
-def stereo(first: str, second: str, steady: bool = False) -> bytes:
-    """Channel 0 says `first`, then channel 1 `second` after a short pause (`steady`: Piper noise off)."""
-    a, b = (steady_speech(first), steady_speech(second)) if steady else (speech(first), speech(second))
+def stereo(first: str, second: str) -> bytes:
+    """Channel 0 says `first`, then channel 1 `second` after a short pause."""
+    a, b = speech(first), speech(second)
     gap = np.zeros(int(0.6 * RATE), dtype=np.float32)
     left = np.concatenate([a, gap, np.zeros_like(b)])
     right = np.concatenate([np.zeros_like(a), gap, b])
@@ -50,7 +50,7 @@ def test_stereo_recording_to_verified_webhook(
         client.ai.conversations.insight_groups.insights.assign(template.id, group_id=group.id)
         answer = post(
             http,
-            stereo(CUSTOMER, AGENT, steady=True),  # the same audio every run: the words asserted below
+            stereo(CUSTOMER, AGENT),  # the same audio every run (`audio_samples`): the words asserted below
             metadata=json.dumps({"call_control_id": "v3:rec-call"}),
             insight_group_id=group.id,
         )
@@ -97,7 +97,6 @@ def test_roles_are_configurable_and_redaction_keeps_originals_out(
         stereo(
             "Please call me back on four one five, five five five, zero one three four.",
             "Sure, I will call you back today.",
-            steady=True,
         ),
         channel_roles=json.dumps({"0": "assistant", "1": "user"}),
         redact="true",

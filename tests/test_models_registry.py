@@ -166,6 +166,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory, databases: DatabaseFactory) 
         models_file=models_file,
         remote_chat_models={"env/remote-chat": RemoteModel(url="http://127.0.0.1:9/v1")},
         log_level="warning",
+        tts_variation=0.0,  # the same speech every run, as on the session server (conftest)
     )
     container = build_container(settings)
     _, key_b = container.keys.create("tenant-b", name="second tenant")

@@ -124,6 +124,7 @@ def serve(tmp_path_factory: pytest.TempPathFactory, databases: DatabaseFactory) 
         models_file=root / "models.yaml",
         embedding_model="acme/minilm",
         log_level="warning",
+        tts_variation=0.0,  # the same speech every run, as on the session server (conftest)
     )
     container = build_container(settings)
     _, key_b = container.keys.create("tenant-b", name="second tenant")

@@ -7,7 +7,7 @@ import httpx
 import openai
 import pytest
 
-from tests.audio_samples import steady_speech, wav, words
+from tests.audio_samples import speech, wav, words
 from tests.conftest import LiveServer
 
 CHAT = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -23,7 +23,7 @@ def v1(server: LiveServer) -> openai.OpenAI:
 
 @pytest.fixture(scope="module")
 def clip() -> bytes:
-    return wav(steady_speech(SENTENCE))  # no random noise: the same words every run
+    return wav(speech(SENTENCE))
 
 
 def test_v1_base_serves_models_chat_and_embeddings(v1: openai.OpenAI) -> None:

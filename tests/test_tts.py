@@ -108,6 +108,40 @@ def test_pcm_is_raw_16bit(http: httpx.Client) -> None:
     assert len(response.content) % 2 == 0 and 0.3 < len(pcm) / 24000 < 3 and np.abs(pcm).max() > 1000
 
 
+def test_the_test_server_speaks_the_same_samples_every_time(http: httpx.Client) -> None:
+    """`INFERLINE_TTS_VARIATION=0` (the test server's, see conftest): identical requests, identical audio."""
+    body = {"text": "How can I help you today?", "voice": VOICE, "telnyx": {"response_format": "pcm"}}
+    first, second = (http.post("/text-to-speech/speech", json=body) for _ in range(2))
+    assert first.status_code == second.status_code == 200
+    assert len(first.content) > 10_000 and first.content == second.content
+
+
+def test_variation_scales_the_voices_sampling_noise() -> None:
+    """Piper samples noise for each sound and its duration: by default (1) the same text differs a little
+    each time; at 0 it is the same samples every time."""
+    from inferline.engines.piper_tts import PiperEngine
+
+    def twice(variation: float) -> list[np.ndarray]:
+        engine = PiperEngine("rhasspy/piper-en_US-joe-medium", audio.VOICE_FILE, variation=variation)
+        return [np.concatenate(list(engine.synthesize("Thank you for calling."))) for _ in range(2)]
+
+    varied = twice(1.0)
+    assert len(varied[0]) != len(varied[1]) or not np.array_equal(varied[0], varied[1])
+    steady = twice(0.0)
+    assert np.array_equal(steady[0], steady[1])
+
+
+def test_variation_setting_is_bounded() -> None:
+    from pydantic import ValidationError
+
+    from inferline.config import Settings
+
+    assert Settings.model_fields["tts_variation"].default == 1.0
+    for bad in (-0.1, 2.5):
+        with pytest.raises(ValidationError, match="tts_variation"):
+            Settings(tts_variation=bad)
+
+
 def test_ssml_breaks_and_substitutions(http: httpx.Client, client: telnyx.Telnyx) -> None:
     def seconds(text: str, text_type: str) -> float:
         body = {"text": text, "voice": VOICE, "text_type": text_type, "telnyx": {"response_format": "pcm"}}

@@ -140,6 +140,13 @@ class Settings(BaseSettings):
     job_lease_seconds: float = Field(
         default=30.0, description="A job whose worker is silent this long is re-run."
     )
+    tts_variation: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=2.0,
+        description="Scales the sampling noise of Piper voices (their `noise_scale` and `noise_w`): 1 speaks "
+        "with each voice's own variation, 0 speaks the same samples for the same text every time.",
+    )
     tts_audio_ttl_seconds: float = Field(
         default=3600.0,
         gt=0,

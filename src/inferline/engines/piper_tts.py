@@ -14,13 +14,20 @@ from inferline.logs import logged_load
 
 
 class PiperEngine:
-    """One Piper voice (`voice.onnx` + `.json`). Loads lazily; synthesis holds `LOCAL_SYNTH_LOCK`."""
+    """One Piper voice (`voice.onnx` + `.json`). Loads lazily; synthesis holds `LOCAL_SYNTH_LOCK`.
 
-    def __init__(self, model_id: str, voice_file: Path, voice: VoiceInfo | None = None) -> None:
+    VITS samples noise for each phoneme's sound and duration (the voice's `noise_scale` and `noise_w`), so
+    the same text sounds slightly different each time; `variation` scales both (0: the same samples every
+    time)."""
+
+    def __init__(
+        self, model_id: str, voice_file: Path, voice: VoiceInfo | None = None, variation: float = 1.0
+    ) -> None:
         self.model_id = model_id
         self.voice_file = voice_file
         self._config = json.loads(Path(f"{voice_file}.json").read_text())
         self.voice = voice or self._voice_from_config()
+        self.variation = variation
         self._voice: Any = None
 
     @property
@@ -46,8 +53,13 @@ class PiperEngine:
     def synthesize(self, text: str, *, speed: float = 1.0, volume: float = 1.0) -> Iterator[np.ndarray]:
         from piper import SynthesisConfig
 
-        config = SynthesisConfig(length_scale=1.0 / speed, volume=volume)
         with LOCAL_SYNTH_LOCK:
             voice = self._load()
+            config = SynthesisConfig(
+                length_scale=1.0 / speed,
+                volume=volume,
+                noise_scale=voice.config.noise_scale * self.variation,
+                noise_w_scale=voice.config.noise_w_scale * self.variation,
+            )
             for chunk in voice.synthesize(text, syn_config=config):
                 yield np.clip(chunk.audio_float_array, -1.0, 1.0).astype(np.float32)

@@ -48,7 +48,8 @@ def build_audio(
     async_transcriptions = AsyncTranscriptionService(db, jobs, transcription, webhooks, render_async)
     registry.register(ASYNC_KIND, async_transcriptions.run, on_failure=async_transcriptions.on_failure)
     stored_speech = StoredSpeechService(db, settings.tts_audio_ttl_seconds)  # `output_type: audio_id`
-    return AudioArea(transcription, build_speech(models), stored_speech, stt_reports, async_transcriptions)
+    speech = build_speech(models, settings.tts_variation)
+    return AudioArea(transcription, speech, stored_speech, stt_reports, async_transcriptions)
 
 
 def build_transcription(settings: Settings, db: Database, models: ModelService) -> TranscriptionService:
@@ -81,10 +82,11 @@ def build_diarizer() -> Diarizer | None:
     return resemblyzer_diarizer.ResemblyzerDiarizer(threads=max(1, min(4, os.cpu_count() or 1)))
 
 
-def build_speech(models: ModelService) -> SpeechService:
+def build_speech(models: ModelService, variation: float = 1.0) -> SpeechService:
     """Piper for every installed (packaged or registered) text-to-speech voice, listed on first use and again
     when the registered voices change (the model service re-reads the registry at most every second, at once
-    after a change made in this process); a voice's engine, loaded or not, is kept while it stays listed."""
+    after a change made in this process); a voice's engine, loaded or not, is kept while it stays listed.
+    `variation` scales each voice's sampling noise (`INFERLINE_TTS_VARIATION`)."""
     from inferline.engines.piper_tts import PiperEngine
     from inferline.engines.tts import TextToSpeech, VoiceInfo
 
@@ -95,12 +97,14 @@ def build_speech(models: ModelService) -> SpeechService:
         kept: dict[tuple[str, Path, bool], PiperEngine] = {}
         for entry in models.installed("tts"):
             voice_file = catalog.model_dir(models.models_dir, entry) / entry.main_file
-            engine = held.get((entry.id, voice_file, False)) or PiperEngine(entry.id, voice_file)
+            engine = held.get((entry.id, voice_file, False)) or PiperEngine(
+                entry.id, voice_file, variation=variation
+            )
             renamed = any(v.voice.voice_id == engine.voice.voice_id for v in voices)
             if renamed:  # a registered copy of a voice already listed: named after its model id instead
                 name = entry.id.rsplit("/", 1)[-1]
                 engine = held.get((entry.id, voice_file, True)) or PiperEngine(
-                    entry.id, voice_file, VoiceInfo(name, name, engine.voice.language)
+                    entry.id, voice_file, VoiceInfo(name, name, engine.voice.language), variation
                 )
             kept[(entry.id, voice_file, renamed)] = engine
             voices.append(engine)
