@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -115,8 +116,10 @@ class ModelService:
         profile: str = "default",
         default_chat: str | None = None,
         configured: tuple[Configured, ...] = (),
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.models_dir = models_dir
+        self.clock = clock  # what the registry read's lifetime is measured with
         self.registry = ModelRegistry(db, models_dir)
         self.profile = profile
         self.default_chat = default_chat
@@ -133,7 +136,7 @@ class ModelService:
         """The registry, re-read from the database at most every `REGISTRY_TTL_SECONDS` (API processes keep
         it fresh in the background while it is in use: `refresh`)."""
         with self._lock:
-            self._used = now = time.monotonic()
+            self._used = now = self.clock()
             if self._cache is not None and now - self._cache[0] <= REGISTRY_TTL_SECONDS:
                 return self._cache[1]
             generation = self._generation
@@ -144,7 +147,7 @@ class ModelService:
         lifetime, as the key cache): chat requests arriving a second or more apart each waited for this query
         (0.2-0.9 ms of the time to first token on the 2-core machine)."""
         with self._lock:
-            if time.monotonic() - self._used > idle_seconds:
+            if self.clock() - self._used > idle_seconds:
                 return
             generation = self._generation
         self._read(generation)
@@ -152,7 +155,7 @@ class ModelService:
     def _read(self, generation: int) -> list[Registered]:
         """Read the registry now; kept unless `forget_cache` ran meanwhile (the lifetime counts from the
         moment the query started)."""
-        started = time.monotonic()
+        started = self.clock()
         records = self.registry.all()
         with self._lock:
             if generation == self._generation:
