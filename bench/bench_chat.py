@@ -46,13 +46,18 @@ def _prompt(i: int) -> list[dict[str, str]]:
     return [{"role": "user", "content": f"Story {i}: tell a long story about a lighthouse keeper."}]
 
 
-def _timing(first: float | None, last: float | None, start: float, tokens: int) -> tuple[float, float, int]:
-    """(ttft ms, decode tokens/s, tokens) from client-side timestamps."""
+Round = tuple[float, float, int, int]  # (ttft ms, decode tokens/s, tokens, prompt tokens read from the cache)
+
+
+def _timing(first: float | None, last: float | None, start: float, usage: dict[str, Any]) -> Round:
+    """A round's figures from client-side timestamps and the last chunk's usage."""
+    tokens = usage.get("completion_tokens", 0)
     assert first is not None and last is not None and tokens > 1, "no tokens streamed"
-    return (first - start) * 1000, (tokens - 1) / (last - first), tokens
+    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0)
+    return (first - start) * 1000, (tokens - 1) / (last - first), tokens, cached
 
 
-def _api_round(client: RawHttp | httpx.Client, model: str, i: int) -> tuple[float, float, int]:
+def _api_round(client: RawHttp | httpx.Client, model: str, i: int) -> Round:
     """One streamed completion through the API: through `RawHttp` for the single-stream figures (so the
     client's own Python work, in this process beside the server, stays out of them), through httpx for the
     concurrent streams."""
@@ -63,7 +68,7 @@ def _api_round(client: RawHttp | httpx.Client, model: str, i: int) -> tuple[floa
         "temperature": 0,
         "stream": True,
     }
-    state: dict[str, Any] = {"first": None, "last": None, "tokens": 0}
+    state: dict[str, Any] = {"first": None, "last": None, "usage": {}}
 
     def on_event(data: bytes | str) -> None:
         if data[:1] not in ("{", b"{"):
@@ -74,7 +79,7 @@ def _api_round(client: RawHttp | httpx.Client, model: str, i: int) -> tuple[floa
             state["first"] = state["first"] or now
             state["last"] = now
         if chunk.get("usage"):
-            state["tokens"] = chunk["usage"]["completion_tokens"]
+            state["usage"] = chunk["usage"]
 
     start = time.perf_counter()
     if isinstance(client, RawHttp):
@@ -85,7 +90,7 @@ def _api_round(client: RawHttp | httpx.Client, model: str, i: int) -> tuple[floa
             for line in response.iter_lines():
                 if line.startswith("data: "):
                     on_event(line[6:])
-    return _timing(state["first"], state["last"], start, state["tokens"])
+    return _timing(state["first"], state["last"], start, state["usage"])
 
 
 def _direct_server(gguf: str, parallel: int, context: int, threads: int) -> Any:
@@ -102,10 +107,10 @@ def _direct_server(gguf: str, parallel: int, context: int, threads: int) -> Any:
     return xllamacpp.Server(params)
 
 
-def _direct_round(server: Any, i: int) -> tuple[float, float, int]:
+def _direct_round(server: Any, i: int) -> Round:
     body = {"messages": _prompt(i), "max_tokens": MAX_TOKENS, "temperature": 0, "stream": True}
     body["stream_options"] = {"include_usage": True}
-    state: dict[str, Any] = {"first": None, "last": None, "tokens": 0}
+    state: dict[str, Any] = {"first": None, "last": None, "usage": {}}
 
     def on_chunk(chunk: dict[str, Any]) -> bool:
         if chunk.get("choices") and (chunk["choices"][0].get("delta") or {}).get("content"):
@@ -113,12 +118,12 @@ def _direct_round(server: Any, i: int) -> tuple[float, float, int]:
             state["first"] = state["first"] or now
             state["last"] = now
         if chunk.get("usage"):
-            state["tokens"] = chunk["usage"]["completion_tokens"]
+            state["usage"] = chunk["usage"]
         return False
 
     start = time.perf_counter()
     server.handle_chat_completions(body, on_chunk)
-    return _timing(state["first"], state["last"], start, state["tokens"])
+    return _timing(state["first"], state["last"], start, state["usage"])
 
 
 def thread_counts(cores: int) -> list[int]:
@@ -162,7 +167,7 @@ def memory_bandwidth() -> float:
 
 
 def _aggregate(one: Any, clients: int) -> float:
-    """Total decoded tokens/s of `clients` concurrent streams, each `one(i) -> (ttft, tok/s, tokens)`."""
+    """Total decoded tokens/s of `clients` concurrent streams, each `one(i) -> Round`."""
     started = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
         results = list(pool.map(one, range(1000, 1000 + clients)))  # fresh prompts (no cache hit)
@@ -180,9 +185,9 @@ def _model_rows(http: httpx.Client, raw: RawHttp, container: Container, model: s
     _direct_round(direct, -1)
     if first_direct is not direct:
         _direct_round(first_direct, -1)
-    api: list[tuple[float, float, int]] = []
-    base: list[tuple[float, float, int]] = []
-    first_base: list[tuple[float, float, int]] = []
+    api: list[Round] = []
+    base: list[Round] = []
+    first_base: list[Round] = []
 
     def api_round(i: int) -> None:
         api.append(_api_round(raw, model, i))
