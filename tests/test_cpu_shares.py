@@ -181,3 +181,55 @@ def test_whisper_computes_in_threads_at_the_configured_niceness() -> None:
     worked = sum(ticks for nice, ticks in new.values() if nice == min(19, mine + 19))
     assert worked > 0, "the lowered threads did not run the model"
     assert plain.transcribe(samples).segments[0].text == text
+
+
+def test_runs_at_a_lowered_priority_do_not_count_as_contention() -> None:
+    """`background(contends=False)`: a run whose threads have a lowered priority still yields (one at a time,
+    with its pause), but takes no core from decoding, so `contended()` ignores it, during the run and after
+    it (a generation ran beside it). A run at equal priority counts, during and after."""
+    from inferline.engines.cpu import CpuShares
+
+    shares = CpuShares(yield_ratio=0)
+    with shares.foreground():  # a generation decoding
+        with shares.background(contends=False):
+            assert not shares.contended()
+        assert not shares.contended()
+        with shares.background():
+            assert shares.contended()
+        assert shares.contended()  # it ran beside the generation: steady load
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="niceness is per thread on Linux only")
+def test_a_lowered_whisper_window_leaves_a_generation_its_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whisper's windows run in CTranslate2's threads at `transcription_niceness`: a generation starting
+    beside one decodes on all its threads (`contended()` is false inside the window). Features and voice
+    detection run at the caller's priority and count; at niceness 0 the windows count too. Before, every
+    window counted: under back-to-back transcriptions the first token came after 77 to 82 ms on one thread
+    instead of 48 to 53 on two (bench_chat_load, SmolLM2, 2 cores)."""
+    from contextlib import contextmanager
+
+    from inferline.engines.whisper_stt import WhisperEngine
+    from tests import audio_samples as audio
+
+    original = SHARES.background
+    inside: list[bool] = []  # contended() as seen inside each background run of a transcription
+
+    def recording(*args: object, **kwargs: object) -> object:
+        @contextmanager
+        def run() -> object:
+            with original(*args, **kwargs):  # type: ignore[arg-type]
+                inside.append(SHARES.contended())
+                yield
+
+        return run()
+
+    monkeypatch.setattr(SHARES, "background", recording)
+    monkeypatch.setattr(SHARES, "shared_run_ended", -float("inf"))  # runs of earlier tests
+    samples = audio.speech("The harbour crane lifts the blue container.")
+    folder = MODELS_DIR / "openai--whisper-tiny.en"
+    for niceness, windows in ((19, False), (0, True)):
+        inside.clear()
+        engine = WhisperEngine("tiny", folder, english_only=True, cpu_threads=2, niceness=niceness)
+        assert engine.transcribe(samples).segments[0].text.strip()
+        assert inside[0] is True  # features and voice detection
+        assert len(inside) >= 2 and set(inside[1:]) == {windows}, (niceness, inside)

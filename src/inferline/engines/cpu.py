@@ -64,7 +64,10 @@ class CpuShares:
     generation within the last `CONTENDED_SECONDS` (steady concurrent load, with or without pauses): a
     generation starting then decodes on fewer threads (`LlamaCppChatEngine`, `contended_threads`). A run
     with no generation beside it does not count once it has ended, so a chat right after a transcription
-    (a voice agent's turn) decodes on all its threads.
+    (a voice agent's turn) decodes on all its threads. Nor does a run whose threads have a lowered
+    priority (`background(contends=False)`: Whisper's windows, `build_at_niceness`): the kernel gives
+    decoding the cores first, so a generation keeps all its threads beside it (bench_chat_load,
+    transcription load: first token 48 to 53 ms instead of 77 to 82 on one thread).
     """
 
     def __init__(self, yield_ratio: float = 1.0) -> None:
@@ -72,13 +75,14 @@ class CpuShares:
         self.chat = 0  # chat generations running
         self.chat_started = 0  # chat generations started so far
         self.background_running = 0  # background runs in progress, their pauses included
+        self.contending_running = 0  # those of them whose threads compete with decoding at equal priority
         self.shared_run_ended = -math.inf  # when the last run that overlapped a generation ended (monotonic)
         self._cond = threading.Condition()
 
     def contended(self) -> bool:
-        """Whether a background run holds the CPU now, or one that overlapped a chat generation ended within
-        the last `CONTENDED_SECONDS`."""
-        return self.background_running > 0 or time.monotonic() - self.shared_run_ended < CONTENDED_SECONDS
+        """Whether a contending background run holds the CPU now, or one that overlapped a chat generation
+        ended within the last `CONTENDED_SECONDS`."""
+        return self.contending_running > 0 or time.monotonic() - self.shared_run_ended < CONTENDED_SECONDS
 
     @contextmanager
     def foreground(self) -> Iterator[None]:
@@ -94,13 +98,16 @@ class CpuShares:
                 self._cond.notify_all()
 
     @contextmanager
-    def background(self) -> Iterator[None]:
-        """Held by a batch engine run (see the class docstring)."""
+    def background(self, contends: bool = True) -> Iterator[None]:
+        """Held by a batch engine run (see the class docstring); `contends`: its threads compete with decoding
+        at equal priority (False for threads of lowered priority: it still yields, but `contended()` ignores
+        it)."""
         pausing = self.yield_ratio > 0
         with self._cond:
             if pausing:
                 self._cond.wait_for(lambda: self.chat == 0 or self.background_running == 0)
             self.background_running += 1
+            self.contending_running += contends
             running, started_so_far = self.chat, self.chat_started
         started = time.monotonic()
         try:
@@ -111,7 +118,8 @@ class CpuShares:
                 if pausing and self.chat:  # the pause counts as the run's: no other background run meanwhile
                     self._cond.wait_for(lambda: self.chat == 0, timeout=pause)
                 self.background_running -= 1
-                if running or self.chat_started != started_so_far:  # a generation ran beside it
+                self.contending_running -= contends
+                if contends and (running or self.chat_started != started_so_far):  # a generation beside it
                     self.shared_run_ended = time.monotonic()
                 self._cond.notify_all()
 
@@ -120,13 +128,18 @@ class CpuShares:
 SHARES = CpuShares()
 
 
+def lowers_priority(niceness: int) -> bool:
+    """Whether `build_at_niceness(build, niceness)` lowers the engine's priority (Linux, niceness > 0)."""
+    return niceness > 0 and sys.platform == "linux"
+
+
 def build_at_niceness(build: Callable[[], T], niceness: int) -> T:
     """`build()` called in a new thread whose niceness is raised by `niceness` (Linux, where niceness is per
     thread; elsewhere, or at 0, `build()` as is). The native threads the built engine starts inherit it
     (CTranslate2's workers and their OpenMP team), so its runs yield the cores to chat decoding and to the
     HTTP loop when they compete, and use them fully when nothing else does. Raising niceness needs no
     privilege; it cannot be lowered again, so it is set only on threads the engine owns."""
-    if niceness <= 0 or sys.platform != "linux":
+    if not lowers_priority(niceness):
         return build()
     outcome: list[T] = []
     failure: list[BaseException] = []

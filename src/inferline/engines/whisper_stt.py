@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from inferline.engines.cpu import SHARES, build_at_niceness
+from inferline.engines.cpu import SHARES, build_at_niceness, lowers_priority
 from inferline.engines.stt import Segment, Transcript, Word
 from inferline.logs import logged_load
 
@@ -90,8 +90,11 @@ class WhisperEngine:
                     task="translate" if translate else "transcribe",
                 )
             out = []
+            niced = lowers_priority(self.niceness)  # CTranslate2's threads run at a lowered priority
             while True:
-                with SHARES.background():  # each window yields to chat decoding, like embedding batches
+                # Each window yields to chat decoding, like embedding batches; at a lowered priority it takes
+                # no core from decoding, so a generation starting beside it keeps all its threads.
+                with SHARES.background(contends=not niced):
                     segment = next(segments, None)
                 if segment is None:
                     break
