@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from inferline.engines.embeddings import WouldWait
+
 MAX_LINGER_SECONDS = 0.02
 
 
@@ -82,18 +84,41 @@ class MicroBatcher:
         try:
             self._run(batch)
         finally:
-            with self._lock:
-                if self._queue:  # hand the lead to the oldest waiting call
-                    self._queue[0].lead = True
-                    self._queue[0].done.set()
-                else:
-                    self._busy = False
+            self._hand_over()
             for member in batch:
                 if member.result is None and member.error is None:
                     member.error = RuntimeError("The embedding batch was interrupted.")
                 if member is not call:
                     member.done.set()
         return self._outcome(call)
+
+    def now(self, texts: list[Any]) -> np.ndarray:
+        """`run(texts)` in the calling thread at once, as a batch of its own; `WouldWait` when a batch is
+        running."""
+        with self._lock:
+            if self._busy:
+                raise WouldWait("an embedding batch is running")
+            self._busy = True
+        call = _Call(list(texts))
+        try:
+            self._run([call])
+        finally:
+            self._hand_over()
+        return self._outcome(call)
+
+    @property
+    def busy(self) -> bool:
+        """Whether a batch is running (calls made now would wait for it)."""
+        return self._busy
+
+    def _hand_over(self) -> None:
+        """After a batch: the oldest waiting call leads the next one, else the batcher is idle."""
+        with self._lock:
+            if self._queue:
+                self._queue[0].lead = True
+                self._queue[0].done.set()
+            else:
+                self._busy = False
 
     def _gather(self) -> None:
         """With the lock held: wait (briefly, see the module docstring) for the calls the batch expects."""

@@ -13,6 +13,9 @@ quiet 2-core machine: about 6.0 ms instead of 7.2 ms), but spinning threads take
 decoding and from the HTTP loop serving concurrent requests (8 concurrent 12-word clients lost ~20% of their
 throughput with it). Both stop spinning when a run ends (`session.force_spinning_stop`). The second session
 costs about 110 MiB of resident memory (measured: 337 -> 448 MiB for the loaded engine).
+
+`embed_now` runs a short call in the calling thread at once, or refuses (`WouldWait`) where it would wait:
+the HTTP loop uses it for a lone single-text request (`areas.embeddings.routes`).
 """
 
 from __future__ import annotations
@@ -24,9 +27,14 @@ from typing import Any
 import numpy as np
 
 from inferline.engines.cpu import SHARES
+from inferline.engines.embeddings import WouldWait
 from inferline.engines.micro_batch import MicroBatcher
 from inferline.errors import EngineUnavailable, model_not_installed
 from inferline.logs import logged_load
+
+# The most tokens `embed_now` runs at once: MiniLM takes ~11 ms for 128 tokens on the 2-core machine (25 ms
+# for its longest text, 256), so the HTTP loop, which calls it, never stalls long.
+NOW_TOKENS = 128
 
 
 class OnnxEmbeddingEngine:
@@ -118,6 +126,24 @@ class OnnxEmbeddingEngine:
         if len(texts) < self.batch_size:
             return self._batcher(encodings)
         return self._embed_encoded(encodings)
+
+    def ready_now(self) -> bool:
+        """Whether `embed_now` would run at once and alone: the model loaded, no batch running and none of
+        several calls lately (concurrent callers batch better in worker threads), no chat decoding."""
+        batcher = self._batcher
+        return self._session is not None and not batcher.busy and not batcher.crowded and SHARES.chat == 0
+
+    def embed_now(self, texts: list[str]) -> np.ndarray:
+        """`embed` in the calling thread, at once, as a batch of its own of at most `NOW_TOKENS` tokens (a
+        short run: the HTTP loop calls this); `WouldWait` when the model is not loaded yet, a batch is
+        running, a chat generation is decoding (a batch then yields to it, in a worker thread), or the texts
+        are longer."""
+        if not texts or not self.ready_now():
+            raise WouldWait("the embedding engine is not idle")
+        encodings = self._encode(texts)
+        if sum(len(e.ids) for e in encodings) > NOW_TOKENS:
+            raise WouldWait(f"more than {NOW_TOKENS} tokens")
+        return self._batcher.now(encodings)
 
     def _encode(self, texts: list[str]) -> list[Any]:
         """The texts' encodings, truncated to `max_tokens`: those `count_tokens` just made in this thread

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -25,6 +26,24 @@ class RequestOps:
         return int(sum(q for (metric, _), q in self.units.items() if metric in TOKEN_METRICS))
 
 
+class InFlight:
+    """How many HTTP requests and WebSocket sessions this process serves now (the ops middleware counts)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # the count is process-wide; tests run servers on several loops
+        self.count = 0
+
+    def add(self, delta: int) -> None:
+        with self._lock:
+            self.count += delta
+
+    @property
+    def alone(self) -> bool:
+        """Whether the request asking is the only one being served."""
+        return self.count <= 1
+
+
+IN_FLIGHT = InFlight()
 TOKEN_METRICS = frozenset({"chat_prompt_tokens", "chat_completion_tokens", "embedding_tokens"})
 CURRENT: ContextVar[RequestOps | None] = ContextVar("inferline_request_ops", default=None)
 

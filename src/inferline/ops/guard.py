@@ -54,8 +54,9 @@ async def guard(request: Request, principal: Principal) -> None:
 
     A tenant and key without such limits (known from the limits cache) are admitted on the event loop; else
     the counters are bumped in a worker thread (which refreshes the cache)."""
-    check_scope(principal, request.method, request.url.path)
-    category = CATEGORIES.get(request.url.path) if request.method == "POST" else None
+    path = request.scope["path"]  # not `request.url`, which builds a URL object (~5 µs)
+    check_scope(principal, request.method, path)
+    category = CATEGORIES.get(path) if request.method == "POST" else None
     ops: RequestOps | None = getattr(request.state, "ops", None)
     if category is None or ops is None:
         return

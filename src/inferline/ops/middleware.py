@@ -1,7 +1,7 @@
 """Pure ASGI middleware: per-request accounting. Starts a `RequestOps`, adds the `x-ratelimit-*` headers to
 the response; before the last body byte meters the request's usage (into the batched meter's tally) and counts
 its tokens against its token limits, if any (so the caller's next request sees them), and after it records the
-HTTP metrics and one log line."""
+HTTP metrics and one log line. It also counts the requests and WebSocket sessions in flight (`IN_FLIGHT`)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inferline.keys import Principal
 from inferline.ops import metrics
-from inferline.ops.context import CURRENT, RequestOps
+from inferline.ops.context import CURRENT, IN_FLIGHT, RequestOps
 
 log = logging.getLogger("inferline.requests")
 UNMATCHED = "<unmatched>"
@@ -52,7 +52,7 @@ class OpsMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
+            await self._pass(scope, receive, send)
             return
         ops = RequestOps()
         scope.setdefault("state", {})["ops"] = ops
@@ -76,13 +76,26 @@ class OpsMiddleware:
                     )
             await send(message)
 
+        IN_FLIGHT.add(1)
         try:
             await self.app(scope, receive, send_with_headers)
         finally:
+            IN_FLIGHT.add(-1)
             CURRENT.reset(token)
             if not accounted:
                 await self._account(scope, ops)
             self._finish(scope, ops, status, time.perf_counter() - start)
+
+    async def _pass(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Anything but HTTP passes through; a WebSocket session counts as in flight while it lasts."""
+        if scope["type"] != "websocket":
+            await self.app(scope, receive, send)
+            return
+        IN_FLIGHT.add(1)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            IN_FLIGHT.add(-1)
 
     async def _account(self, scope: Scope, ops: RequestOps) -> None:
         """Meter the request's units (a batched meter only tallies them, on the event loop), then in a worker

@@ -29,7 +29,7 @@ async def authenticate(request: Request) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, secret = header.partition(" ")
     token = secret.strip() if scheme.lower() == "bearer" else ""
-    if not token and request.url.path.startswith(ANTHROPIC_PATHS):
+    if not token and request.scope["path"].startswith(ANTHROPIC_PATHS):
         token = request.headers.get("x-api-key", "").strip()
     keys = request.app.state.container.keys
     principal = (keys.cached(token) if token else None) or await run_in_threadpool(keys.authenticate, token)

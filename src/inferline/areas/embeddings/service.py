@@ -19,7 +19,7 @@ import numpy as np
 
 from inferline.areas.models.service import ModelService
 from inferline.catalog import ModelEntry
-from inferline.engines.embeddings import EmbeddingEngine
+from inferline.engines.embeddings import EmbeddingEngine, ImmediateEmbedding, WouldWait
 from inferline.engines.onnx_embeddings import normalise
 from inferline.errors import NotFound, UnsupportedParameter, ValidationFailed, model_not_installed
 from inferline.ops import context as ops_context
@@ -96,9 +96,15 @@ class EmbeddingsService:
         model: str | None = None,
         dimensions: int | None = None,
         tenant_id: str | None = None,
+        *,
+        now: bool = False,
     ) -> EmbeddingResult:
-        """Embed `texts` (each within the model's token limit), optionally truncated to `dimensions`."""
+        """Embed `texts` (each within the model's token limit), optionally truncated to `dimensions`; `now`:
+        in the calling thread at once (`ImmediateEmbedding`), else `WouldWait` before any model work."""
         engine = self.resolve(model, tenant_id=tenant_id)
+        at_once = engine if now and isinstance(engine, ImmediateEmbedding) else None
+        if now and (at_once is None or not at_once.ready_now()):
+            raise WouldWait(f"{engine.model_id} cannot embed at once")
         if not texts:
             raise ValidationFailed("input: must not be empty", pointer="/input")
         if len(texts) > MAX_INPUTS:
@@ -118,7 +124,7 @@ class EmbeddingsService:
                     f"input[{i}] has {count} tokens; {engine.model_id} takes at most {engine.max_tokens}.",
                     pointer=f"/input/{i}" if len(texts) > 1 else "/input",
                 )
-        vectors = engine.embed(texts)
+        vectors = at_once.embed_now(texts) if at_once is not None else engine.embed(texts)
         if dimensions is not None and dimensions < engine.dimensions:
             vectors = normalise(vectors[:, :dimensions])
         return EmbeddingResult(engine.model_id, vectors, sum(counts))
@@ -131,10 +137,11 @@ class EmbeddingsService:
         dimensions: int | None = None,
         encoding_format: EncodingFormat = "float",
         tenant_id: str | None = None,
+        now: bool = False,
     ) -> dict[str, Any]:
-        """The OpenAI `CreateEmbeddingResponse` body."""
+        """The OpenAI `CreateEmbeddingResponse` body (`now`: see `embed`)."""
         texts = [inputs] if isinstance(inputs, str) else list(inputs)
-        result = self.embed(texts, model, dimensions, tenant_id)
+        result = self.embed(texts, model, dimensions, tenant_id, now=now)
         data = [
             {"object": "embedding", "index": i, "embedding": encode(vector, encoding_format)}
             for i, vector in enumerate(result.vectors)
