@@ -47,10 +47,10 @@ class StreamingChat:
         self.error = error
 
     async def stream(self, tenant_id: str, request: ChatCompletionRequest) -> ChatStream:
-        async def chunks() -> AsyncIterator[ChatCompletionChunk]:
+        async def bursts() -> AsyncIterator[list[dict[str, Any]]]:
             for chunk in self.chunks:
-                yield chunk
+                yield [chunk.model_dump(exclude_unset=True)]
             if self.error is not None:
                 raise self.error
 
-        return ChatStream(chunks(), Telemetry(), lambda: None)
+        return ChatStream(bursts(), Telemetry(), lambda: None)

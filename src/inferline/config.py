@@ -230,6 +230,14 @@ class Settings(BaseSettings):
     chat_threads: int = Field(
         default=0, ge=0, description="CPU threads per chat model; 0 = the physical cores the process may use."
     )
+    chat_stream_interval_ms: float = Field(
+        default=10,
+        ge=0,
+        le=1000,
+        description="A streamed chat token that comes less than this after the HTTP loop was last woken for "
+        "the stream waits for the next token, and both are sent together (fast models: fewer wake-ups of the "
+        "loop per token); the first token never waits. 0 = each at once.",
+    )
     chat_contended_threads: int = Field(
         default=1,
         ge=0,

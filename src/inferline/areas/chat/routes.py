@@ -62,8 +62,8 @@ async def _completion_events(chunks: AsyncIterator[dict]) -> AsyncIterator[str]:
 async def _events(stream: ChatStream) -> AsyncIterator[str]:
     """SSE lines; a failure midway is an `error` event, and the stream always ends with `[DONE]`."""
     try:
-        async for chunk in stream.dicts:  # the engine's chunks as they are: no model round-trip per token
-            yield sse(chunk)
+        async for burst in stream.bursts:  # the engine's chunks as they are: no model round-trip per token
+            yield "".join(sse(chunk) for chunk in burst)  # those that came together: one write
     except InferlineError as exc:
         yield sse({"error": {"message": exc.detail, "type": exc.title, "code": exc.code}})
     finally:

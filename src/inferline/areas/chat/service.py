@@ -73,21 +73,37 @@ class _Job:
 
     The thread appends to a deque and wakes the loop only when no wake-up is already pending (one
     `call_soon_threadsafe` per burst, not per chunk); the consumer takes every chunk that arrived, in order.
+    After the first token, a chunk that comes less than `interval` seconds after the last wake-up waits for
+    the next chunk, which wakes the loop for both once `interval` has passed (the end and errors wake it at
+    once): when tokens come faster than that, each wake-up delivers several
+    (`Settings.chat_stream_interval_ms`).
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, telemetry: Telemetry) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, telemetry: Telemetry, interval: float = 0.0) -> None:
         self.loop = loop
         self.items: collections.deque[tuple[str, Any]] = collections.deque()
         self.cancelled = threading.Event()
         self.telemetry = telemetry
+        self.interval = interval
         self._wake_pending = False
+        self._woken = 0.0  # time.monotonic() of the last wake-up
         self._waiter: asyncio.Future[None] | None = None
 
     def _put(self, item: tuple[str, Any]) -> None:
         self.items.append(item)
-        if not self._wake_pending:
-            self._wake_pending = True
-            self.loop.call_soon_threadsafe(self._wake)
+        if self._wake_pending:
+            return
+        now = time.monotonic()
+        if item[0] == "chunk" and now - self._woken < self.interval and self._past_first_token():
+            return  # the next chunk (or the end) wakes the loop for both
+        self._woken = now
+        self._wake_pending = True
+        self.loop.call_soon_threadsafe(self._wake)
+
+    def _past_first_token(self) -> bool:
+        """Whether a token after the first has come (the first is never held: time to first token)."""
+        first, last = self.telemetry.first_token, self.telemetry.last_token
+        return first is not None and last != first
 
     def _wake(self) -> None:
         """On the loop: let the consumer take what arrived."""
@@ -123,7 +139,11 @@ class _Job:
                 self._waiter = None
         return self.items.popleft()
 
-    async def chunks(self, disconnected: Callable[[], Awaitable[bool]] | None = None) -> AsyncIterator[dict]:
+    async def bursts(
+        self, disconnected: Callable[[], Awaitable[bool]] | None = None
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """The chunks in the groups they arrived in (all that one wake-up found): the SSE route writes each
+        group at once. `disconnected` is asked every 0.5 s; a client gone cancels the generation."""
         checked = time.monotonic()
         while True:
             if disconnected is None:
@@ -137,24 +157,39 @@ class _Job:
                         raise BadRequest("The client disconnected; generation cancelled.")
                 if kind == "idle":
                     continue
-            if kind == "chunk":
-                yield value
-            elif kind == "error":
+            burst: list[dict[str, Any]] = []
+            while kind == "chunk":
+                burst.append(value)
+                if not self.items:
+                    break
+                kind, value = self.items.popleft()
+            if burst:
+                yield burst
+            if kind == "error":
                 raise value
-            else:
+            if kind == "end":
                 return
+
+    async def chunks(self, disconnected: Callable[[], Awaitable[bool]] | None = None) -> AsyncIterator[dict]:
+        async for burst in self.bursts(disconnected):
+            for chunk in burst:
+                yield chunk
 
 
 @dataclass
 class ChatStream:
-    """A started streamed completion: `dicts` yields the OpenAI chunks as plain dicts (what the SSE route
-    sends as they are), `chunks` the same chunks typed; consume one of them. Either raises an
-    `InferlineError` if the generation fails midway; call `cancel()` when the consumer stops (it ends the
-    generation at the next token)."""
+    """A started streamed completion: `bursts` yields the OpenAI chunks as plain dicts, in the groups they
+    arrived in (what the SSE route writes as they are), `dicts` one by one, `chunks` typed; consume one of
+    them. Each raises an `InferlineError` if the generation fails midway; call `cancel()` when the consumer
+    stops (it ends the generation at the next token)."""
 
-    dicts: AsyncIterator[dict[str, Any]]
+    bursts: AsyncIterator[list[dict[str, Any]]]
     telemetry: Telemetry  # complete up to the first token when the stream is returned
     cancel: Callable[[], None]
+
+    @property
+    def dicts(self) -> AsyncIterator[dict[str, Any]]:
+        return (chunk async for burst in self.bursts for chunk in burst)
 
     @property
     def chunks(self) -> AsyncIterator[ChatCompletionChunk]:
@@ -164,10 +199,17 @@ class ChatStream:
 class ChatService:
     """Serves chat completions on the pool's engines; `search` serves the `retrieval` tool."""
 
-    def __init__(self, pool: EnginePool, search: DocumentSearch, db: Database | None = None) -> None:
+    def __init__(
+        self,
+        pool: EnginePool,
+        search: DocumentSearch,
+        db: Database | None = None,
+        stream_interval: float = 0.0,
+    ) -> None:
         self.pool = pool
         self.search = search
         self.db = db  # meters the tokens of generations run outside a request (background jobs)
+        self.stream_interval = stream_interval  # seconds (see `_Job`)
 
     def in_flight(self) -> int:
         """Chat requests admitted and not finished (running or queued), over all models."""
@@ -248,26 +290,26 @@ class ChatService:
         The usage-only last chunk is left out when `stream_options.include_usage` is false.
         """
         the_plan, _, job = self._start(tenant_id, request)
-        chunks = job.chunks()
+        bursts = job.bursts()
         head: list[dict[str, Any]] = []
         try:
-            async for chunk in chunks:
-                head.append(chunk)
-                if any(_started(c) for c in chunk["choices"]):
-                    break
-                if chunk.get("usage"):
+            async for burst in bursts:
+                head += burst
+                if any(any(_started(c) for c in chunk["choices"]) or chunk.get("usage") for chunk in burst):
                     break
         except BaseException:
             job.cancel()
             raise
 
-        async def rest() -> AsyncIterator[dict[str, Any]]:
-            for chunk in head:
-                if the_plan.include_usage or chunk.get("choices"):
-                    yield chunk
-            async for chunk in chunks:
-                if the_plan.include_usage or chunk.get("choices"):
-                    yield chunk
+        def kept(burst: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return [chunk for chunk in burst if the_plan.include_usage or chunk.get("choices")]
+
+        async def rest() -> AsyncIterator[list[dict[str, Any]]]:
+            if first := kept(head):
+                yield first
+            async for burst in bursts:
+                if some := kept(burst):
+                    yield some
 
         return ChatStream(rest(), job.telemetry, job.cancel)
 
@@ -282,7 +324,7 @@ class ChatService:
             )
         gate = self.pool.gate(target)
         gate.admit()
-        job = _Job(asyncio.get_running_loop(), Telemetry())
+        job = _Job(asyncio.get_running_loop(), Telemetry(), self.stream_interval)
 
         def run() -> None:
             error: BaseException | None = None

@@ -31,4 +31,4 @@ def build_chat(
         remote=models.remote("chat"),  # INFERLINE_REMOTE_CHAT_MODELS and the models file
         tenant_models=tenant_models,
     )
-    return ChatService(pool, search, db)
+    return ChatService(pool, search, db, stream_interval=settings.chat_stream_interval_ms / 1000)
