@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -25,19 +24,9 @@ from inferline.engines.onnx_embeddings import NOW_TOKENS, OnnxEmbeddingEngine
 from inferline.ops.context import IN_FLIGHT
 from inferline.ops.middleware import OpsMiddleware
 from tests.conftest import MODELS_DIR, LiveServer
+from tests.test_embeddings_batching import _vectors, _wait_for
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
-
-
-def _vectors(texts: list[str]) -> np.ndarray:
-    return np.array([[len(t), ord(t[0])] for t in texts], dtype=np.float32)
-
-
-def _wait_for(condition, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + 30
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.001)
 
 
 def test_now_runs_in_the_calling_thread_unless_a_batch_is_running() -> None:
