@@ -23,9 +23,11 @@ async def create_embeddings(
 ) -> JSONResponse:
     """One short text (up to `engines.onnx_embeddings.NOW_TOKENS` tokens, ~11 ms of model at most) is
     embedded right here on the event loop while no other request is in flight and the model is idle: handing
-    it to a worker thread and back is the largest cost around the model (2-core machine, single 60-word
-    text: ~0.15 ms of a 6.5 ms request). Anything else runs in a worker thread, so the loop keeps serving the
-    other requests meanwhile, and concurrent texts share model runs (`engines.micro_batch`).
+    it to a worker thread and back is among the largest costs around the model (2-core machine, single
+    60-word text: ~0.15 ms of a 6.5 ms request). Anything else runs in a worker thread, so the loop keeps
+    serving the other requests meanwhile, and concurrent texts share model runs (`engines.micro_batch`). A
+    single text is known to be over that limit only once it is tokenized, here; the worker thread then
+    tokenizes it again (~0.1 to 0.2 ms of a 12 to 25 ms request).
 
     Requests sent together with this one may not have started yet (they would not count as in flight): two
     turns of the loop let them start first. Without them, 8 concurrent clients were served one text per run,
