@@ -8,11 +8,12 @@ server-sent events; errors carry Anthropic's `{"type": "error", "error": {…}}`
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 
 from inferline.areas.anthropic.protocol import MessagesRequest
 from inferline.areas.anthropic.service import MessagesService
 from inferline.web.deps import ContainerDep, TenantDep
+from inferline.web.streaming import EagerStreamingResponse
 
 router = APIRouter(tags=["anthropic"])
 
@@ -25,6 +26,6 @@ async def create_message(
     if body.stream:
         started = await service.stream(principal.tenant_id, body)
         headers = {**started.telemetry.headers(), "cache-control": "no-cache"}
-        return StreamingResponse(started.events, media_type="text/event-stream", headers=headers)
+        return EagerStreamingResponse(started.events, media_type="text/event-stream", headers=headers)
     result, telemetry = await service.create(principal.tenant_id, body, request.is_disconnected)
     return JSONResponse(result, headers=telemetry.headers())

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 
 from inferline.areas.chat import completions
 from inferline.areas.chat.completions_protocol import CompletionRequest
@@ -18,6 +18,7 @@ from inferline.areas.chat.protocol import ChatCompletionRequest
 from inferline.areas.chat.service import ChatStream
 from inferline.errors import InferlineError
 from inferline.web.deps import ContainerDep, TenantDep
+from inferline.web.streaming import EagerStreamingResponse
 
 router = APIRouter(tags=["chat"])
 
@@ -30,7 +31,7 @@ async def create_chat_completion(
     if body.stream:
         started = await container.chat.stream(principal.tenant_id, body)
         headers = {**started.telemetry.headers(), "cache-control": "no-cache"}
-        return StreamingResponse(_events(started), media_type="text/event-stream", headers=headers)
+        return EagerStreamingResponse(_events(started), media_type="text/event-stream", headers=headers)
     result, telemetry = await container.chat.complete(principal.tenant_id, body, request.is_disconnected)
     return JSONResponse(result.model_dump(exclude_unset=True), headers=telemetry.headers())
 
@@ -42,7 +43,7 @@ async def create_completion(
     """OpenAI's legacy text completions (a raw prompt, no chat template) on local models."""
     chunks = await completions.start(container.chat.pool, principal.tenant_id, body)
     if body.stream:
-        return StreamingResponse(
+        return EagerStreamingResponse(
             _completion_events(chunks), media_type="text/event-stream", headers={"cache-control": "no-cache"}
         )
     return JSONResponse(await completions.collect(chunks, request.is_disconnected))

@@ -6,7 +6,7 @@ import base64
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 
 from inferline.areas.audio.speech.protocol import (
     AudioIdResponse,
@@ -19,13 +19,14 @@ from inferline.areas.audio.speech.protocol import (
 )
 from inferline.areas.audio.speech.service import SpeechStream
 from inferline.web.deps import ContainerDep, TenantDep
+from inferline.web.streaming import EagerStreamingResponse
 
 router = APIRouter(tags=["text-to-speech"])
 
 
 def _audio(stream: SpeechStream) -> Response:
     """Raw audio, streamed (chunked) as it is synthesised."""
-    return StreamingResponse(
+    return EagerStreamingResponse(
         stream.chunks, media_type=stream.content_type, headers={"x-inferline-voice": stream.voice_id}
     )
 
@@ -46,7 +47,7 @@ def generate_speech(
 def get_speech(audio_id: str, container: ContainerDep, principal: TenantDep) -> Response:
     """Speech made with `output_type: audio_id`: streamed while it is synthesised, then until it expires."""
     stored = container.stored_speech.open(principal.tenant_id, audio_id)
-    return StreamingResponse(
+    return EagerStreamingResponse(
         stored.chunks, media_type=stored.content_type, headers={"x-inferline-voice": stored.voice_id}
     )
 
