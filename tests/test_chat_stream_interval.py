@@ -24,6 +24,12 @@ def _chunk(content: str) -> dict[str, Any]:
     return {"choices": [{"index": 0, "delta": {"content": content}}]}
 
 
+def _parked(job: _Job) -> bool:
+    """Whether the consumer waits for a wake-up that nothing has sent."""
+    waiter = job._waiter
+    return waiter is not None and not waiter.done() and not job._wake_pending
+
+
 def _bursts(interval: float) -> list[list[str]]:
     """What the loop receives from a generation that sends the role, a first token, then (once the loop has
     the first token) two tokens and its end, 0.1 s apart: the contents of each burst."""
@@ -38,6 +44,13 @@ def _bursts(interval: float) -> list[list[str]]:
             job.telemetry.token()
             job.emit(_chunk("one"))
             first_taken.wait(10)
+            # and until the consumer waits for a wake-up again, none on its way: the first token's wake-up may
+            # still be queued (the consumer can take that token without it), and a token sent before it ran
+            # or before the consumer looked again would be taken with no wake-up of its own, as loaded
+            # machines made this test see.
+            deadline = time.monotonic() + 10
+            while not _parked(job) and time.monotonic() < deadline:
+                time.sleep(0.001)
             for word in ("two", "three"):
                 job.telemetry.token()
                 job.emit(_chunk(word))
