@@ -3,8 +3,10 @@ keeps the embeddings or the transcription engine busy, next to xllamacpp in-proc
 
 The load is one client in its own process sending requests back to back to the same server (single 60-word
 embeddings, or a 10 s mp3 transcription). The baseline is xllamacpp at the thread count that decodes fastest
-under that load (swept under it, since the best count can change when other work holds a core); API and
-baseline rounds alternate so the load hits both alike. Through the API the engines share the CPU by the
+under that load (swept under it, since the best count can change when other work holds a core). API and
+baseline rounds alternate, and so does which of them goes first, so the load hits both alike; each round
+starts `SETTLE` seconds after the one before, as in `bench_chat` (the other side's OpenMP threads spin for
+a moment after its last token). Through the API the engines share the CPU by the
 `CpuShares` policy (engines/cpu.py); beside the baseline the load runs as the server runs it, without that
 policy's pauses (the baseline holds no `SHARES.foreground()`) but with Whisper's threads at their lowered
 niceness (`INFERLINE_TRANSCRIPTION_NICENESS`), which helps the baseline's decode as much as ours.
@@ -20,18 +22,19 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
 
-from bench.bench_chat import _api_round, _direct_round, _direct_server, thread_counts
+from bench.bench_chat import SETTLE, Round, _api_round, _direct_round, _direct_server, thread_counts
 from bench.common import BENCH_KEY, RawHttp, Row, live_server, pick
 from inferline import catalog
 from inferline.areas.audio import codec as audio_codec
 from inferline.engines.cpu import physical_cores
 
 MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
-ROUNDS = pick(6, 1)
+ROUNDS = pick(8, 1)
 SWEEP_ROUNDS = pick(3, 1)
 # Prompt tokens an API round may read from the cache beyond the baseline's: slots holding other prompts
 # can share a token or two more of "Story <n>" with the next one.
@@ -64,6 +67,15 @@ def load(url: str, kind: str, *args: str) -> Iterator[None]:
     finally:
         proc.kill()
         proc.wait()
+
+
+def _pair(raw: RawHttp, direct: Any, n: int, api_first: bool) -> tuple[Round, Round]:
+    """An API round and a baseline round on prompt `n`, in the order given, each `SETTLE` after the last."""
+    done: dict[str, Round] = {}
+    for side in ("api", "direct") if api_first else ("direct", "api"):
+        time.sleep(SETTLE)
+        done[side] = _api_round(raw, MODEL, n) if side == "api" else _direct_round(direct, n)
+    return done["api"], done["direct"]
 
 
 def run() -> list[Row]:
@@ -111,10 +123,7 @@ def run() -> list[Row]:
                         server = None
                     direct = _direct_server(gguf, engine.parallel, engine.context, best[1])
                     _direct_round(direct, -1)
-                    pairs = [
-                        (_api_round(raw, MODEL, first + i), _direct_round(direct, first + i))
-                        for i in range(ROUNDS)
-                    ]
+                    pairs = [_pair(raw, direct, first + i, api_first=i % 2 == 0) for i in range(ROUNDS)]
                     direct = None
                 reused = [(p[0][3], p[1][3]) for p in pairs]
                 assert all(api <= direct + REUSE_SLACK for api, direct in reused), (
