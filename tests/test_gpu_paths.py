@@ -9,12 +9,17 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from inferline.engines import lora_trainer
+from inferline.engines.cpu import SHARES
+from inferline.engines.onnx_embeddings import OnnxEmbeddingEngine
 from inferline.engines.training import TrainingConfig
 from inferline.engines.whisper_stt import WhisperEngine
+from inferline.errors import EngineUnavailable
 from tests.conftest import MODELS_DIR, free_port
 from tests.procs import base_env
 from tests.test_fine_tuning_adapter import BASE_GGUF
@@ -31,6 +36,43 @@ def test_whisper_computes_in_float16_on_cuda_and_int8_on_the_cpu(tmp_path: Path)
     assert WhisperEngine("w", tmp_path, device="cuda").compute_type == "float16"  # fastest there (H100)
     assert WhisperEngine("w", tmp_path).compute_type == "int8"
     assert WhisperEngine("w", tmp_path, device="cuda", compute_type="int8").compute_type == "int8"
+
+
+def test_embeddings_on_cuda_are_refused_where_onnxruntime_would_run_them_on_the_cpu() -> None:
+    """onnxruntime only warns and falls back to the CPU when its CUDA provider is absent or cannot load."""
+    ort = pytest.importorskip("onnxruntime")
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has the CUDA provider")
+    folder = MODELS_DIR / "sentence-transformers--all-MiniLM-L6-v2"
+    engine = OnnxEmbeddingEngine("sentence-transformers/all-MiniLM-L6-v2", folder, device="cuda")
+    refused = r"device=cuda, but onnxruntime .* runs it on CPUExecutionProvider"
+    with pytest.raises(EngineUnavailable, match=refused):
+        engine.embed(["a call about an invoice"])
+    assert engine._session is None  # nothing half-loaded: the next call is refused the same way
+    with pytest.raises(EngineUnavailable, match="device=cuda"):
+        engine.embed(["a call about an invoice"])
+    assert OnnxEmbeddingEngine("m", folder).embed(["a call about an invoice"]).shape == (1, 384)
+
+
+def test_embedding_batches_are_larger_on_a_gpu() -> None:
+    assert OnnxEmbeddingEngine("m", MODELS_DIR, device="cuda").batch_size == 256  # fastest there (H200)
+    assert OnnxEmbeddingEngine("m", MODELS_DIR).batch_size == 32
+    assert OnnxEmbeddingEngine("m", MODELS_DIR, device="cuda", batch_size=64).batch_size == 64
+
+
+@pytest.mark.parametrize(("device", "shares"), [("cpu", 1), ("cuda", 0)])
+def test_embedding_batches_take_a_cpu_share_on_the_cpu_only(device: str, shares: int) -> None:
+    """A CPU batch yields to chat decoding (engines/cpu.py); a GPU batch takes no core, so it never waits."""
+    engine = OnnxEmbeddingEngine("m", MODELS_DIR, device=device, batch_size=32)
+    seen: list[int] = []
+
+    def run(encodings: list[object]) -> np.ndarray:
+        seen.append(SHARES.background_running)
+        return np.ones((len(encodings), 384), dtype=np.float32)
+
+    engine._run = run  # type: ignore[method-assign]
+    engine._embed_encoded([SimpleNamespace(ids=[1, 2, 3])] * 40)  # two batches of at most 32
+    assert seen == [shares, shares]
 
 
 def test_an_unknown_training_device_is_refused() -> None:

@@ -21,6 +21,7 @@ the HTTP loop uses it for a lone single-text request (`areas.embeddings.routes`)
 from __future__ import annotations
 
 import threading
+from contextlib import nullcontext, suppress
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,9 @@ from inferline.logs import logged_load
 # The most tokens `embed_now` runs at once: MiniLM takes ~11 ms for 128 tokens on the 2-core machine (25 ms
 # for its longest text, 256), so the HTTP loop, which calls it, never stalls long.
 NOW_TOKENS = 128
+# Texts per run by device: 256 on a GPU embeds 1.4-1.5x as many texts per second as 32 there (MiniLM, H200,
+# docs/DEVELOPING.md "GPU paths"); on the CPU larger batches only add padding (32: 387, 256: 351 texts/s).
+BATCH_SIZES = {"cpu": 32, "cuda": 256}
 
 
 class OnnxEmbeddingEngine:
@@ -47,7 +51,7 @@ class OnnxEmbeddingEngine:
         *,
         dimensions: int = 384,
         max_tokens: int = 256,
-        batch_size: int = 32,
+        batch_size: int | None = None,
         threads: int = 0,
         pooling: str = "mean",
         device: str = "cpu",
@@ -58,7 +62,7 @@ class OnnxEmbeddingEngine:
         self.model_dir = model_dir
         self.dimensions = dimensions
         self.max_tokens = max_tokens
-        self.batch_size = batch_size
+        self.batch_size = batch_size or BATCH_SIZES[device]
         self.threads = threads
         self._lock = threading.Lock()
         self._session: Any = None
@@ -67,7 +71,7 @@ class OnnxEmbeddingEngine:
         self._counter: Any = None
         self._input_names: set[str] = set()
         self._memo = threading.local()  # `pending`: text -> encoding from this thread's last `count_tokens`
-        self._batcher = MicroBatcher(self._embed_encoded, max_texts=batch_size)
+        self._batcher = MicroBatcher(self._embed_encoded, max_texts=self.batch_size)
 
     @logged_load("embeddings", "_session")
     def _load(self) -> None:
@@ -91,7 +95,17 @@ class OnnxEmbeddingEngine:
             providers = ["CPUExecutionProvider"]
             if self.device == "cuda":
                 providers.insert(0, "CUDAExecutionProvider")
+                preload_cuda_libraries(ort)
             session = self._new_session(ort, model, providers, spinning=False)
+            if self.device == "cuda" and session.get_providers()[0] != "CUDAExecutionProvider":
+                # onnxruntime only warns and runs on the CPU where its CUDA provider is missing or cannot
+                # load CUDA's libraries (cuDNN, cuBLAS): `device: cuda` is refused instead, with the reason.
+                raise EngineUnavailable(
+                    f"embeddings model {self.model_id}: device=cuda, but onnxruntime "
+                    f"{ort.__version__} runs it on {', '.join(session.get_providers())} "
+                    f"(available: {', '.join(ort.get_available_providers())}; the CUDA provider needs "
+                    "onnxruntime-gpu and CUDA's cuDNN and cuBLAS libraries)"
+                )
             spinning = (
                 self._new_session(ort, model, providers, spinning=True) if self.device == "cpu" else session
             )
@@ -160,7 +174,8 @@ class OnnxEmbeddingEngine:
         out = np.empty((len(encodings), self.dimensions), dtype=np.float32)
         for start in range(0, len(order), self.batch_size):
             members = order[start : start + self.batch_size]
-            with SHARES.background():  # yields to chat decoding (engines/cpu.py)
+            # A CPU run yields to chat decoding (engines/cpu.py); a GPU run takes no core to yield.
+            with SHARES.background() if self.device == "cpu" else nullcontext():
                 out[members] = self._run([encodings[i] for i in members])
         return out
 
@@ -183,6 +198,17 @@ class OnnxEmbeddingEngine:
         weights = mask[:, :, None].astype(np.float32)
         pooled = (states * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
         return normalise(pooled.astype(np.float32))
+
+
+def preload_cuda_libraries(ort: Any) -> None:
+    """Loads CUDA's and cuDNN's libraries from the NVIDIA wheels beside onnxruntime-gpu (`pip install
+    'onnxruntime-gpu[cuda,cudnn]'`, or torch's CUDA build of the same major version), else from the system's
+    library path; its CUDA provider opens them by name, so without this they must be on `LD_LIBRARY_PATH`.
+    What is still missing shows when the session starts (`_load` refuses it)."""
+    preload = getattr(ort, "preload_dlls", None)  # onnxruntime >= 1.21
+    if preload is not None:
+        with suppress(Exception):  # what failed shows in the session's providers
+            preload()
 
 
 def normalise(vectors: np.ndarray) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -93,8 +94,9 @@ class WhisperEngine:
             niced = lowers_priority(self.niceness)  # CTranslate2's threads run at a lowered priority
             while True:
                 # Each window yields to chat decoding, like embedding batches; at a lowered priority it takes
-                # no core from decoding, so a generation starting beside it keeps all its threads.
-                with SHARES.background(contends=not niced):
+                # no core from decoding, so a generation starting beside it keeps all its threads. On a GPU
+                # the windows take no core to yield.
+                with SHARES.background(contends=not niced) if self.device == "cpu" else nullcontext():
                     segment = next(segments, None)
                 if segment is None:
                     break
