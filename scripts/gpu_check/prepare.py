@@ -1,25 +1,31 @@
 """Packs what the GPU check needs into `.gpu/` (git-ignored), in parts that each travel with one device call.
 
-The device machine reaches no network and takes at most 64 MiB per call, working tree included, so:
+The device machine reaches no network and takes at most 64 MiB per call, working tree included. Two sets,
+each checked as soon as all its parts are there:
 
-- the Python 3.12 wheels missing there (CTranslate2, faster-whisper and the PyAV it imports, gguf) and 60 s of
-  Piper speech (16 kHz float32, `speech.npy`), packed whole into the first parts;
-- a tar of the test profile's Whisper tiny.en and SmolLM2-135M, split over the parts after them.
+- `embeddings` (parts `.gpu/e1`...): onnxruntime-gpu (its wheel unpacked, without the TensorRT provider) and
+  the MiniLM model, one xz tar split over the parts;
+- `speech` (parts `.gpu/c1`...): the Python 3.12 wheels missing there (CTranslate2, faster-whisper and the
+  PyAV it imports, gguf) and 60 s of Piper speech (16 kHz float32, `speech.npy`), packed whole into the first
+  parts; then a tar of the test profile's Whisper tiny.en and SmolLM2-135M, split over the parts after them.
 
-Each part `.gpu/cK` holds a marker `part-K`, and the first one `parts` (how many there are).
+Each part holds a marker `part-<letter>K`, and the set's first one `parts-<letter>` (how many there are).
 
-Run here with the project's venv: `.venv/bin/python scripts/gpu_check/prepare.py`; then one device call per
-part, each carrying `.gpu/cK` and running `scripts/gpu_check/run.sh` (its header says how).
+Run here with the project's venv: `.venv/bin/python scripts/gpu_check/prepare.py [embeddings] [speech]`
+(both by default); then one device call per part, each carrying its part and running
+`scripts/gpu_check/run.sh` (its header says how).
 """
 
 from __future__ import annotations
 
 import io
+import lzma
 import os
 import shutil
 import subprocess
 import sys
 import tarfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +41,8 @@ PLATFORMS = (
     "manylinux_2_28_x86_64",
 )
 MODELS = ("openai--whisper-tiny.en", "HuggingFaceTB--SmolLM2-135M-Instruct")
+ONNXRUNTIME_GPU = "onnxruntime-gpu==1.31.1"  # built for CUDA 13 and cuDNN 9, as the image's torch
+EMBEDDINGS_MODEL = "sentence-transformers--all-MiniLM-L6-v2"
 SENTENCES = (
     "Thank you for calling, how can I help you today?",
     "I would like to book a table for dinner on Friday evening.",
@@ -49,11 +57,11 @@ def models_dir() -> Path:
     return Path(os.environ.get("INFERLINE_MODELS_DIR", ROOT / "data" / "models"))
 
 
-def wheels(into: Path) -> None:
+def wheels(into: Path, *names: str) -> None:
     platforms = [arg for p in PLATFORMS for arg in ("--platform", p)]
     subprocess.run(
         [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-         "--python-version", "3.12", "--implementation", "cp", *platforms, "-d", str(into), *WHEELS],
+         "--python-version", "3.12", "--implementation", "cp", *platforms, "-d", str(into), *names],
         check=True,
     )  # fmt: skip
 
@@ -90,11 +98,47 @@ def models_tar() -> bytes:
     return buffer.getvalue()
 
 
-def main() -> None:
-    shutil.rmtree(OUT, ignore_errors=True)
+def split(data: bytes, name: str, letter: str, first: int) -> int:
+    """`data` in parts `.gpu/<letter>K` from K = `first`, as `<name>.KK`; returns how many."""
+    chunks = [data[i : i + PART_BYTES] for i in range(0, len(data), PART_BYTES)]
+    for n, chunk in enumerate(chunks, start=first):
+        (OUT / f"{letter}{n}").mkdir(exist_ok=True)
+        (OUT / f"{letter}{n}" / f"{name}.{n:02d}").write_bytes(chunk)
+    return len(chunks)
+
+
+def mark(letter: str, total: int) -> None:
+    for n in range(1, total + 1):
+        (OUT / f"{letter}{n}" / f"part-{letter}{n}").touch()
+    (OUT / f"{letter}1" / f"parts-{letter}").write_text(f"{total}\n")
+
+
+def embeddings_set() -> None:
+    """onnxruntime-gpu, unpacked into `ort-site/`, and the MiniLM model under `models/`: one xz tar."""
+    loose = OUT / "loose-e"
+    loose.mkdir(parents=True)
+    wheels(loose, ONNXRUNTIME_GPU)
+    buffer = io.BytesIO()
+    with lzma.open(buffer, "wb", preset=9) as xz, tarfile.open(fileobj=xz, mode="w") as tar:
+        (wheel,) = loose.glob("*.whl")
+        with zipfile.ZipFile(wheel) as archive:
+            for member in archive.infolist():
+                if member.is_dir() or "providers_tensorrt" in member.filename:
+                    continue  # TensorRT is not used
+                info = tarfile.TarInfo(f"ort-site/{member.filename}")
+                info.size, info.mode = member.file_size, 0o755 if member.filename.endswith(".so") else 0o644
+                tar.addfile(info, archive.open(member))
+        folder = models_dir() / EMBEDDINGS_MODEL
+        for name in ("model.onnx", "tokenizer.json"):
+            tar.add(folder / name, arcname=f"models/{EMBEDDINGS_MODEL}/{name}")
+    shutil.rmtree(loose)
+    mark("e", split(buffer.getvalue(), "embeddings.tar.xz", "e", 1))
+
+
+def speech_set() -> None:
     loose = OUT / "loose"
     loose.mkdir(parents=True)
-    wheels(loose)
+    wheels(loose, *WHEELS)
     speech(loose)
     parts: list[list[Path]] = []
     for path in sorted(loose.iterdir(), key=lambda p: -p.stat().st_size):  # whole files, first fit
@@ -104,21 +148,25 @@ def main() -> None:
             parts.append([path])
         else:
             fit.append(path)
-    data = models_tar()
-    chunks = [data[i : i + PART_BYTES] for i in range(0, len(data), PART_BYTES)]
-    total = len(parts) + len(chunks)
     for n, files in enumerate(parts, start=1):
         folder = OUT / f"c{n}"
         folder.mkdir()
         for path in files:
             path.rename(folder / path.name)
-    for n, chunk in enumerate(chunks, start=len(parts) + 1):
-        (OUT / f"c{n}").mkdir()
-        (OUT / f"c{n}" / f"models.tar.{n:02d}").write_bytes(chunk)
-    for n in range(1, total + 1):
-        (OUT / f"c{n}" / f"part-{n}").touch()
-    (OUT / "c1" / "parts").write_text(f"{total}\n")
+    mark("c", len(parts) + split(models_tar(), "models.tar", "c", len(parts) + 1))
     loose.rmdir()
+
+
+def main() -> None:
+    sets = sys.argv[1:] or ["embeddings", "speech"]
+    if unknown := set(sets) - {"embeddings", "speech"}:
+        sys.exit(f"unknown sets: {', '.join(sorted(unknown))} (embeddings, speech)")
+    shutil.rmtree(OUT, ignore_errors=True)
+    OUT.mkdir()
+    if "embeddings" in sets:
+        embeddings_set()
+    if "speech" in sets:
+        speech_set()
     for folder in sorted(OUT.iterdir()):
         size = sum(f.stat().st_size for f in folder.iterdir())
         print(f"{folder.relative_to(ROOT)}: {size / 2**20:.1f} MiB")
