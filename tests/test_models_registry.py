@@ -473,6 +473,12 @@ def test_hub_single_file_private_repo_and_unreachable_hub(setup: Setup, hub: Fak
             "models:\n  - id: acme/smol-chat\n    gpu_layers: 20\n",
             "gpu_layers=20 cannot be honoured",
         ),
+        (
+            "gpu-embeddings.yaml",
+            "models:\n  - id: acme/minilm\n    device: cuda\n",
+            "device=cuda cannot be honoured: onnxruntime has no CUDAExecutionProvider (replace it with "
+            "'onnxruntime-gpu[cuda,cudnn]')",
+        ),
     ],
 )
 def test_models_file_refuses_what_cannot_be_honoured(
@@ -480,6 +486,8 @@ def test_models_file_refuses_what_cannot_be_honoured(
 ) -> None:
     if name == "gpu.yaml" and gpu_problem("chat") is None:
         pytest.skip("this llama.cpp build offloads to a GPU: gpu_layers is honoured here")
+    if name == "gpu-embeddings.yaml" and gpu_problem("embeddings") is None:
+        pytest.skip("this onnxruntime has the CUDA provider: device=cuda is honoured here")
     path = tmp_path / name
     path.write_text(text)
     error = one_line_error(

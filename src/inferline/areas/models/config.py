@@ -227,7 +227,7 @@ def gpu_problem(kind: ModelKind) -> str | None:
 
             if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
                 return None
-            return "onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu)"
+            return "onnxruntime has no CUDAExecutionProvider (replace it with 'onnxruntime-gpu[cuda,cudnn]')"
     except ImportError as exc:
         return f"the engine is not installed ({exc})"
     return f"{kind} models run on the CPU only"
