@@ -10,6 +10,7 @@ bucket embedding ingestion (`embed_bucket`); a worker killed with SIGKILL mid-jo
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 import time
@@ -254,5 +255,37 @@ def test_worker_stops_cleanly_on_sigterm(
         worker = procs.worker("lonely", base_env(tmp_path_factory.mktemp("lonely"), databases.new("sigterm")))
         worker.popen.terminate()
         assert worker.popen.wait(30) == 0, worker.output()
+    finally:
+        procs.stop_all()
+
+
+# Loaded by the worker's Python at start-up (`sitecustomize`): it pauses right after the worker reports its
+# job kinds, the moment an orchestrator or a test may send SIGTERM.
+PAUSE_AFTER_REPORT = """
+import builtins, sys, time
+_print = builtins.print
+def print(*args, **kwargs):
+    _print(*args, **kwargs)
+    if args and "running job kinds" in str(args[0]):
+        sys.stdout.flush()
+        time.sleep(5)
+builtins.print = print
+"""
+
+
+def test_a_sigterm_right_after_the_worker_reports_stops_it_cleanly(
+    tmp_path_factory: pytest.TempPathFactory, databases: DatabaseFactory
+) -> None:
+    """Its SIGTERM handler is in place before it says it runs (the report came first once: killed, -15)."""
+    site = tmp_path_factory.mktemp("site")
+    (site / "sitecustomize.py").write_text(PAUSE_AFTER_REPORT)
+    env = base_env(tmp_path_factory.mktemp("prompt"), databases.new("sigterm_prompt"))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH", "")]))
+    procs = Processes(tmp_path_factory.mktemp("sigterm-prompt-logs"))
+    try:
+        worker = procs.worker("prompt", env)
+        worker.popen.terminate()
+        assert worker.popen.wait(30) == 0, worker.output()
+        assert "Traceback" not in worker.output()
     finally:
         procs.stop_all()

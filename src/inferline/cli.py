@@ -100,13 +100,14 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     if code := preflight(settings):
         return code
     container = build_container(settings)
-    worker = container.start_worker()
-    kinds = container.job_registry.kinds + container.training_registry.kinds
-    print(f"worker {worker.worker_id} running job kinds: {', '.join(kinds) or 'none'}")
     # SIGTERM (orchestrators, systemd) stops like Ctrl-C: running jobs get the stop timeout to finish; a job
-    # still running after it is re-run by another worker once its lease expires.
+    # still running after it is re-run by another worker once its lease expires. In place before the worker
+    # starts and reports itself, so a SIGTERM sent on that report stops it cleanly too.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
+        worker = container.start_worker()
+        kinds = container.job_registry.kinds + container.training_registry.kinds
+        print(f"worker {worker.worker_id} running job kinds: {', '.join(kinds) or 'none'}")
         worker.run_forever()
     except KeyboardInterrupt:
         pass
