@@ -7,7 +7,8 @@
   (`common.RawHttp`), so the figure is the server's and not httpx's (which runs in this process, beside the
   server); the same latency through httpx is shown beside it;
 * 8 concurrent single-text clients vs one client in sequence, through the API (texts/s), with the mean number
-  of requests each model run served (the micro-batcher, `engines.micro_batch`; ideal: 8) and, as the ceiling
+  of requests each model run served, the latency of the first request after the 8 clients stop (no cliff: as a
+  request in the steady sequence) (the micro-batcher, `engines.micro_batch`; ideal: 8) and, as the ceiling
   batching can reach, the direct model's 8 texts in one batch vs 8 single calls;
 * similarity search is measured by `bench_search.py`.
 """
@@ -91,34 +92,46 @@ def _paired_ms(api: Callable[[], object], direct: Callable[[], object]) -> tuple
     return statistics.median(timings[0]), statistics.median(timings[1])
 
 
-def _single_text_rates(url: str, texts: list[str], batcher: Any) -> tuple[float, float, float]:
-    """Texts/s of single-text requests: one client in sequence and `CLIENTS` clients at once, in alternating
-    rounds (medians), so load from other processes hits both alike; and the requests each model run served
-    while the `CLIENTS` clients ran."""
+def _single_text_rates(url: str, texts: list[str], batcher: Any) -> dict[str, float]:
+    """Single-text requests: texts/s of one client in sequence (`sequential`, in its steady state: timed from
+    its third request on) and of `CLIENTS` clients at once (`concurrent`), in alternating rounds (medians), so
+    load from other processes hits both alike; the requests each model run served while the `CLIENTS`
+    clients ran (`served`); and the milliseconds of the first request after they stopped (`after_burst`),
+    beside those of a request in the steady sequence (`alone`)."""
     import asyncio
 
-    async def drive() -> tuple[float, float, float]:
+    async def drive() -> dict[str, float]:
         headers = {"Authorization": f"Bearer {BENCH_KEY}"}
         async with httpx.AsyncClient(base_url=url, headers=headers, timeout=300) as http:
 
-            async def client(k: int, n: int) -> None:
+            async def client(k: int, n: int) -> list[float]:
+                took = []
                 for j in range(n):
                     body = {"model": MINILM, "input": texts[(k * n + j) % len(texts)]}
+                    started = time.perf_counter()
                     (await http.post("/ai/openai/embeddings", json=body)).raise_for_status()
+                    took.append(time.perf_counter() - started)
+                return took
 
             await asyncio.gather(*(client(k, 2) for k in range(CLIENTS)))  # warm: connections, threads
-            sequential, concurrent, runs, calls = [], [], 0, 0
+            out: dict[str, list[float]] = {"sequential": [], "concurrent": [], "after_burst": [], "alone": []}
+            runs, calls = 0, 0
             per_client = pick(8, 2)
             for _ in range(pick(4, 1)):
-                started = time.perf_counter()
-                await client(0, per_client)
-                sequential.append(per_client / (time.perf_counter() - started))
+                out["after_burst"] += await client(1, 1)
+                await client(2, 1)
+                took = await client(0, per_client)
+                out["sequential"].append(per_client / sum(took))
+                out["alone"] += took
                 before = (batcher.runs, batcher.calls)
                 started = time.perf_counter()
                 await asyncio.gather(*(client(k, per_client) for k in range(CLIENTS)))
-                concurrent.append(CLIENTS * per_client / (time.perf_counter() - started))
+                out["concurrent"].append(CLIENTS * per_client / (time.perf_counter() - started))
                 runs, calls = runs + batcher.runs - before[0], calls + batcher.calls - before[1]
-            return statistics.median(sequential), statistics.median(concurrent), calls / max(runs, 1)
+            result = {key: statistics.median(values) for key, values in out.items()}
+            result["after_burst"] *= 1000
+            result["alone"] *= 1000
+            return {**result, "served": calls / max(runs, 1)}
 
     return asyncio.run(drive())
 
@@ -158,15 +171,18 @@ def run() -> list[Row]:
         batcher = container.embeddings.engine._batcher  # type: ignore[attr-defined]
         for words in (12, 60):
             some = _texts(200, words, seed=words)
-            sequential, concurrent, served = _single_text_rates(url, some, batcher)
+            rates = _single_text_rates(url, some, batcher)
             batch = some[:CLIENTS]
             one_by_one = _rate(lambda batch=batch: [direct([t]) for t in batch], CLIENTS)
             batched = _rate(lambda batch=batch: direct(batch), CLIENTS)
             rows += [
-                Row(f"embeddings single texts ({words} words), {CLIENTS} concurrent clients", concurrent,
-                    sequential, "texts/s", "1 client, same API (sequential); goal 3x"),
-                Row(f"  requests per model run, {CLIENTS} clients ({words} words)", served, 1.0,
+                Row(f"embeddings single texts ({words} words), {CLIENTS} concurrent clients",
+                    rates["concurrent"], rates["sequential"], "texts/s",
+                    "1 client, same API (in sequence, steady); goal 3x"),
+                Row(f"  requests per model run, {CLIENTS} clients ({words} words)", rates["served"], 1.0,
                     "requests", "no micro-batching"),
+                Row(f"  first single text right after the {CLIENTS} clients ({words} words)",
+                    rates["after_burst"], rates["alone"], "ms", "one in steady sequence, same API", False),
                 Row(f"  ONNX direct: {CLIENTS} texts in one batch ({words} words)", batched, one_by_one,
                     "texts/s", f"ONNX direct, {CLIENTS} single-text calls (batching's ceiling)"),
             ]  # fmt: skip
