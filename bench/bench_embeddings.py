@@ -6,10 +6,10 @@
   from other processes hits both alike; the API calls go through a minimal keep-alive HTTP client
   (`common.RawHttp`), so the figure is the server's and not httpx's (which runs in this process, beside the
   server); the same latency through httpx is shown beside it;
-* 8 concurrent single-text clients vs one client in sequence, through the API (texts/s), with the mean number
-  of requests each model run served, the latency of the first request after the 8 clients stop (no cliff: as a
-  request in the steady sequence) (the micro-batcher, `engines.micro_batch`; ideal: 8) and, as the ceiling
-  batching can reach, the direct model's 8 texts in one batch vs 8 single calls;
+* 8 concurrent single-text clients vs one client in its steady sequence, through the API (texts/s), with the
+  mean number of requests each model run served (the micro-batcher, `engines.micro_batch`; ideal: 8), the
+  latency of the first request after the 8 clients stop beside one in the steady sequence (no cliff: the
+  same), and, as the ceiling batching can reach, the direct model's 8 texts in one batch vs 8 single calls;
 * similarity search is measured by `bench_search.py`.
 """
 
