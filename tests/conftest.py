@@ -35,6 +35,21 @@ def s3_auth(api_key: str) -> dict[str, str]:
     return {"aws_access_key_id": access_key_id, "aws_secret_access_key": secret}
 
 
+def own_settings(root: Path, warmup: str) -> Settings:
+    """Settings of a server of one's own (its data under `root`, the test profile, no embedded worker)
+    with `warmup` (`INFERLINE_WARMUP`)."""
+    return Settings(
+        data_dir=root,
+        INFERLINE_MODELS_DIR=MODELS_DIR,
+        profile="test",
+        api_key=API_KEY,
+        embedded_worker=False,
+        chat_threads=1,
+        log_level="warning",
+        warmup=warmup,
+    )
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

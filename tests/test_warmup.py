@@ -20,7 +20,7 @@ from inferline.app import create_app
 from inferline.config import WARMUP_KINDS, Settings, warmup_kinds
 from inferline.container import build_container
 from inferline.ops.warmup import Step, Warmup
-from tests.conftest import API_KEY, MODELS_DIR, LiveServer, free_port
+from tests.conftest import API_KEY, LiveServer, free_port, own_settings
 
 DEFAULTS = {
     "embeddings": "sentence-transformers/all-MiniLM-L6-v2",
@@ -28,19 +28,6 @@ DEFAULTS = {
     "stt": "openai/whisper-tiny.en",
     "chat": "HuggingFaceTB/SmolLM2-135M-Instruct",
 }
-
-
-def _settings(root: Path, warmup: str) -> Settings:
-    return Settings(
-        data_dir=root,
-        INFERLINE_MODELS_DIR=MODELS_DIR,
-        profile="test",
-        api_key=API_KEY,
-        embedded_worker=False,
-        chat_threads=1,
-        log_level="warning",
-        warmup=warmup,
-    )
 
 
 @contextmanager
@@ -76,7 +63,7 @@ def _ready(url: str, timeout: float = 240) -> tuple[set[str], dict]:
 
 @pytest.fixture(scope="module")
 def warm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    with _serve(_settings(tmp_path_factory.mktemp("warm"), "all")) as server:
+    with _serve(own_settings(tmp_path_factory.mktemp("warm"), "all")) as server:
         yield server
 
 
@@ -107,7 +94,7 @@ def test_first_requests_after_the_warm_up_use_the_warmed_models(warm: LiveServer
 
 
 def test_only_the_kinds_asked_for_are_warmed(tmp_path: Path) -> None:
-    with _serve(_settings(tmp_path, "embeddings")) as server:
+    with _serve(own_settings(tmp_path, "embeddings")) as server:
         _, body = _ready(server.url)
         (check,) = [c for c in body["checks"] if c["name"] == "warmup"]
         assert [m["kind"] for m in check["models"]] == ["embeddings"]
@@ -115,7 +102,7 @@ def test_only_the_kinds_asked_for_are_warmed(tmp_path: Path) -> None:
 
 
 def test_no_warm_up_check_when_warm_up_is_off(tmp_path: Path) -> None:
-    app = create_app(_settings(tmp_path, "none"))
+    app = create_app(own_settings(tmp_path, "none"))
     with TestClient(app) as client:
         answer = client.get("/ready")
         assert answer.status_code == 200
@@ -125,7 +112,7 @@ def test_no_warm_up_check_when_warm_up_is_off(tmp_path: Path) -> None:
 
 def test_ready_is_503_while_a_model_warms_and_200_once_it_is_warm(tmp_path: Path) -> None:
     release = threading.Event()
-    app = create_app(_settings(tmp_path, "none"))
+    app = create_app(own_settings(tmp_path, "none"))
     with TestClient(app) as client:
         warmup = Warmup([Step("chat", "slow/model", lambda: release.wait(60))])
         app.state.container.warmup = warmup
@@ -149,7 +136,7 @@ def test_a_model_that_fails_to_warm_is_reported_and_the_others_still_warm(tmp_pa
     def broken() -> None:
         raise RuntimeError("the weights are truncated")
 
-    app = create_app(_settings(tmp_path, "none"))
+    app = create_app(own_settings(tmp_path, "none"))
     with TestClient(app) as client:
         warmup = Warmup(
             [Step("tts", "bad/voice", broken), Step("chat", "good/model", lambda: warmed.append("x"))]
@@ -182,4 +169,4 @@ def test_kinds_parse_in_warming_order_and_unknown_ones_are_refused(tmp_path: Pat
     assert warmup_kinds("none") == warmup_kinds("") == ()
     assert warmup_kinds(" Chat , embeddings") == ("embeddings", "chat")
     with pytest.raises(pydantic.ValidationError, match="unknown model kind 'gpu'"):
-        _settings(tmp_path, "chat,gpu")
+        own_settings(tmp_path, "chat,gpu")

@@ -38,6 +38,7 @@ from inferline.web import log_redaction
 from inferline.web.deps import authenticate
 from inferline.web.docs import install_docs
 from inferline.web.errors import install_error_handlers
+from inferline.web.first_request import prepare_first_request
 from inferline.web.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from inferline.web.openai_v1 import OpenAIV1Paths
 from inferline.web.unbuilt import unbuilt_router
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         app.state.container.start_cache_refresh()  # keys and limits in use never wait for the database
         if settings.embedded_worker:
             app.state.container.start_worker()
+        prepare_first_request(app)  # FastAPI's and SQLAlchemy's first-use work, not in the first requests
         app.state.container.start_warmup()  # the default models load now, not at their first request
         startup_summary(settings, app.state.container)
         try:

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 
 from inferline.errors import AuthenticationFailed, NotFound, ValidationFailed
@@ -28,6 +28,11 @@ AUTH_CACHE_MAX = 10_000  # entries; past it the cache starts over (a bound, not 
 # `inference` the API as before scopes existed (the default); `read` only GET/HEAD requests.
 SCOPES = ("admin", "inference", "read")
 DEFAULT_SCOPE = "inference"
+
+
+def _by_digest(digest: str) -> Select[tuple[ApiKey]]:
+    """The key whose secret has SHA-256 `digest`."""
+    return select(ApiKey).where(ApiKey.key_hash == digest)
 
 
 @dataclass
@@ -214,7 +219,7 @@ class ApiKeyService:
             return cached
         digest, now = _hash(secret), time.monotonic()
         with self.db.session() as s:
-            row = s.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
+            row = s.scalar(_by_digest(digest))
             if row is None or row.revoked_at is not None:
                 self._accepted.pop(digest, None)
                 raise AuthenticationFailed(
@@ -227,6 +232,12 @@ class ApiKeyService:
             self._accepted.clear()
         self._accepted[digest] = _Accepted(now, principal)
         return principal
+
+    def prepare(self) -> None:
+        """Runs the key lookup once, for a digest no key has, so that SQLAlchemy builds and caches its
+        statement now and not in the first request after a start (`web.first_request`)."""
+        with self.db.session() as s:
+            s.scalar(_by_digest(""))
 
     def authenticate_s3(self, access_key_id: str) -> tuple[Principal, str]:
         """The principal and S3 secret of an S3 access key id; `AuthenticationFailed` if unknown/revoked."""

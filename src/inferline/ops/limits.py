@@ -160,6 +160,12 @@ class LimitService:
                 self._used[key] = now
         return [limits for _, limits in found if limits is not None]
 
+    def prepare(self) -> None:
+        """Reads the limits of a key no tenant has, so that SQLAlchemy builds and caches the statement now and
+        not in the first request after a start (`web.first_request`); nothing is cached."""
+        with self.db.session() as s:
+            s.get(TenantLimit, ("", ""))
+
     def cached(self, principal: Principal) -> list[Limits] | None:
         """`applicable` from the cache alone (no database read: safe on the event loop); None when either
         entry is missing or older than `cache_seconds`."""

@@ -1,0 +1,60 @@
+"""The first request after a start (`web.first_request`): FastAPI's per-endpoint source lookup and the
+statements of the key lookup and the limits read are done at start-up, not in that request."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+import fastapi.routing
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import event
+from sqlalchemy.engine.default import CACHE_MISS
+
+from inferline.app import create_app
+from tests.conftest import API_KEY, own_settings
+
+
+def test_the_first_request_does_not_read_its_endpoints_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # FastAPI caches each endpoint's source line for the whole process: start from an empty cache, as a
+    # freshly started server does (other tests in this process have served these endpoints).
+    monkeypatch.setattr(fastapi.routing, "_endpoint_context_cache", {}, raising=False)
+    read: list[Any] = []
+    getsourcelines = inspect.getsourcelines
+    with TestClient(create_app(own_settings(tmp_path, "none"))) as client:
+        monkeypatch.setattr(inspect, "getsourcelines", lambda obj: read.append(obj) or getsourcelines(obj))
+        headers = {"Authorization": f"Bearer {API_KEY}"}
+        assert client.get("/v2/ai/openai/models", headers=headers).status_code == 200
+        assert client.get("/v2/ai/conversations", headers=headers).status_code == 200
+    assert read == []
+
+
+def test_the_first_request_finds_the_key_and_limits_statements_compiled(tmp_path: Path) -> None:
+    # No configured key: seeding one would run the key lookup at start-up anyway; keys made with
+    # `inferline keys create` are not read before their first request.
+    app = create_app(own_settings(tmp_path, "none").model_copy(update={"api_key": None}))
+    with TestClient(app) as client:
+        container = app.state.container
+        container.cache_refresher.stop()  # its own reads would run beside the request's
+        _, secret = container.keys.create("tenant-first", name="first request")
+        compiled: list[str] = []
+
+        def record(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
+            if context.cache_hit is CACHE_MISS:
+                compiled.append(statement)
+
+        event.listen(container.db.engine, "after_cursor_execute", record)
+        try:
+            answer = client.post(
+                "/v2/ai/openai/embeddings",
+                headers={"Authorization": f"Bearer {secret}"},
+                json={"model": "sentence-transformers/all-MiniLM-L6-v2", "input": "The first request."},
+            )
+        finally:
+            event.remove(container.db.engine, "after_cursor_execute", record)
+        assert answer.status_code == 200
+        assert [s for s in compiled if "FROM api_keys" in s or "FROM tenant_limits" in s] == []
