@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,24 @@ from tests.databases import DatabaseFactory
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 DIMS = 384
 PER_FILE = 1000
+
+
+OPENED: list[LocalVectorIndex] = []
+
+
+def opened(*args: object, **kwargs: object) -> LocalVectorIndex:
+    """A `LocalVectorIndex`, closed after the test (`close_opened`)."""
+    OPENED.append(LocalVectorIndex(*args, **kwargs))  # type: ignore[arg-type]
+    return OPENED[-1]
+
+
+@pytest.fixture(autouse=True)
+def close_opened() -> Iterator[None]:
+    """Closes the indexes each test opened: an open one keeps a thread that follows the database, which
+    outlived the tests and logged failures once the session dropped its PostgreSQL database."""
+    yield
+    while OPENED:
+        OPENED.pop().close()
 
 
 def clustered(n: int, queries: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -94,7 +113,7 @@ def built(server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> dict[
     db = server.container.db
     directory = tmp_path_factory.mktemp("ann") / "vectors"
     tenant, bucket = f"ann-{uuid.uuid4().hex[:6]}", "big"
-    index = LocalVectorIndex(db, directory, ann_min_chunks=1000)
+    index = opened(db, directory, ann_min_chunks=1000)
     matrix, queries = clustered(20_000, 60, seed=11)
     add_bucket(db, tenant, bucket)
     fill(db, index, tenant, bucket, matrix)
@@ -110,15 +129,15 @@ def built(server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> dict[
 
 
 def test_recall_at_10_against_exact(built: dict) -> None:
-    index = LocalVectorIndex(built["db"], built["dir"], ann_min_chunks=1000)
+    index = opened(built["db"], built["dir"], ann_min_chunks=1000)
     recall = recall_at_10(index, built["tenant"], built["bucket"], built["matrix"], built["queries"])
     assert index.describe(built["tenant"], built["bucket"], DIMS)["graph"] == 20_000  # the graph answered
     assert recall >= 0.95
 
 
 def test_restart_returns_the_same_results(built: dict) -> None:
-    first = LocalVectorIndex(built["db"], built["dir"], ann_min_chunks=1000)
-    again = LocalVectorIndex(Database(built["db"].url), built["dir"], ann_min_chunks=1000)
+    first = opened(built["db"], built["dir"], ann_min_chunks=1000)
+    again = opened(Database(built["db"].url), built["dir"], ann_min_chunks=1000)
     for q in built["queries"][:20]:
         a = first.search(built["tenant"], built["bucket"], q, 10)
         b = again.search(built["tenant"], built["bucket"], q, 10)
@@ -133,7 +152,7 @@ def test_restart_returns_the_same_results(built: dict) -> None:
 def test_deleted_and_replaced_chunks_are_never_returned(server: LiveServer, tmp_path: Path) -> None:
     db = server.container.db
     tenant, bucket = f"del-{uuid.uuid4().hex[:6]}", "b"
-    index = LocalVectorIndex(db, tmp_path / "vectors", ann_min_chunks=1000, compact_min=10**9)
+    index = opened(db, tmp_path / "vectors", ann_min_chunks=1000, compact_min=10**9)
     matrix, _ = clustered(5000, 1, seed=3)
     add_bucket(db, tenant, bucket)
     fill(db, index, tenant, bucket, matrix)
@@ -154,8 +173,8 @@ def test_deleted_and_replaced_chunks_are_never_returned(server: LiveServer, tmp_
 
     check(index)
     assert index.describe(tenant, bucket, DIMS)["dead"] == 2000  # filtered, not yet folded into the graph
-    check(LocalVectorIndex(db, tmp_path / "vectors", ann_min_chunks=1000))  # a fresh process: file + log
-    compactor = LocalVectorIndex(db, tmp_path / "vectors", ann_min_chunks=1000)  # default thresholds
+    check(opened(db, tmp_path / "vectors", ann_min_chunks=1000))  # a fresh process: file + log
+    compactor = opened(db, tmp_path / "vectors", ann_min_chunks=1000)  # default thresholds
     compactor.sync(tenant, bucket, DIMS)  # due: the graph is rewritten without them
     state = compactor.describe(tenant, bucket, DIMS)
     assert state["graph"] == 4000 and state["dead"] == 0 and state["exact"] == 0 and state["version"] == 2
@@ -165,14 +184,14 @@ def test_deleted_and_replaced_chunks_are_never_returned(server: LiveServer, tmp_
         index.delete_file(s, tenant, bucket, "f4000")  # a change: it must move to the new graph
     check(index)
     assert index.describe(tenant, bucket, DIMS)["version"] == 2
-    check(LocalVectorIndex(db, tmp_path / "vectors", ann_min_chunks=1000))
+    check(opened(db, tmp_path / "vectors", ann_min_chunks=1000))
 
 
 def test_stale_or_damaged_file_is_rebuilt(server: LiveServer, tmp_path: Path) -> None:
     db = server.container.db
     tenant, bucket = f"stale-{uuid.uuid4().hex[:6]}", "b"
     directory = tmp_path / "vectors"
-    index = LocalVectorIndex(db, directory, ann_min_chunks=1000)
+    index = opened(db, directory, ann_min_chunks=1000)
     matrix, queries = clustered(3000, 10, seed=5)
     add_bucket(db, tenant, bucket)
     fill(db, index, tenant, bucket, matrix)
@@ -183,7 +202,7 @@ def test_stale_or_damaged_file_is_rebuilt(server: LiveServer, tmp_path: Path) ->
             text("DELETE FROM embedding_chunks WHERE tenant_id = :t AND bucket = :b AND filename = 'f0'"),
             {"t": tenant, "b": bucket},
         )
-    fresh = LocalVectorIndex(db, directory, ann_min_chunks=1000)
+    fresh = opened(db, directory, ann_min_chunks=1000)
     hits = fresh.search(tenant, bucket, matrix[10], 5)
     assert "m:10" not in [h.chunk.text for h in hits]
     assert fresh.describe(tenant, bucket, DIMS) == {"graph": 0, "exact": 2000, "dead": 0, "version": 0}
@@ -195,7 +214,7 @@ def test_stale_or_damaged_file_is_rebuilt(server: LiveServer, tmp_path: Path) ->
     graph_file = directory / described["file"]
     with open(graph_file, "r+b") as handle:
         handle.truncate(100)
-    again = LocalVectorIndex(db, directory, ann_min_chunks=1000)
+    again = opened(db, directory, ann_min_chunks=1000)
     expected = {f"m:{i}" for i in np.argsort(-(matrix[1000:] @ queries[0]))[:5] + 1000}
     assert {h.chunk.text for h in again.search(tenant, bucket, queries[0], 5)} == expected
     assert again.describe(tenant, bucket, DIMS)["graph"] == 0
@@ -205,7 +224,7 @@ def test_deleted_bucket_loses_its_graph(server: LiveServer, tmp_path: Path) -> N
     db = server.container.db
     tenant, bucket = f"gone-{uuid.uuid4().hex[:6]}", "b"
     directory = tmp_path / "vectors"
-    index = LocalVectorIndex(db, directory, ann_min_chunks=1000)
+    index = opened(db, directory, ann_min_chunks=1000)
     matrix, _ = clustered(2000, 1, seed=21)
     add_bucket(db, tenant, bucket)
     fill(db, index, tenant, bucket, matrix)
@@ -224,7 +243,7 @@ def test_close_stops_a_pending_build(server: LiveServer, tmp_path: Path) -> None
     """A build that fell due is abandoned by close() (the server closes the index before the database)."""
     db = server.container.db
     tenant, bucket = f"close-{uuid.uuid4().hex[:6]}", "b"
-    index = LocalVectorIndex(db, tmp_path / "vectors", ann_min_chunks=1000, compact_delay=60)
+    index = opened(db, tmp_path / "vectors", ann_min_chunks=1000, compact_delay=60)
     matrix, _ = clustered(1500, 1, seed=23)
     add_bucket(db, tenant, bucket)
     fill(db, index, tenant, bucket, matrix)
@@ -259,7 +278,7 @@ def test_another_process_writes_become_visible(server: LiveServer, tmp_path: Pat
     db = server.container.db
     tenant, bucket = f"proc-{uuid.uuid4().hex[:6]}", "b"
     directory = tmp_path / "vectors"
-    index = LocalVectorIndex(db, directory, ann_min_chunks=1000, compact_min=10**9)
+    index = opened(db, directory, ann_min_chunks=1000, compact_min=10**9)
     matrix, _ = clustered(3000, 1, seed=9)
     add_bucket(db, tenant, bucket)
     fill(db, index, tenant, bucket, matrix)
@@ -283,7 +302,7 @@ def test_own_writes_reach_the_index_when_they_commit(server: LiveServer, tmp_pat
     chunk, and recall stays."""
     db = server.container.db
     tenant, bucket = f"own-{uuid.uuid4().hex[:6]}", "b"
-    index = LocalVectorIndex(db, tmp_path / "vectors", ann_min_chunks=1000, compact_min=10**9)
+    index = opened(db, tmp_path / "vectors", ann_min_chunks=1000, compact_min=10**9)
     matrix, queries = clustered(4000, 40, seed=27)
     add_bucket(db, tenant, bucket)
     fill(db, index, tenant, bucket, matrix)
@@ -315,7 +334,7 @@ def test_own_writes_reach_the_index_when_they_commit(server: LiveServer, tmp_pat
         found.append(len(truth & {h.chunk.text for h in index.search(tenant, bucket, q, 10)}) / 10)
     assert float(np.mean(found)) >= 0.95
     # A fresh process (file + log) agrees.
-    fresh = LocalVectorIndex(db, tmp_path / "vectors", ann_min_chunks=1000, compact_min=10**9)
+    fresh = opened(db, tmp_path / "vectors", ann_min_chunks=1000, compact_min=10**9)
     assert fresh.search(tenant, bucket, planted[1], 1)[0].chunk.text == "planted:1"
     assert fresh.describe(tenant, bucket, DIMS) == index.describe(tenant, bucket, DIMS)
 
@@ -333,7 +352,7 @@ def test_own_writes_after_a_compaction_reach_the_index_when_they_commit(
     the follower and the first search after it caught up from the database itself."""
     db = server.container.db
     tenant, bucket = f"adopt-{uuid.uuid4().hex[:6]}", "b"
-    index = LocalVectorIndex(db, tmp_path / "vectors", ann_min_chunks=1000, compact_min=10**9)
+    index = opened(db, tmp_path / "vectors", ann_min_chunks=1000, compact_min=10**9)
     matrix, _ = clustered(2000, 1, seed=31)
     add_bucket(db, tenant, bucket)
     fill(db, index, tenant, bucket, matrix)
@@ -363,7 +382,7 @@ def test_other_process_writes_are_caught_up_in_the_background(server: LiveServer
     db = server.container.db
     tenant, bucket = f"follow-{uuid.uuid4().hex[:6]}", "b"
     directory = tmp_path / "vectors"
-    index = LocalVectorIndex(db, directory, ann_min_chunks=1000, compact_min=10**9, follow_seconds=0.2)
+    index = opened(db, directory, ann_min_chunks=1000, compact_min=10**9, follow_seconds=0.2)
     matrix, _ = clustered(3000, 1, seed=31)
     add_bucket(db, tenant, bucket)
     fill(db, index, tenant, bucket, matrix)
