@@ -3,6 +3,7 @@ the first requests do not pay for loading them; `INFERLINE_WARMUP` picks the kin
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections.abc import Iterator
@@ -170,3 +171,19 @@ def test_kinds_parse_in_warming_order_and_unknown_ones_are_refused(tmp_path: Pat
     assert warmup_kinds(" Chat , embeddings") == ("embeddings", "chat")
     with pytest.raises(pydantic.ValidationError, match="unknown model kind 'gpu'"):
         own_settings(tmp_path, "chat,gpu")
+
+
+def test_the_start_up_objects_are_left_out_of_later_collections(tmp_path: Path) -> None:
+    """Python's full collection walked every object of the start-up (~90 to 120 ms, every request stopped);
+    in `inferline serve` (`freeze_start_up`) they are frozen once the warm-up ends, with or without models
+    to warm."""
+    gc.unfreeze()  # the servers other tests started in this process froze theirs
+    with TestClient(create_app(own_settings(tmp_path, "none"), freeze_start_up=True)) as client:
+        assert client.get("/ready").status_code == 200
+        assert gc.get_freeze_count() > 0
+    gc.unfreeze()
+    warmup = Warmup([Step("chat", "quick/model", lambda: None)], freeze=True)
+    warmup.start()
+    warmup.stop()
+    assert warmup.done and gc.get_freeze_count() > 0
+    gc.unfreeze()  # the rest of this test process collects as before

@@ -68,8 +68,11 @@ AREA_ROUTERS: tuple[APIRouter, ...] = (
 )
 
 
-def create_app(settings: Settings | None = None, container: Container | None = None) -> FastAPI:
-    """Build the app. The container is built at start-up unless one is handed in."""
+def create_app(
+    settings: Settings | None = None, container: Container | None = None, *, freeze_start_up: bool = False
+) -> FastAPI:
+    """Build the app. The container is built at start-up unless one is handed in. `freeze_start_up` (set
+    by `inferline serve`): once warm, the start-up's objects are left out of later garbage collections."""
     settings = settings or Settings()
     log_redaction.install()  # presigned URLs' signatures and credentials never reach the access log
 
@@ -82,7 +85,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         if settings.embedded_worker:
             app.state.container.start_worker()
         prepare_first_request(app)  # FastAPI's and SQLAlchemy's first-use work, not in the first requests
-        app.state.container.start_warmup()  # the default models load now, not at their first request
+        app.state.container.start_warmup(freeze_start_up)  # the default models load now, not at first use
         startup_summary(settings, app.state.container)
         try:
             yield

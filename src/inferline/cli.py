@@ -80,7 +80,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     if code := preflight(settings):  # the models file and registry, checked before the server starts
         return code
     config = logs.configure(settings.log_level, settings.log_format)
-    app = create_app(settings)
+    app = create_app(settings, freeze_start_up=True)  # a serving process: see `ops.warmup`
     start_metrics_listener(app, settings)  # INFERLINE_METRICS_PORT: /metrics on its own address
     uvicorn.run(
         app,

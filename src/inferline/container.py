@@ -129,10 +129,11 @@ class Container:
             )
             self.cache_refresher.start()
 
-    def start_warmup(self) -> None:
-        """Load and run once the default model of each kind `settings.warmup` names (`ops.warmup`)."""
+    def start_warmup(self, freeze: bool = False) -> None:
+        """Load and run once the default model of each kind `settings.warmup` names, then with `freeze` leave
+        the start-up's objects out of later garbage collections (`ops.warmup`)."""
         if self.warmup is None:
-            self.warmup = Warmup(warmup_steps(self, warmup_kinds(self.settings.warmup)))
+            self.warmup = Warmup(warmup_steps(self, warmup_kinds(self.settings.warmup)), freeze)
             self.warmup.start()
 
     def close(self) -> None:

@@ -9,12 +9,18 @@ answers 503 `warming` until it is done, so a load balancer sends traffic to warm
 arrive meanwhile are served (each waits for the load it needs, as before). A model that fails to load is
 reported in `/ready` but does not hold readiness back: its requests answer the load's error, as they would.
 
+Then, in `inferline serve`, the objects alive after the start-up are left out of Python's later garbage
+collections (`freeze_start_up_objects`), with or without steps. Not where the app is built by other code (the
+tests build many apps in one process, and a cycle among frozen objects, such as a closed container, is never
+collected).
+
 `INFERLINE_WARMUP` picks the kinds: `all` (the default), `none`, or a comma list of `chat`, `embeddings`,
 `stt`, `tts`. Kinds with no installed model, and remote models (nothing to load here), are skipped.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -55,17 +61,22 @@ class Step:
 
 
 class Warmup:
-    """Runs `steps` one after another in a daemon thread (`start`); `check()` is its `/ready` entry."""
+    """Runs `steps` one after another in a daemon thread (`start`), then, with `freeze`, freezes the objects
+    of the start-up (`freeze_start_up_objects`); `check()` is its `/ready` entry."""
 
-    def __init__(self, steps: list[Step]) -> None:
+    def __init__(self, steps: list[Step], freeze: bool = False) -> None:
         self.steps = steps
+        self.freeze = freeze
         self._stop = threading.Event()
+        self._frozen = threading.Event()  # set once the steps have ended and, with `freeze`, the freeze ran
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         if self._thread is None and self.steps:
             self._thread = threading.Thread(target=self.run, name="inferline-warmup", daemon=True)
             self._thread.start()
+        elif not self.steps:
+            self._settle()
 
     def run(self) -> None:
         for step in self.steps:
@@ -80,14 +91,21 @@ class Warmup:
             else:
                 step.status = "ok"
             step.seconds = time.perf_counter() - started
+        self._settle()
         log.info(
             "warm-up done: %s",
             ", ".join(f"{s.model_id} {s.status} in {s.seconds or 0:.1f} s" for s in self.steps),
         )
 
+    def _settle(self) -> None:
+        if self.freeze:
+            freeze_start_up_objects()
+        self._frozen.set()
+
     @property
     def done(self) -> bool:
-        return all(s.status in ("ok", "failed") for s in self.steps)
+        """Every step ended, and the freeze ran (so `/ready` turns 200 after that collection's pause)."""
+        return self._frozen.is_set() and all(s.status in ("ok", "failed") for s in self.steps)
 
     def check(self) -> dict[str, Any]:
         """`ok` once every model is warm or has failed; `warming` before."""
@@ -103,6 +121,16 @@ class Warmup:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+
+
+def freeze_start_up_objects() -> None:
+    """Collects the garbage of the start-up, then leaves what remains out of every later collection
+    (`gc.freeze`): the modules, models and app a server holds for its whole life. Python's full collection
+    walks every tracked object, and a started server holds ~200,000 (test profile): a full collection took
+    90 to 120 ms, with every request stopped meanwhile; after the freeze it takes 0.3 ms (2-core machine).
+    Frozen objects are still freed when their last reference goes; only a cycle among them would stay."""
+    gc.collect()
+    gc.freeze()
 
 
 def warmup_steps(container: Any, kinds: tuple[str, ...]) -> list[Step]:
