@@ -68,7 +68,7 @@ class Warmup:
         self.steps = steps
         self.freeze = freeze
         self._stop = threading.Event()
-        self._frozen = threading.Event()  # set once the steps have ended and, with `freeze`, the freeze ran
+        self._settled = threading.Event()  # set once the steps have ended and, with `freeze`, the freeze ran
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -100,12 +100,12 @@ class Warmup:
     def _settle(self) -> None:
         if self.freeze:
             freeze_start_up_objects()
-        self._frozen.set()
+        self._settled.set()
 
     @property
     def done(self) -> bool:
         """Every step ended, and the freeze ran (so `/ready` turns 200 after that collection's pause)."""
-        return self._frozen.is_set() and all(s.status in ("ok", "failed") for s in self.steps)
+        return self._settled.is_set() and all(s.status in ("ok", "failed") for s in self.steps)
 
     def check(self) -> dict[str, Any]:
         """`ok` once every model is warm or has failed; `warming` before."""

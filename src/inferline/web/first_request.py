@@ -25,10 +25,12 @@ log = logging.getLogger("inferline")
 
 def prepare_first_request(app: FastAPI) -> None:
     """Runs that work now; a database that does not answer yet is left to the requests (and `/ready`)."""
+    _build_effective_routes(app.router.routes)
     endpoint_context = getattr(fastapi.routing, "_extract_endpoint_context", None)
-    for route in _routes(app.router.routes):
-        if endpoint_context is not None and isinstance(route, fastapi.routing.APIRoute):
-            endpoint_context(route.dependant.call)
+    if endpoint_context is not None:
+        for route in _routes(app.router.routes):
+            if isinstance(route, fastapi.routing.APIRoute):
+                endpoint_context(route.dependant.call)
     configure_mappers()
     container = app.state.container
     try:
@@ -38,14 +40,21 @@ def prepare_first_request(app: FastAPI) -> None:
         log.warning("preparing the statements of the first requests failed: %s", exc)
 
 
+def _build_effective_routes(routes: list[Any]) -> None:
+    """Builds the effective routes of each included router (FastAPI >= 0.16x), through the nested ones that
+    requests reach (the branches the parent's `effective_candidates` made, not the routers as declared)."""
+    for route in routes:
+        if callable(getattr(route, "effective_candidates", None)):
+            if callable(getattr(route, "effective_low_priority_routes", None)):
+                route.effective_low_priority_routes()
+            _build_effective_routes(route.effective_candidates())
+
+
 def _routes(routes: list[Any]) -> list[Any]:
-    """Every route under `routes`, through included routers (whose effective routes are built on the way)."""
+    """Every route under `routes`, through included routers, as declared."""
     found: list[Any] = []
     for route in routes:
         if hasattr(route, "original_router"):  # an included router (FastAPI >= 0.16x)
-            for build in ("effective_candidates", "effective_low_priority_routes"):
-                if callable(getattr(route, build, None)):
-                    getattr(route, build)()
             found.extend(_routes(route.original_router.routes))
         else:
             found.append(route)
