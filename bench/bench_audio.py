@@ -2,7 +2,11 @@
 
 TTS streams from the first clause (the API cuts the text after its first comma, so its first chunk is shorter
 than Piper's own first chunk, a sentence) and every format streams as it is encoded (WAV: a streaming header,
-then PCM).
+then PCM; a codec's first bytes of each chunk leave once a slice of it is encoded, `codec.AudioEncoder.feed`).
+The first-byte pairs are more (`TTFB_RUNS`): one takes ~0.1 s, and their spread is a few ms. Every timed call
+starts `SETTLE` seconds after the one before: onnxruntime's threads (Piper's, on both sides) keep spinning a
+while after a run and would take the cores from the other side's next call (the direct first chunk took
+82 ms right after a streamed WAV, 55 ms after an mp3, whose encoding ends the response).
 
 The speech is real: sentences spoken by the installed Piper voice (about 15 s), sent as mp3. Each pair of
 measurements alternates (API, direct, API, direct, …) so that load from other processes hits both alike.
@@ -31,19 +35,22 @@ SENTENCES = (
 )
 TTS_TEXT = " ".join(SENTENCES[:3])
 RUNS = pick(5, 1)
+TTFB_RUNS = pick(15, 1)
+SETTLE = pick(0.1, 0.0)
 STT_SENTENCES = SENTENCES[: pick(len(SENTENCES), 2)]
 
 
 def _timed(fn: Callable[[], object]) -> float:
+    time.sleep(SETTLE)
     started = time.perf_counter()
     fn()
     return time.perf_counter() - started
 
 
-def _paired(api: Callable[[], float], direct: Callable[[], float]) -> tuple[float, float]:
+def _paired(api: Callable[[], float], direct: Callable[[], float], runs: int = RUNS) -> tuple[float, float]:
     """Median seconds of each, after one warm-up call, measured alternately."""
     api(), direct()
-    pairs = [(api(), direct()) for _ in range(RUNS)]
+    pairs = [(api(), direct()) for _ in range(runs)]
     return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
 
 
@@ -78,6 +85,7 @@ def run() -> list[Row]:
                 return _timed(go)
 
             def api_ttfb(body: dict[str, object] = tts_body) -> float:
+                time.sleep(SETTLE)
                 started = time.perf_counter()
                 with http.stream("POST", "/text-to-speech/speech", json=body) as r:
                     chunks = r.raise_for_status().iter_raw()
@@ -97,9 +105,9 @@ def run() -> list[Row]:
                 return _timed(lambda: list(voice.synthesize(TTS_TEXT)))
 
             stt = _paired(api_stt, direct_stt)
-            ttfb = _paired(api_ttfb, direct_ttfb)
+            ttfb = _paired(api_ttfb, direct_ttfb, TTFB_RUNS)
             wav_body = {**tts_body, "telnyx": {"response_format": "wav"}}
-            ttfb_wav = _paired(lambda: api_ttfb(wav_body), direct_ttfb)
+            ttfb_wav = _paired(lambda: api_ttfb(wav_body), direct_ttfb, TTFB_RUNS)
             tts = _paired(api_tts, direct_tts)
     return [
         Row(f"STT speed ({entry.id}, {seconds:.0f} s mp3)", seconds / stt[0], seconds / stt[1], "x realtime",

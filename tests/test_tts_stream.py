@@ -58,6 +58,19 @@ def test_stream_several_texts_mp3(client: telnyx.Telnyx) -> None:
         assert len(data) > 500 and (data[:3] == b"ID3" or data[0] == 0xFF)
 
 
+def test_stream_mp3_first_audio_leaves_before_its_clause_is_encoded(client: telnyx.Telnyx) -> None:
+    """An encoded format's first audio leaves once a slice of the first clause is encoded: a small first
+    chunk (before: the whole clause's encoding, about a third of the sentence's), and the audio is whole."""
+    text = "Thank you for calling, how can I help you today?"
+    with client.text_to_speech.stream(extra_query={"voice": VOICE, "audio_format": "mp3"}) as conn:
+        conn.send({"text": text})
+        events, data = collect(conn)
+    chunks = [base64.b64decode(e.audio) for e in events if e.type == "audio_chunk" and e.audio]
+    assert chunks[0] and len(chunks[0]) < len(data) // 10, [len(c) for c in chunks]
+    result = client.ai.audio.transcribe(model="openai/whisper-tiny.en", file=("ws.mp3", data))
+    assert audio.words(result.text) == audio.words(text)
+
+
 def test_stream_unconfigured_provider_is_an_error_frame(client: telnyx.Telnyx) -> None:
     with client.text_to_speech.stream(extra_query={"voice": "AWS.Polly.Joanna"}) as conn:
         event = conn.recv()

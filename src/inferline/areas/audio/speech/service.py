@@ -301,8 +301,7 @@ class SpeechService:
             else:
                 continue
             for samples in pieces:
-                if data := encoder.write(samples):
-                    yield data
+                yield from encoder.feed(samples)
         if data := encoder.finish():
             yield data
 
