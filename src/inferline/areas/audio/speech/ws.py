@@ -3,7 +3,8 @@
 Query: `voice` (or `provider` + `model_id` + `voice_id`), `audio_format` (`mp3` default, `pcm` 24 kHz 16-bit,
 `wav`, or any REST format). The client sends `{"text": " ", "voice_settings": {...}}` first (optional), then
 `{"text": "..."}` frames; `{"force": true}` interrupts the current synthesis. For each text the server sends
-`audio_chunk` frames (base64 audio, sentence by sentence; the first carries `timeToFirstAudioFrameMs`) and
+`audio_chunk` frames (base64 audio, sentence by sentence, the first clause first; an encoded format sends a
+sentence's first encoded bytes, then the rest; the first frame carries `timeToFirstAudioFrameMs`) and
 then a `final` frame. A problem is an `error` frame, after which the socket closes. Mounted outside the HTTP
 router because authentication reads the WebSocket handshake's `Authorization: Bearer` header. A `read` key is
 refused at the handshake (HTTP 403, Telnyx error envelope); the characters spoken are metered for the key when
