@@ -225,9 +225,9 @@ class AudioEncoder:
     def feed(self, samples: np.ndarray) -> Iterator[bytes]:
         """Feed one chunk, yielding its encoded bytes as soon as some are ready: a codec is fed the chunk in
         slices of `HEAD_SECONDS` until bytes come out, then the rest at once. Its first bytes then wait for a
-        slice's encoding, not the whole chunk's (mp3 at 24 kHz, a one-second clause: first
-        bytes after 1.4 ms instead of 7.4 ms; ogg 0.5 instead of 3.0, aac 0.7 instead of 6.2), at the cost of
-        one more piece per chunk. Raw formats take the chunk at once (0.3 ms for that clause)."""
+        slice's encoding, not the whole chunk's (mp3 at 24 kHz, a one-second clause: first bytes after 1.4 ms
+        instead of 7.4 ms; ogg 0.5 instead of 3.0, aac 0.7 instead of 6.2), at the cost of one more piece per
+        chunk. Raw formats take the chunk at once (0.3 ms for that clause)."""
         start = 0
         if self._stream is not None:
             step = max(1, int(HEAD_SECONDS * self.in_rate))
