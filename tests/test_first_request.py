@@ -58,3 +58,31 @@ def test_the_first_request_finds_the_key_and_limits_statements_compiled(tmp_path
             event.remove(container.db.engine, "after_cursor_execute", record)
         assert answer.status_code == 200
         assert [s for s in compiled if "FROM api_keys" in s or "FROM tenant_limits" in s] == []
+
+
+def test_a_keys_first_read_brings_its_limits_so_its_first_limited_request_reads_none(tmp_path: Path) -> None:
+    # A GET needs no limits; reading the key, its first request also reads them (one thread hop, not two),
+    # so the key's first POST that limits apply to is admitted from the cache, without a database read.
+    app = create_app(own_settings(tmp_path, "none").model_copy(update={"api_key": None}))
+    with TestClient(app) as client:
+        container = app.state.container
+        container.cache_refresher.stop()  # its own reads would run beside the requests
+        _, secret = container.keys.create("tenant-limits", name="first limited request")
+        headers = {"Authorization": f"Bearer {secret}"}
+        assert client.get("/v2/ai/openai/models", headers=headers).status_code == 200
+        statements: list[str] = []
+
+        def record(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
+            statements.append(statement)
+
+        event.listen(container.db.engine, "after_cursor_execute", record)
+        try:
+            answer = client.post(
+                "/v2/ai/openai/embeddings",
+                headers=headers,
+                json={"model": "sentence-transformers/all-MiniLM-L6-v2", "input": "A limited request."},
+            )
+        finally:
+            event.remove(container.db.engine, "after_cursor_execute", record)
+        assert answer.status_code == 200
+        assert [s for s in statements if "FROM tenant_limits" in s or "FROM api_keys" in s] == []
