@@ -1,18 +1,21 @@
 """Packs what the GPU check needs into `.gpu/` (git-ignored), in parts that each travel with one device call.
 
-The device machine reaches no network and takes at most 64 MiB per call, working tree included. Two sets,
+The device machine reaches no network and takes at most 64 MiB per call, working tree included. Three sets,
 each checked as soon as all its parts are there:
 
 - `embeddings` (parts `.gpu/e1`...): onnxruntime-gpu (its wheel unpacked, without the TensorRT provider) and
   the MiniLM model, one xz tar split over the parts;
 - `speech` (parts `.gpu/c1`...): the Python 3.12 wheels missing there (CTranslate2, faster-whisper and the
   PyAV it imports, gguf) and 60 s of Piper speech (16 kHz float32, `speech.npy`), packed whole into the first
-  parts; then a tar of the test profile's Whisper tiny.en and SmolLM2-135M, split over the parts after them.
+  parts; then a tar of the test profile's Whisper tiny.en and SmolLM2-135M, split over the parts after them;
+- `chat` (parts `.gpu/h1`...): PyPI's one CUDA build of llama.cpp, `xllamacpp-cuda12x` (CPython 3.11 only),
+  this venv's Python 3.11 itself (`python.tar.xz`, unpacked there at the same absolute path: its `RUNPATH`
+  is absolute), the pinned `xllamacpp` and SmolLM2-135M: one tar split over the parts (`chat.py` says why).
 
 Each part holds a marker `part-<letter>K`, and the set's first one `parts-<letter>` (how many there are).
 
-Run here with the project's venv: `.venv/bin/python scripts/gpu_check/prepare.py [embeddings] [speech]`
-(both by default); then one device call per part, each carrying its part and running
+Run here with the project's venv: `.venv/bin/python scripts/gpu_check/prepare.py [embeddings] [speech]
+[chat]` (the first two by default); then one device call per part, each carrying its part and running
 `scripts/gpu_check/run.sh` (its header says how).
 """
 
@@ -41,6 +44,10 @@ PLATFORMS = (
     "manylinux_2_28_x86_64",
 )
 MODELS = ("openai--whisper-tiny.en", "HuggingFaceTB--SmolLM2-135M-Instruct")
+CUDA_CHAT = "xllamacpp-cuda12x==0.1.6"  # PyPI's only CUDA build of llama.cpp: cp311, manylinux_2_35
+CUDA_RUNTIME = "nvidia-cuda-runtime-cu12==12.9.79"  # which it needs loaded (it does not declare it)
+CHAT_MODEL = "HuggingFaceTB--SmolLM2-135M-Instruct"
+PYTHON_LEFT_OUT = {"test", "site-packages", "idlelib", "tkinter", "turtledemo", "lib2to3", "ensurepip"}
 ONNXRUNTIME_GPU = "onnxruntime-gpu==1.31.1"  # built for CUDA 13 and cuDNN 9, as the image's torch
 EMBEDDINGS_MODEL = "sentence-transformers--all-MiniLM-L6-v2"
 SENTENCES = (
@@ -57,11 +64,11 @@ def models_dir() -> Path:
     return Path(os.environ.get("INFERLINE_MODELS_DIR", ROOT / "data" / "models"))
 
 
-def wheels(into: Path, *names: str) -> None:
-    platforms = [arg for p in PLATFORMS for arg in ("--platform", p)]
+def wheels(into: Path, *names: str, python: str = "3.12") -> None:
+    platforms = [arg for p in (*PLATFORMS, "manylinux_2_35_x86_64") for arg in ("--platform", p)]
     subprocess.run(
         [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-         "--python-version", "3.12", "--implementation", "cp", *platforms, "-d", str(into), *names],
+         "--python-version", python, "--implementation", "cp", *platforms, "-d", str(into), *names],
         check=True,
     )  # fmt: skip
 
@@ -157,16 +164,71 @@ def speech_set() -> None:
     loose.rmdir()
 
 
+def pinned(package: str) -> str:
+    """`package==version` as pyproject.toml pins it."""
+    line = next(x for x in (ROOT / "pyproject.toml").read_text().splitlines() if f'"{package}==' in x)
+    return line.strip().strip('",')
+
+
+def python_runtime() -> bytes:
+    """This interpreter's installation (a CPython 3.11 built with a shared libpython) less its tests, GUI
+    and packages, as an xz tar of absolute paths."""
+    prefix = Path(sys.base_prefix)
+    library = prefix / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}"
+
+    def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        parts = Path(info.name).parts
+        inside = parts[len(library.parts) - 1 :]
+        if "__pycache__" in parts or (inside and inside[0] in PYTHON_LEFT_OUT) or info.name.endswith(".a"):
+            return None
+        return info
+
+    buffer = io.BytesIO()
+    with lzma.open(buffer, "wb", preset=6) as xz, tarfile.open(fileobj=xz, mode="w") as tar:
+        executable = prefix / "bin" / f"python{sys.version_info.major}.{sys.version_info.minor}"
+        for path in (executable, *prefix.glob("lib/libpython3*.so.1.0"), library):
+            tar.add(path, arcname=str(path).lstrip("/"), filter=keep)
+    return buffer.getvalue()
+
+
+def chat_set() -> None:
+    if sys.version_info[:2] != (3, 11):
+        sys.exit(f"the chat set packs this Python, which must be 3.11 ({CUDA_CHAT} is built for it only)")
+    loose = OUT / "loose-h"
+    loose.mkdir(parents=True)
+    wheels(loose / "legacy", CUDA_CHAT, python="3.11")
+    wheels(loose / "pypi", pinned("xllamacpp"), python="3.11")
+    wheels(loose / "cudart", CUDA_RUNTIME, python="3.11")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        runtime = python_runtime()
+        info = tarfile.TarInfo("python.tar.xz")
+        info.size = len(runtime)
+        tar.addfile(info, io.BytesIO(runtime))
+        info = tarfile.TarInfo("python-prefix")
+        info.size = len(prefix := f"{sys.base_prefix}\n".encode())
+        tar.addfile(info, io.BytesIO(prefix))
+        for build in ("legacy", "pypi", "cudart"):
+            (wheel,) = (loose / build).glob("*.whl")
+            tar.add(wheel, arcname=f"wheels-{build}/{wheel.name}")
+        model = (models_dir() / CHAT_MODEL / "model.gguf").resolve()
+        tar.add(model, arcname=f"models/{CHAT_MODEL}/model.gguf")
+    shutil.rmtree(loose)
+    mark("h", split(buffer.getvalue(), "chat.tar", "h", 1))
+
+
 def main() -> None:
     sets = sys.argv[1:] or ["embeddings", "speech"]
-    if unknown := set(sets) - {"embeddings", "speech"}:
-        sys.exit(f"unknown sets: {', '.join(sorted(unknown))} (embeddings, speech)")
+    if unknown := set(sets) - {"embeddings", "speech", "chat"}:
+        sys.exit(f"unknown sets: {', '.join(sorted(unknown))} (embeddings, speech, chat)")
     shutil.rmtree(OUT, ignore_errors=True)
     OUT.mkdir()
     if "embeddings" in sets:
         embeddings_set()
     if "speech" in sets:
         speech_set()
+    if "chat" in sets:
+        chat_set()
     for folder in sorted(OUT.iterdir()):
         size = sum(f.stat().st_size for f in folder.iterdir())
         print(f"{folder.relative_to(ROOT)}: {size / 2**20:.1f} MiB")

@@ -2,7 +2,8 @@
 # The GPU check, run on a lent device machine (docs/DEVELOPING.md, "GPU paths").
 #
 # Here: `.venv/bin/python scripts/gpu_check/prepare.py` packs `.gpu/e1` ... (embeddings) and `.gpu/c1` ...
-# (speech: transcription and fine-tuning). Then one device call per part, back to back (the machine stays warm
+# (speech: transcription and fine-tuning); `prepare.py chat` packs `.gpu/h1` ... (llama.cpp's CUDA build on
+# PyPI, beside the CPU: chat.py). Then one device call per part, back to back (the machine stays warm
 # ~30 s between calls), each carrying its part (`carry: [".gpu/e1"]`) and running
 # `bash scripts/gpu_check/run.sh`. Each call stashes its part; the first also prints what the machine has. The
 # call that completes a set runs scripts/gpu_check/check.py on it, which prints the figures and writes them to
@@ -68,5 +69,32 @@ if complete c; then
     [ -d "$STASH/models/openai--whisper-tiny.en" ] || cat "$STASH"/models.tar.* | tar -x -C "$STASH" || exit 1
     LD_LIBRARY_PATH=$extra${LD_LIBRARY_PATH:-} PYTHONPATH=/tmp/site:$PWD/src \
         python3 scripts/gpu_check/check.py "$STASH" "${OUT:-/tmp}" speech
+fi
+if complete h; then
+    touch "$STASH/.done-h"
+    [ -f "$STASH/python.tar.xz" ] || cat "$STASH"/chat.tar.* | tar -x -C "$STASH" || exit 1
+    prefix=$(cat "$STASH/python-prefix")
+    [ -x "$prefix/bin/python3.11" ] || tar -xJf "$STASH/python.tar.xz" -C / || exit 1
+    py=$prefix/bin/python3.11
+    for build in legacy pypi cudart; do
+        [ -d "/tmp/chat-$build" ] || $py -m zipfile -e "$STASH"/wheels-$build/*.whl "/tmp/chat-$build" || exit 1
+    done
+    # xllamacpp-cuda12x wants CUDA 12's runtime (PyPI: nvidia-cuda-runtime-cu12, which travels) and cuBLAS
+    # (nvidia-cublas-cu12: ~600 MB, which cannot): the image's CUDA 13 cuBLAS stands in, as for CTranslate2.
+    cublas=$(find / -xdev -name 'libcublas.so.1[23]' 2>/dev/null | sort | head -1)
+    cublaslt=$(find / -xdev -name 'libcublasLt.so.1[23]' 2>/dev/null | sort | head -1)
+    echo "cuBLAS: $cublas $cublaslt"
+    export CHAT_PRELOAD=/tmp/chat-cudart/nvidia/cuda_runtime/lib/libcudart.so.12:$cublaslt:$cublas
+    model=$STASH/models/HuggingFaceTB--SmolLM2-135M-Instruct/model.gguf
+    out=${OUT:-/tmp}
+    cores=$(nproc)
+    lscpu | grep -E '^(Model name|Thread|Core|Socket)'
+    # llama.cpp's log goes to a file per run (it comes back under $OUT); the figures are printed.
+    PYTHONPATH=/tmp/chat-legacy $py scripts/gpu_check/chat.py "$model" "$out" legacy-gpu 99 "$cores" 2>"$out/legacy-gpu.log"
+    grep -hiE 'ggml_cuda_init|Device 0|offload|CUDA0 (model|KV)|error' "$out/legacy-gpu.log" | head -12
+    CUDA_VISIBLE_DEVICES= PYTHONPATH=/tmp/chat-legacy $py scripts/gpu_check/chat.py "$model" "$out" legacy-cpu 0 \
+        "$cores" $((cores / 2)) 2>"$out/legacy-cpu.log"
+    PYTHONPATH=/tmp/chat-pypi $py scripts/gpu_check/chat.py "$model" "$out" pypi-cpu 0 "$cores" $((cores / 2)) $((cores / 4)) 2>"$out/pypi-cpu.log"
+    tail -n 3 "$out"/*-cpu.log
 fi
 exit 0
