@@ -4,6 +4,7 @@ statements of the key lookup and the limits read are done at start-up, not in th
 from __future__ import annotations
 
 import inspect
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +87,43 @@ def test_a_keys_first_read_brings_its_limits_so_its_first_limited_request_reads_
             event.remove(container.db.engine, "after_cursor_execute", record)
         assert answer.status_code == 200
         assert [s for s in statements if "FROM tenant_limits" in s or "FROM api_keys" in s] == []
+
+
+def test_the_configured_keys_first_request_reads_neither_the_key_nor_its_limits(tmp_path: Path) -> None:
+    # The key of INFERLINE_API_KEY is seeded at start-up, where it and its limits are read into the caches
+    # (kept fresh by the refresh thread): its first request waits for no thread hop and no database read.
+    # The refresh thread's own reads run beside the request, so statements are counted in other threads.
+    app = create_app(own_settings(tmp_path, "none"))
+    with TestClient(app) as client:
+        container = app.state.container
+        refresher = container.cache_refresher._thread
+        statements: list[str] = []
+
+        def record(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
+            if threading.current_thread() is not refresher:
+                statements.append(statement)
+
+        event.listen(container.db.engine, "after_cursor_execute", record)
+        try:
+            answer = client.post(
+                "/v2/ai/openai/embeddings",
+                headers={"Authorization": f"Bearer {API_KEY}"},
+                json={"model": "sentence-transformers/all-MiniLM-L6-v2", "input": "The configured key's."},
+            )
+        finally:
+            event.remove(container.db.engine, "after_cursor_execute", record)
+        assert answer.status_code == 200
+        assert [s for s in statements if "FROM tenant_limits" in s or "FROM api_keys" in s] == []
+
+
+def test_a_revoked_configured_key_stays_refused_after_a_restart(tmp_path: Path) -> None:
+    settings = own_settings(tmp_path, "none")
+    app = create_app(settings)
+    with TestClient(app) as client:
+        (seeded,) = [k for k in app.state.container.keys.list() if k.name == "seeded"]
+        app.state.container.keys.revoke(seeded.id)
+    app = create_app(settings)  # start-up reads the configured key into the cache: it must not accept it
+    with TestClient(app) as client:
+        answer = client.get("/v2/ai/openai/models", headers={"Authorization": f"Bearer {API_KEY}"})
+        assert answer.status_code == 401
+        assert "revoked" in answer.json()["errors"][0]["detail"]
