@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,34 @@ def test_the_first_request_does_not_read_its_endpoints_source(
     assert read == []
 
 
+KEY_OR_LIMITS = ("FROM api_keys", "FROM tenant_limits")
+
+
+def embed_and_record(
+    client: TestClient, key: str, keep: Callable[[str, Any], bool] = lambda statement, context: True
+) -> list[str]:
+    """POSTs one embeddings request with `key` (asserting a 200); returns the key and limits statements the
+    database ran meanwhile that `keep(statement, context)` accepts."""
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
+        if any(table in statement for table in KEY_OR_LIMITS) and keep(statement, context):
+            statements.append(statement)
+
+    engine = client.app.state.container.db.engine  # type: ignore[attr-defined]
+    event.listen(engine, "after_cursor_execute", record)
+    try:
+        answer = client.post(
+            "/v2/ai/openai/embeddings",
+            headers={"Authorization": f"Bearer {key}"},
+            json={"model": "sentence-transformers/all-MiniLM-L6-v2", "input": "A first request."},
+        )
+    finally:
+        event.remove(engine, "after_cursor_execute", record)
+    assert answer.status_code == 200
+    return statements
+
+
 def test_the_first_request_finds_the_key_and_limits_statements_compiled(tmp_path: Path) -> None:
     # No configured key: seeding one would run the key lookup at start-up anyway; keys made with
     # `inferline keys create` are not read before their first request.
@@ -42,23 +71,7 @@ def test_the_first_request_finds_the_key_and_limits_statements_compiled(tmp_path
         container = app.state.container
         container.cache_refresher.stop()  # its own reads would run beside the request's
         _, secret = container.keys.create("tenant-first", name="first request")
-        compiled: list[str] = []
-
-        def record(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
-            if context.cache_hit is CACHE_MISS:
-                compiled.append(statement)
-
-        event.listen(container.db.engine, "after_cursor_execute", record)
-        try:
-            answer = client.post(
-                "/v2/ai/openai/embeddings",
-                headers={"Authorization": f"Bearer {secret}"},
-                json={"model": "sentence-transformers/all-MiniLM-L6-v2", "input": "The first request."},
-            )
-        finally:
-            event.remove(container.db.engine, "after_cursor_execute", record)
-        assert answer.status_code == 200
-        assert [s for s in compiled if "FROM api_keys" in s or "FROM tenant_limits" in s] == []
+        assert embed_and_record(client, secret, keep=lambda _, context: context.cache_hit is CACHE_MISS) == []
 
 
 def test_a_keys_first_read_brings_its_limits_so_its_first_limited_request_reads_none(tmp_path: Path) -> None:
@@ -69,24 +82,11 @@ def test_a_keys_first_read_brings_its_limits_so_its_first_limited_request_reads_
         container = app.state.container
         container.cache_refresher.stop()  # its own reads would run beside the requests
         _, secret = container.keys.create("tenant-limits", name="first limited request")
-        headers = {"Authorization": f"Bearer {secret}"}
-        assert client.get("/v2/ai/openai/models", headers=headers).status_code == 200
-        statements: list[str] = []
-
-        def record(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
-            statements.append(statement)
-
-        event.listen(container.db.engine, "after_cursor_execute", record)
-        try:
-            answer = client.post(
-                "/v2/ai/openai/embeddings",
-                headers=headers,
-                json={"model": "sentence-transformers/all-MiniLM-L6-v2", "input": "A limited request."},
-            )
-        finally:
-            event.remove(container.db.engine, "after_cursor_execute", record)
-        assert answer.status_code == 200
-        assert [s for s in statements if "FROM tenant_limits" in s or "FROM api_keys" in s] == []
+        assert (
+            client.get("/v2/ai/openai/models", headers={"Authorization": f"Bearer {secret}"}).status_code
+            == 200
+        )
+        assert embed_and_record(client, secret) == []
 
 
 def test_the_configured_keys_first_request_reads_neither_the_key_nor_its_limits(tmp_path: Path) -> None:
@@ -95,25 +95,11 @@ def test_the_configured_keys_first_request_reads_neither_the_key_nor_its_limits(
     # The refresh thread's own reads run beside the request, so statements are counted in other threads.
     app = create_app(own_settings(tmp_path, "none"))
     with TestClient(app) as client:
-        container = app.state.container
-        refresher = container.cache_refresher._thread
-        statements: list[str] = []
-
-        def record(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
-            if threading.current_thread() is not refresher:
-                statements.append(statement)
-
-        event.listen(container.db.engine, "after_cursor_execute", record)
-        try:
-            answer = client.post(
-                "/v2/ai/openai/embeddings",
-                headers={"Authorization": f"Bearer {API_KEY}"},
-                json={"model": "sentence-transformers/all-MiniLM-L6-v2", "input": "The configured key's."},
-            )
-        finally:
-            event.remove(container.db.engine, "after_cursor_execute", record)
-        assert answer.status_code == 200
-        assert [s for s in statements if "FROM tenant_limits" in s or "FROM api_keys" in s] == []
+        refresher = app.state.container.cache_refresher._thread
+        assert (
+            embed_and_record(client, API_KEY, keep=lambda *_: threading.current_thread() is not refresher)
+            == []
+        )
 
 
 def test_a_revoked_configured_key_stays_refused_after_a_restart(tmp_path: Path) -> None:
