@@ -1,9 +1,12 @@
 """Fine-tuning and summarize on SmolLM2-135M.
 
 * LoRA training tokens/s through `POST /v2/ai/fine_tuning/jobs` (create -> succeeded, polled) vs the same
-  trainer called directly in-process on the same data (warm: the base model is loaded before either run);
-* chat decode tokens/s of the resulting fine-tuned model (base + GGUF LoRA in llama.cpp) vs the base model,
-  both through `POST /v2/ai/openai/chat/completions`;
+  trainer called directly in-process on the same data (warm: the base model is loaded before either run).
+  The job is timed until its progress shows the last step (the adapter, ~1 MB, is written after it); it
+  then merges the adapter into the base and measures both (`INFERLINE_FINE_TUNE_MERGE=auto`): its own row;
+* chat decode tokens/s of the resulting fine-tuned model as served (merged when the job kept the merge, else
+  base + GGUF LoRA in llama.cpp) vs the base model, both through `POST /v2/ai/openai/chat/completions`, and,
+  when merged, vs the same fine-tune with its adapter applied at run time (the merged file removed);
 * `POST /v2/ai/summarize` latency on a ~12k-character text (map-reduce over chunks) vs one chat completion
   over the whole text.
 """
@@ -91,32 +94,69 @@ def run() -> list[Row]:
                 "hyperparameters": {"n_epochs": EPOCHS},
             },
         ).json()
+        trained_at = None
         while (job := http.get(f"/ai/fine_tuning/jobs/{job['id']}").json())["status"] in (
             "queued",
             "running",
         ):
-            time.sleep(0.2)
+            progress = job.get("progress") or {}
+            last = progress.get("total_steps")
+            if trained_at is None and last and progress["step"] == last:
+                trained_at = time.perf_counter()
+            time.sleep(0.1)
         assert job["status"] == "succeeded", job
+        finished_at = time.perf_counter()
+        trained_at = trained_at or finished_at
         rows.append(
             Row(
                 "fine-tune LoRA SmolLM2: training tokens/s (job)",
-                job["trained_tokens"] / (time.perf_counter() - started),
+                job["trained_tokens"] / (trained_at - started),
                 direct_rate,
                 "tok/s",
                 "same trainer called in-process",
             )
         )
-        _decode_rate(http, BASE, 1)
-        _decode_rate(http, job["fine_tuned_model"], 1)  # load both engines before timing
+        events = http.get(f"/ai/fine_tuning/jobs/{job['id']}/events", params={"limit": 1000}).json()["data"]
+        merge = next(e["message"] for e in events if "adapter" in e["message"])
+        print(f"  fine-tuning job: {merge}; {finished_at - trained_at:.1f} s after training", flush=True)
+        adapters = container.settings.data_dir / "adapters"
+        merged = list(adapters.rglob(f"{job['id']}.merged-*.gguf"))
         rows.append(
             Row(
-                "chat decode: fine-tuned model (base + LoRA)",
-                _decode_rate(http, job["fine_tuned_model"]),
+                "fine-tune job end to end: training, then merging the adapter and measuring both",
+                finished_at - started,
+                trained_at - started,
+                "s",
+                "its training alone (the rest is the merge's cost)",
+                higher_is_better=False,
+            )
+        )
+        model = job["fine_tuned_model"]
+        _decode_rate(http, BASE, 1)
+        _decode_rate(http, model, 1)  # load both engines before timing
+        served = _decode_rate(http, model)
+        rows.append(
+            Row(
+                f"chat decode: fine-tuned model ({'merged' if merged else 'base + LoRA'})",
+                served,
                 _decode_rate(http, BASE),
                 "tok/s",
                 "the base model alone, same API",
             )
         )
+        if merged:
+            for path in merged:
+                path.unlink()  # the same fine-tune is now served as the base with its adapter
+            _decode_rate(http, model, 1)
+            rows.append(
+                Row(
+                    "chat decode: fine-tuned model merged vs its adapter at run time",
+                    served,
+                    _decode_rate(http, model),
+                    "tok/s",
+                    "the same fine-tune, base + LoRA applied by llama.cpp, same API",
+                )
+            )
 
         text = "\n\n".join(
             f"Paragraph {n}. The warehouse in town {n} stores {n * 7} crates of apples and ships them by "

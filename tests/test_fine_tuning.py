@@ -4,6 +4,7 @@ planted fact, progress events, cancel, a bad file failing before training, tenan
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -154,6 +155,10 @@ def test_planted_fact_is_learned_and_served_to_its_tenant_only(
     model_id = done.to_dict()["fine_tuned_model"]
     assert model_id.startswith(f"ft:{BASE}:zorblax:")
 
+    merge = [e["message"] for e in events(http, job.id) if "adapter" in e["message"]]  # measured, reported
+    assert len(merge) == 1 and re.search(r"tok/s merged, [\d.]+ with the adapter at run", merge[0]), merge
+    merged = list((Path(server.container.settings.data_dir) / "adapters").rglob(f"{job.id}.merged-*.gguf"))
+    assert len(merged) == merge[0].startswith("Merged the adapter"), (merge, merged)
     steps = [e for e in events(http, job.id) if e["type"] == "metrics"]
     assert [e["data"]["step"] for e in steps] == list(range(1, len(steps) + 1)) == list(range(1, 13))
     assert steps[-1]["data"]["loss"] < steps[0]["data"]["loss"] / 5

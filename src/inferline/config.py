@@ -259,6 +259,13 @@ class Settings(BaseSettings):
         "cores to chat decoding and HTTP when they compete (full speed otherwise; docs/DEVELOPING.md); "
         "0 = off.",
     )
+    fine_tune_merge: Literal["auto", "always", "never"] = Field(
+        default="auto",
+        description="After a fine-tuning job: `auto` merges the LoRA adapter into the base weights and "
+        "keeps the merged model when it decodes at least 1.1 times faster than the base with the adapter "
+        "applied at run time (both measured then; small models gain, large ones lose: docs/DEVELOPING.md); "
+        "`always`; `never`.",
+    )
     training_device: Literal["auto", "cpu", "cuda"] = Field(
         default="auto",
         description="Where LoRA fine-tuning runs: `auto` = torch's CUDA GPU where torch sees one, else the "

@@ -19,13 +19,16 @@ from inferline.errors import NotFound, RateLimited
 
 
 class TenantModel(Protocol):
-    """A tenant's own model (a fine-tune): a catalog base with a LoRA adapter."""
+    """A tenant's own model (a fine-tune): a catalog base with a LoRA adapter, or both merged in a GGUF."""
 
     @property
     def base(self) -> ModelEntry: ...
 
     @property
     def adapter_path(self) -> Path: ...
+
+    @property
+    def merged_path(self) -> Path | None: ...
 
 
 class TenantModels(Protocol):
@@ -125,7 +128,9 @@ class EnginePool:
             entry = self.models.resolve(model_id, "chat", tenant_id)
         except NotFound:
             found = self.tenant_models.resolve_model(tenant_id, model_id) if model_id is not None else None
-            if found is not None and model_id is not None:  # a tenant's fine-tune: base + adapter
+            if found is not None and model_id is not None:  # a tenant's fine-tune: merged, or base + adapter
+                if found.merged_path is not None:
+                    return self._local_target(model_id, found.base, (), gguf=found.merged_path)
                 return self._local_target(model_id, found.base, (found.adapter_path,))
             remote = [r for r in self.remote if self.models.allowed(r, tenant_id)]
             if model_id is None and remote:
@@ -141,8 +146,11 @@ class EnginePool:
             ) from None
         return self._local_target(entry.id, entry, ())
 
-    def _local_target(self, model_id: str, entry: ModelEntry, adapters: tuple[Path, ...]) -> Target:
-        gguf = catalog.model_dir(self.models.models_dir, entry) / entry.main_file
+    def _local_target(
+        self, model_id: str, entry: ModelEntry, adapters: tuple[Path, ...], gguf: Path | None = None
+    ) -> Target:
+        """`entry` on llama.cpp with `adapters`; `gguf` replaces its weights file (a merged fine-tune)."""
+        gguf = gguf or catalog.model_dir(self.models.models_dir, entry) / entry.main_file
         settings = self.models.settings(entry.id)  # per-model settings (models file, `models add --set`)
         parallel = settings.parallel or self.parallel
 

@@ -28,6 +28,7 @@ from sqlalchemy import select, update
 from inferline.areas.models.cache import TTLCache
 from inferline.areas.models.service import REGISTRY_TTL_SECONDS, ModelService, metadata
 from inferline.catalog import ModelEntry
+from inferline.engines.lora_merge import MergeOutcome, merged_path
 from inferline.engines.lora_trainer import SUPPORTED_ARCHS
 from inferline.engines.training import (
     Conversation,
@@ -60,7 +61,8 @@ FT_PREFIX = "ft:"
 
 @dataclass(frozen=True)
 class FineTunedModel:
-    """A succeeded job seen as a model: its id, the catalog base and the GGUF adapter to apply on it."""
+    """A succeeded job seen as a model: its id, the catalog base, the GGUF adapter to apply on it, and the
+    base with the adapter merged in when the job kept one (served in place of both)."""
 
     id: str
     job_id: str
@@ -68,6 +70,7 @@ class FineTunedModel:
     base: ModelEntry
     adapter_path: Path
     created_at: datetime
+    merged_path: Path | None = None
 
 
 def parse_training_file(data: bytes) -> list[list[dict[str, str]]]:
@@ -185,6 +188,7 @@ class FineTuningService:
         available: Callable[[], bool] = lambda: True,
         config: TrainingConfig | None = None,
         architectures: tuple[str, ...] = SUPPORTED_ARCHS,
+        merge: Callable[[Path, Path, Callable[[], None]], MergeOutcome] | None = None,
     ) -> None:
         self.db = db
         self.queue = queue
@@ -195,6 +199,7 @@ class FineTuningService:
         self.available = available
         self.config = config or TrainingConfig()
         self.architectures = architectures
+        self.merge = merge  # after training: the adapter merged into the base, where that decodes faster
         # tenant -> the `ModelMetadata` of its fine-tunes: a job finishing in this process shows at once (the
         # cache is forgotten), one finished by another replica within the TTL
         self._listed: TTLCache[str, list[dict[str, Any]]] = TTLCache(REGISTRY_TTL_SECONDS)
@@ -344,8 +349,18 @@ class FineTuningService:
         path = self.adapters_dir / row.adapter_path
         if base is None or not path.is_file():
             return None
+        try:
+            merged: Path | None = merged_path(path, _model_file(self.models, base))
+        except OSError:
+            merged = None
         return FineTunedModel(
-            row.fine_tuned_model, row.id, row.tenant_id, base, path, row.finished_at or row.created_at
+            row.fine_tuned_model,
+            row.id,
+            row.tenant_id,
+            base,
+            path,
+            row.finished_at or row.created_at,
+            merged if merged is not None and merged.is_file() else None,
         )
 
     # ---- the job --------------------------------------------------------------------------------------
@@ -377,9 +392,10 @@ class FineTuningService:
                 self._progress_event(job_id, "Training stopped after cancellation", None)
                 raise JobCancelled(f"fine-tuning job {job_id} was cancelled")
 
+        base_file = _model_file(self.models, base)
         try:
             result = self.trainer.train(
-                _model_file(self.models, base),
+                base_file,
                 conversations,
                 config,
                 out_path,
@@ -388,6 +404,13 @@ class FineTuningService:
             )
         except TrainingDataError as exc:
             raise JobFailed(f"Invalid training file: {exc}") from None
+        try:
+            merged = self.merge(base_file, out_path, checkpoint) if self.merge is not None else None
+        except JobCancelled:
+            out_path.unlink(missing_ok=True)  # the merge removed its own file
+            raise
+        if merged is not None:
+            self._progress_event(job_id, merged.message, None)
         with self.db.session() as s:
             done = s.execute(
                 update(FineTuningJob)
@@ -416,8 +439,10 @@ class FineTuningService:
             ops_context.metered(
                 self.db, tenant_id, "fine_tuning_trained_tokens", result.trained_tokens, base_model
             )
-        if not done:
-            out_path.unlink(missing_ok=True)  # cancelled while the adapter was being written
+        if not done:  # cancelled while the adapter was being written or merged
+            out_path.unlink(missing_ok=True)
+            if merged is not None and merged.path is not None:
+                merged.path.unlink(missing_ok=True)
 
     def on_failure(self, job: JobView, reason: str) -> None:
         """Failure hook of the queue: the job failed for good (including workers that kept dying)."""

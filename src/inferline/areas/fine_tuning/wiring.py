@@ -21,7 +21,10 @@ def build_fine_tuning(
     """LoRA training on torch/transformers/peft (the `train` extra, imported by the first job).
 
     Training runs for minutes, so its jobs go to `training_registry`, served by a worker lane of their own.
+    Each job then merges its adapter into the base where that decodes faster (`INFERLINE_FINE_TUNE_MERGE`).
     """
+    from inferline.engines.cpu import physical_cores
+    from inferline.engines.lora_merge import AdapterMerge
     from inferline.engines.lora_trainer import SUPPORTED_ARCHS, PeftLoraTrainer, training_available
 
     service = FineTuningService(
@@ -33,6 +36,7 @@ def build_fine_tuning(
         settings.data_dir / "adapters",
         available=training_available,
         architectures=SUPPORTED_ARCHS,
+        merge=AdapterMerge(settings.fine_tune_merge, settings.chat_threads or physical_cores()),
     )
     training_registry.register(JOB_KIND, service.run, on_failure=service.on_failure)
     service.reconcile()

@@ -1,0 +1,185 @@
+"""A fine-tune's LoRA adapter merged into its base (`engines/lora_merge.py`): the merged weights are the
+base's plus the adapter's update, the merged model answers through the API as the base with the adapter
+does, `auto` keeps a merge only when it measured it faster, and nothing half-written or stale is served.
+
+The adapter is random (non-zero on every projection, as `test_fine_tuning_adapter.py` does), so it changes
+the model's answers a lot; a job row stands for the training run, which `test_fine_tuning.py` does for real.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import openai
+import pytest
+
+from inferline.engines.lora_merge import AdapterMerge, merge_adapter, merged_path
+from inferline.jobs.worker import JobCancelled
+from inferline.stores.fine_tuning_tables import FineTuningJob
+from inferline.stores.tables import utcnow
+from tests.conftest import MODELS_DIR, LiveServer
+
+gguf = pytest.importorskip("gguf")
+
+BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"
+BASE_GGUF = MODELS_DIR / "HuggingFaceTB--SmolLM2-135M-Instruct" / "model.gguf"
+PROJECTIONS = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
+RANK, ALPHA = 8, 16.0
+
+
+def random_adapter(path: Path, base: Path = BASE_GGUF, spread: float = 0.05, rows: int = 0) -> Path:
+    """A LoRA adapter for `base` with random weights on every projection (`rows`: make lora_b that many rows
+    short, an adapter that does not fit)."""
+    reader = gguf.GGUFReader(str(base))
+    rng = np.random.default_rng(7)
+    writer = gguf.GGUFWriter(str(path), arch=reader.get_field("general.architecture").contents())
+    writer.add_type(gguf.GGUFType.ADAPTER)
+    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+    writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, ALPHA)
+    for t in reader.tensors:
+        parts = t.name.split(".")
+        if len(parts) == 4 and parts[2] in PROJECTIONS and parts[3] == "weight":
+            n_in, n_out = int(t.shape[0]), int(t.shape[1])
+            a, b = rng.normal(0, spread, (RANK, n_in)), rng.normal(0, spread, (n_out - rows, RANK))
+            writer.add_tensor(t.name + ".lora_a", a.astype(np.float32))
+            writer.add_tensor(t.name + ".lora_b", b.astype(np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
+
+
+def test_merged_weights_are_the_base_plus_the_adapters_update(tmp_path: Path) -> None:
+    adapter = random_adapter(tmp_path / "adapter.gguf")
+    out = tmp_path / "merged.gguf"
+    merge_adapter(BASE_GGUF, adapter, out)
+    assert not list(tmp_path.glob("*.tmp"))
+    base, merged, lora = (gguf.GGUFReader(str(p)) for p in (BASE_GGUF, out, adapter))
+    updates = {t.name: t.data for t in lora.tensors}
+    assert [t.name for t in merged.tensors] == [t.name for t in base.tensors]
+    skipped = ("GGUF.", "general.architecture")
+    fields = {f.name: f.contents() for f in base.fields.values() if not f.name.startswith(skipped)}
+    assert {f.name: f.contents() for f in merged.fields.values() if not f.name.startswith(skipped)} == fields
+    changed = 0
+    for old, new in zip(base.tensors, merged.tensors, strict=True):
+        if old.name + ".lora_a" not in updates:
+            assert new.tensor_type == old.tensor_type and np.array_equal(new.data, old.data), old.name
+            continue
+        changed += 1
+        assert new.tensor_type == gguf.GGMLQuantizationType.Q8_0  # the base's Q4_1 would round updates away
+        a, b = updates[old.name + ".lora_a"], updates[old.name + ".lora_b"]
+        want = gguf.quants.dequantize(old.data, old.tensor_type) + ALPHA / RANK * (b @ a)
+        got = gguf.quants.dequantize(new.data, new.tensor_type)
+        blocks = np.abs(want).reshape(want.shape[0], -1, 32).max(axis=2, keepdims=True)
+        error = np.abs(got - want).reshape(blocks.shape[0], -1, 32)
+        assert (error <= blocks / 127 + 1e-6).all(), old.name  # Q8_0's rounding, no more
+        update = ALPHA / RANK * (b @ a)
+        kept = got - gguf.quants.dequantize(old.data, old.tensor_type)
+        assert rms(kept - update) < 0.25 * rms(update), old.name  # the update survives the rounding
+        if changed == 1:  # requantized to the base's own Q4_1 it would not: the reason for Q8_0
+            q4 = gguf.quants.dequantize(gguf.quants.quantize(want, old.tensor_type), old.tensor_type)
+            lost = rms(q4 - gguf.quants.dequantize(old.data, old.tensor_type) - update)
+            assert lost > 0.5 * rms(update) > 2 * rms(kept - update)
+    assert changed == len(updates) // 2 == 30 * len(PROJECTIONS)
+
+
+def test_an_adapter_that_does_not_fit_is_not_merged_and_nothing_is_left(tmp_path: Path) -> None:
+    adapter = random_adapter(tmp_path / "job.gguf", rows=1)
+    outcome = AdapterMerge("always", 1)(BASE_GGUF, adapter, lambda: None)
+    assert outcome.path is None and "merging it failed" in outcome.message, outcome
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["job.gguf"]
+
+
+def test_a_cancelled_merge_leaves_no_merged_file(tmp_path: Path) -> None:
+    adapter = random_adapter(tmp_path / "job.gguf")
+
+    def cancelled() -> None:
+        raise JobCancelled("cancelled")
+
+    with pytest.raises(JobCancelled):
+        AdapterMerge("always", 1)(BASE_GGUF, adapter, cancelled)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["job.gguf"]
+
+
+def test_a_replaced_base_is_never_served_with_an_old_merge(tmp_path: Path) -> None:
+    base = shutil.copy(BASE_GGUF, tmp_path / "base.gguf")
+    adapter = tmp_path / "job.gguf"
+    before = merged_path(adapter, base)
+    assert before.parent == tmp_path and before.name.startswith("job.merged-")
+    stat = os.stat(base)
+    os.utime(base, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    assert merged_path(adapter, base) != before
+
+
+@pytest.mark.slow
+def test_auto_keeps_a_merge_only_when_it_measured_it_faster(tmp_path: Path) -> None:
+    adapter = random_adapter(tmp_path / "job.gguf")
+    outcome = AdapterMerge("auto", 1)(BASE_GGUF, adapter, lambda: None)
+    found = re.search(r"([\d.]+) tok/s merged, ([\d.]+) with the adapter at run time", outcome.message)
+    assert found, outcome
+    merged, at_run_time = float(found[1]), float(found[2])
+    assert merged > 0 and at_run_time > 0
+    assert (outcome.path is not None) == (merged >= 1.1 * at_run_time), outcome
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["job.gguf"] + ([outcome.path.name] if outcome.path else [])
+    )
+    never = AdapterMerge("never", 1)(BASE_GGUF, adapter, lambda: None)
+    assert never.path is None and "INFERLINE_FINE_TUNE_MERGE=never" in never.message
+
+
+@pytest.mark.slow
+def test_a_merged_fine_tune_answers_as_the_base_with_its_adapter(server: LiveServer) -> None:
+    """A tenant's fine-tune is served from its merged GGUF while that exists for the installed base, else as
+    the base with the adapter applied; greedy answers agree, and differ from the base's."""
+    tenant = server.container.keys.authenticate(server.key_a).tenant_id
+    model_id = f"ft:{BASE}:merge:{os.getpid():08x}"
+    with server.container.db.session() as s:
+        row = FineTuningJob(
+            tenant_id=tenant,
+            base_model=BASE,
+            training_file="bucket/train.jsonl",
+            n_epochs=1,
+            fine_tuned_model=model_id,
+            status="succeeded",
+            step=0,
+            finished_at=utcnow(),
+        )
+        s.add(row)
+        s.flush()
+        adapter = server.container.fine_tuning.adapters_dir / tenant / f"{row.id}.gguf"
+        row.adapter_path = str(adapter.relative_to(server.container.fine_tuning.adapters_dir))
+    adapter.parent.mkdir(parents=True, exist_ok=True)
+    random_adapter(adapter, spread=0.04)
+    outcome = AdapterMerge("always", 1)(BASE_GGUF, adapter, lambda: None)
+    assert outcome.path is not None and outcome.path.is_file()
+    openai_client = openai.OpenAI(api_key=server.key_a, base_url=server.v2 + "/ai/openai", max_retries=0)
+    server.container.fine_tuning._listed.forget()
+
+    def ask(model: str) -> list[str]:
+        replies = []
+        for question in ("What is the capital of France?", "Name three colors."):
+            reply = openai_client.chat.completions.create(
+                model=model, messages=[{"role": "user", "content": question}], max_tokens=16, temperature=0
+            )
+            replies.append(reply.choices[0].message.content or "")
+        return replies
+
+    pool = server.container.chat.pool
+    merged_answers = ask(model_id)
+    assert any(key[1] == str(outcome.path) and key[2] == () for key in pool._engines), list(pool._engines)
+    outcome.path.unlink()  # as if the base had been replaced since: the adapter is applied at run time
+    runtime_answers = ask(model_id)
+    assert any(key[2] == (str(adapter),) for key in pool._engines), list(pool._engines)
+    base_answers = ask(BASE)
+    for merged, runtime, base in zip(merged_answers, runtime_answers, base_answers, strict=True):
+        assert merged[:20] == runtime[:20], (merged, runtime)
+        assert runtime[:20] != base[:20], (runtime, base)
