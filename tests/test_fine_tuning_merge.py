@@ -92,6 +92,34 @@ def test_merged_weights_are_the_base_plus_the_adapters_update(tmp_path: Path) ->
     assert changed == len(updates) // 2 == 30 * len(PROJECTIONS)
 
 
+def test_a_base_with_its_own_alignment_is_merged_with_its_tensors_laid_out_by_it(tmp_path: Path) -> None:
+    reader = gguf.GGUFReader(str(BASE_GGUF))
+    base = tmp_path / "aligned.gguf"  # the test model rewritten with 1,024-byte alignment
+    writer = gguf.GGUFWriter(str(base), arch=reader.get_field("general.architecture").contents())
+    writer.data_alignment = 1024
+    writer.add_custom_alignment(1024)
+    for field in reader.fields.values():
+        if not field.name.startswith(("GGUF.", "general.architecture")):
+            kind = field.types[0]
+            sub = field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None
+            writer.add_key_value(field.name, field.contents(), kind, sub_type=sub)
+    for t in reader.tensors:
+        writer.add_tensor_info(t.name, t.data.shape, t.data.dtype, t.data.nbytes, t.tensor_type)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    for t in reader.tensors:
+        writer.write_tensor_data(t.data)
+    writer.close()
+    adapter = random_adapter(tmp_path / "adapter.gguf")
+    merge_adapter(BASE_GGUF, adapter, tmp_path / "plain.gguf")
+    merge_adapter(base, adapter, tmp_path / "merged.gguf")
+    merged, plain = (gguf.GGUFReader(str(tmp_path / n)) for n in ("merged.gguf", "plain.gguf"))
+    assert merged.alignment == 1024
+    for got, want in zip(merged.tensors, plain.tensors, strict=True):
+        assert np.array_equal(got.data, want.data), got.name
+
+
 def test_an_adapter_that_does_not_fit_is_not_merged_and_nothing_is_left(tmp_path: Path) -> None:
     adapter = random_adapter(tmp_path / "job.gguf", rows=1)
     outcome = AdapterMerge("always", 1)(BASE_GGUF, adapter, lambda: None)

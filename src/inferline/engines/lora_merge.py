@@ -72,6 +72,9 @@ def merge_adapter(base: Path, adapter: Path, out: Path) -> None:
     arch = reader.get_field(gguf.Keys.General.ARCHITECTURE).contents()
     tmp = out.with_name(out.name + ".tmp")
     writer = gguf.GGUFWriter(str(tmp), arch=arch)
+    alignment = reader.get_field(gguf.Keys.General.ALIGNMENT)
+    if alignment is not None:  # copied below; the tensor data must be laid out by it too
+        writer.data_alignment = int(alignment.contents())
     try:
         for field in reader.fields.values():
             if field.name == gguf.Keys.General.ARCHITECTURE or field.name.startswith("GGUF."):
