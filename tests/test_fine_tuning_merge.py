@@ -20,8 +20,8 @@ import pytest
 from inferline.engines.lora_merge import AdapterMerge, merge_adapter, merged_path
 from inferline.jobs.worker import JobCancelled
 from inferline.stores.fine_tuning_tables import FineTuningJob
-from inferline.stores.tables import utcnow
 from tests.conftest import MODELS_DIR, LiveServer
+from tests.fine_tunes import succeeded_fine_tune
 
 gguf = pytest.importorskip("gguf")
 
@@ -170,27 +170,18 @@ def test_a_merged_fine_tune_answers_as_the_base_with_its_adapter(server: LiveSer
     the base with the adapter applied; greedy answers agree, and differ from the base's."""
     tenant = server.container.keys.authenticate(server.key_a).tenant_id
     model_id = f"ft:{BASE}:merge:{os.getpid():08x}"
-    with server.container.db.session() as s:
-        row = FineTuningJob(
-            tenant_id=tenant,
-            base_model=BASE,
-            training_file="bucket/train.jsonl",
-            n_epochs=1,
-            fine_tuned_model=model_id,
-            status="succeeded",
-            step=0,
-            finished_at=utcnow(),
-        )
-        s.add(row)
-        s.flush()
-        adapter = server.container.fine_tuning.adapters_dir / tenant / f"{row.id}.gguf"
-        row.adapter_path = str(adapter.relative_to(server.container.fine_tuning.adapters_dir))
+    adapters = server.container.fine_tuning.adapters_dir
+    adapter = adapters / tenant / "merge-test.gguf"
     adapter.parent.mkdir(parents=True, exist_ok=True)
     random_adapter(adapter, spread=0.04)
     outcome = AdapterMerge("always", 1)(BASE_GGUF, adapter, lambda: None)
     assert outcome.path is not None and outcome.path.is_file()
+    with server.container.db.session() as s:
+        job = succeeded_fine_tune(tenant, BASE, model_id, str(adapter.relative_to(adapters)))
+        s.add(job)
+        s.flush()
+        job_id = job.id
     openai_client = openai.OpenAI(api_key=server.key_a, base_url=server.v2 + "/ai/openai", max_retries=0)
-    server.container.fine_tuning._listed.forget()
 
     def ask(model: str) -> list[str]:
         replies = []
@@ -202,12 +193,19 @@ def test_a_merged_fine_tune_answers_as_the_base_with_its_adapter(server: LiveSer
         return replies
 
     pool = server.container.chat.pool
-    merged_answers = ask(model_id)
-    assert any(key[1] == str(outcome.path) and key[2] == () for key in pool._engines), list(pool._engines)
-    outcome.path.unlink()  # as if the base had been replaced since: the adapter is applied at run time
-    runtime_answers = ask(model_id)
-    assert any(key[2] == (str(adapter),) for key in pool._engines), list(pool._engines)
-    base_answers = ask(BASE)
+    try:
+        merged_answers = ask(model_id)
+        assert any(key[1] == str(outcome.path) and key[2] == () for key in pool._engines), list(pool._engines)
+        outcome.path.unlink()  # as if the base had been replaced since: the adapter is applied at run time
+        runtime_answers = ask(model_id)
+        assert any(key[2] == (str(adapter),) for key in pool._engines), list(pool._engines)
+        base_answers = ask(BASE)
+    finally:
+        with server.container.db.session() as s:
+            s.delete(s.get(FineTuningJob, job_id))
+        adapter.unlink()
+        outcome.path.unlink(missing_ok=True)
+        server.container.fine_tuning._listed.forget()
     for merged, runtime, base in zip(merged_answers, runtime_answers, base_answers, strict=True):
         assert merged[:20] == runtime[:20], (merged, runtime)
         assert runtime[:20] != base[:20], (runtime, base)

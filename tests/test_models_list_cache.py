@@ -15,8 +15,8 @@ from inferline.areas.models.registry import ModelRegistry
 from inferline.areas.models.service import REGISTRY_TTL_SECONDS
 from inferline.stores.db import Database
 from inferline.stores.fine_tuning_tables import FineTuningJob
-from inferline.stores.tables import utcnow
 from tests.conftest import MODELS_DIR, LiveServer
+from tests.fine_tunes import succeeded_fine_tune
 
 VOICE_DIR = MODELS_DIR / "rhasspy--piper-en_US-joe-medium"
 BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -71,16 +71,7 @@ def test_fine_tune_finished_by_another_replica_is_listed_within_the_cache_time(
     replica = Database(server.container.db.url)
     try:
         with replica.session() as s:
-            job = FineTuningJob(
-                tenant_id=tenant,
-                base_model=BASE,
-                training_file="cache/train.jsonl",
-                n_epochs=1,
-                fine_tuned_model=model_id,
-                status="succeeded",
-                adapter_path=str(adapter),
-                finished_at=utcnow(),
-            )
+            job = succeeded_fine_tune(tenant, BASE, model_id, str(adapter))
             s.add(job)
             s.flush()
             job_id = job.id
