@@ -17,6 +17,7 @@ import numpy as np
 import openai
 import pytest
 
+from inferline import catalog
 from inferline.engines.lora_merge import AdapterMerge, merge_adapter, merged_path
 from inferline.jobs.worker import JobCancelled
 from inferline.stores.fine_tuning_tables import FineTuningJob
@@ -122,7 +123,7 @@ def test_a_base_with_its_own_alignment_is_merged_with_its_tensors_laid_out_by_it
 
 def test_an_adapter_that_does_not_fit_is_not_merged_and_nothing_is_left(tmp_path: Path) -> None:
     adapter = random_adapter(tmp_path / "job.gguf", rows=1)
-    outcome = AdapterMerge("always", 1)(BASE_GGUF, adapter, lambda: None)
+    outcome = AdapterMerge("always", 1)(BASE_GGUF, adapter, merged_path(adapter, BASE_GGUF), lambda: None)
     assert outcome.path is None and "merging it failed" in outcome.message, outcome
     assert sorted(p.name for p in tmp_path.iterdir()) == ["job.gguf"]
 
@@ -134,24 +135,31 @@ def test_a_cancelled_merge_leaves_no_merged_file(tmp_path: Path) -> None:
         raise JobCancelled("cancelled")
 
     with pytest.raises(JobCancelled):
-        AdapterMerge("always", 1)(BASE_GGUF, adapter, cancelled)
+        AdapterMerge("always", 1)(BASE_GGUF, adapter, merged_path(adapter, BASE_GGUF), cancelled)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["job.gguf"]
 
 
-def test_a_replaced_base_is_never_served_with_an_old_merge(tmp_path: Path) -> None:
+def test_a_merge_is_named_after_its_base_and_a_replaced_base_is_not_served_with_it(tmp_path: Path) -> None:
     base = shutil.copy(BASE_GGUF, tmp_path / "base.gguf")
     adapter = tmp_path / "job.gguf"
-    before = merged_path(adapter, base)
-    assert before.parent == tmp_path and before.name.startswith("job.merged-")
+    sha = catalog.find(BASE).files[0].sha256
+    assert sha is not None
+    before, checked = merged_path(adapter, base), merged_path(adapter, base, sha)
+    assert before.parent == checked.parent == tmp_path and before.name.startswith("job.merged-")
     stat = os.stat(base)
-    os.utime(base, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
-    assert merged_path(adapter, base) != before
+    os.utime(base, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # another copy, or a replaced file
+    assert merged_path(adapter, base) != before  # no checksum: this copy's own time
+    assert merged_path(adapter, base, sha) == checked  # the catalog's checksum: every replica's copy
+    assert merged_path(adapter, base, "0" * 64) != checked  # another base
+    with open(base, "ab") as grown:
+        grown.write(b"\0")
+    assert merged_path(adapter, base, sha) != checked
 
 
 @pytest.mark.slow
 def test_auto_keeps_a_merge_only_when_it_measured_it_faster(tmp_path: Path) -> None:
     adapter = random_adapter(tmp_path / "job.gguf")
-    outcome = AdapterMerge("auto", 1)(BASE_GGUF, adapter, lambda: None)
+    outcome = AdapterMerge("auto", 1)(BASE_GGUF, adapter, merged_path(adapter, BASE_GGUF), lambda: None)
     found = re.search(r"([\d.]+) tok/s merged, ([\d.]+) with the adapter at run time", outcome.message)
     assert found, outcome
     merged, at_run_time = float(found[1]), float(found[2])
@@ -160,7 +168,7 @@ def test_auto_keeps_a_merge_only_when_it_measured_it_faster(tmp_path: Path) -> N
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["job.gguf"] + ([outcome.path.name] if outcome.path else [])
     )
-    never = AdapterMerge("never", 1)(BASE_GGUF, adapter, lambda: None)
+    never = AdapterMerge("never", 1)(BASE_GGUF, adapter, merged_path(adapter, BASE_GGUF), lambda: None)
     assert never.path is None and "INFERLINE_FINE_TUNE_MERGE=never" in never.message
 
 
@@ -174,7 +182,8 @@ def test_a_merged_fine_tune_answers_as_the_base_with_its_adapter(server: LiveSer
     adapter = adapters / tenant / "merge-test.gguf"
     adapter.parent.mkdir(parents=True, exist_ok=True)
     random_adapter(adapter, spread=0.04)
-    outcome = AdapterMerge("always", 1)(BASE_GGUF, adapter, lambda: None)
+    to = merged_path(adapter, BASE_GGUF, catalog.find(BASE).files[0].sha256)  # where the service looks
+    outcome = AdapterMerge("always", 1)(BASE_GGUF, adapter, to, lambda: None)
     assert outcome.path is not None and outcome.path.is_file()
     with server.container.db.session() as s:
         job = succeeded_fine_tune(tenant, BASE, model_id, str(adapter.relative_to(adapters)))

@@ -28,12 +28,14 @@ MIN_GAIN = 1.1
 LORA_A, LORA_B = ".lora_a", ".lora_b"
 
 
-def merged_path(adapter: Path, base: Path) -> Path:
-    """Where the merge of `adapter` onto `base` is kept: beside the adapter, named after the base file's size
-    and modification time, so a base file replaced since is never served with an old merge (the adapter is
-    then applied at run time)."""
+def merged_path(adapter: Path, base: Path, sha256: str | None = None) -> Path:
+    """Where the merge of `adapter` onto `base` is kept: beside the adapter, named after the base file, so a
+    base replaced since is never served with an old merge (the adapter is then applied at run time). The name
+    holds the base's size and its catalog checksum (`sha256`, verified when it was installed: the same on
+    every replica), or, for a base without one, its modification time (this copy only)."""
     stat = base.stat()
-    return adapter.with_name(f"{adapter.stem}.merged-{stat.st_size:x}-{stat.st_mtime_ns:x}.gguf")
+    tag = sha256[:16] if sha256 else f"{stat.st_mtime_ns:x}"
+    return adapter.with_name(f"{adapter.stem}.merged-{stat.st_size:x}-{tag}.gguf")
 
 
 def merge_adapter(base: Path, adapter: Path, out: Path) -> None:
@@ -151,10 +153,10 @@ class AdapterMerge:
         self.policy = policy
         self.threads = threads
 
-    def __call__(self, base: Path, adapter: Path, checkpoint: Callable[[], None]) -> MergeOutcome:
+    def __call__(self, base: Path, adapter: Path, out: Path, checkpoint: Callable[[], None]) -> MergeOutcome:
+        """Merge `adapter` onto `base` into `out` (`merged_path`) and keep it or not, as the policy says."""
         if self.policy == "never":
             return MergeOutcome(None, "The adapter is applied at run time (INFERLINE_FINE_TUNE_MERGE=never)")
-        out = merged_path(adapter, base)
         kept = False
         try:
             started = time.monotonic()

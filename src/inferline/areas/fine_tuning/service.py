@@ -188,7 +188,7 @@ class FineTuningService:
         available: Callable[[], bool] = lambda: True,
         config: TrainingConfig | None = None,
         architectures: tuple[str, ...] = SUPPORTED_ARCHS,
-        merge: Callable[[Path, Path, Callable[[], None]], MergeOutcome] | None = None,
+        merge: Callable[[Path, Path, Path, Callable[[], None]], MergeOutcome] | None = None,
     ) -> None:
         self.db = db
         self.queue = queue
@@ -350,7 +350,7 @@ class FineTuningService:
         if base is None or not path.is_file():
             return None
         try:
-            merged: Path | None = merged_path(path, _model_file(self.models, base))
+            merged: Path | None = merged_path(path, _model_file(self.models, base), base.files[0].sha256)
         except OSError:
             merged = None
         return FineTunedModel(
@@ -405,7 +405,10 @@ class FineTuningService:
         except TrainingDataError as exc:
             raise JobFailed(f"Invalid training file: {exc}") from None
         try:
-            merged = self.merge(base_file, out_path, checkpoint) if self.merge is not None else None
+            merged = None
+            if self.merge is not None:
+                to = merged_path(out_path, base_file, base.files[0].sha256)
+                merged = self.merge(base_file, out_path, to, checkpoint)
         except JobCancelled:
             out_path.unlink(missing_ok=True)  # the merge removed its own file
             raise
