@@ -153,6 +153,19 @@ def completion_rate(server: Any, tokens: int = 12, seconds: float = 1.5) -> floa
     return len(stamps) / max(stamps[-1] - started, 1e-9)
 
 
+def probe_server(xllamacpp: Any, model: Path, threads: int, adapters: Sequence[Path] = ()) -> Any:
+    """A small llama.cpp server for timing short completions (`completion_rate`): one slot, a 512-token
+    context, `threads` threads, no warm-up."""
+    params = xllamacpp.CommonParams()
+    params.model.path = str(model)
+    params.n_parallel, params.n_ctx = 1, 512
+    params.cpuparams.n_threads = params.cpuparams_batch.n_threads = threads
+    params.port, params.verbosity, params.warmup = 0, 0, False
+    if adapters:
+        params.lora_adapters = [xllamacpp.CommonAdapterLoraInfo(str(a), 1.0) for a in adapters]
+    return xllamacpp.Server(params)
+
+
 def regex_grammar(pattern: str) -> str:
     """An llguidance (lark) grammar whose only sentence is a full match of `pattern`."""
     return "%llguidance {}\nstart: /" + pattern.replace("/", "\\/") + "/\n"
@@ -292,13 +305,8 @@ class LlamaCppChatEngine:
         cores = physical_cores()
         servers: dict[int, Any] = {}
         for threads in sorted({cores, max(1, cores // 2), 1}, reverse=True):
-            params = xllamacpp.CommonParams()
-            params.model.path = str(self.model_path)
-            params.n_parallel, params.n_ctx = 1, 512
-            params.cpuparams.n_threads = params.cpuparams_batch.n_threads = threads
-            params.port, params.verbosity, params.warmup = 0, 0, False
             try:
-                servers[threads] = xllamacpp.Server(params)
+                servers[threads] = probe_server(xllamacpp, self.model_path, threads)
             except Exception as exc:  # the load after this reports a model that cannot load
                 log.warning("chat %s: trying %d threads failed: %s", self.name, threads, exc)
         rates: dict[int, float] = {}

@@ -112,19 +112,9 @@ def decode_rates(
     keeps its best round."""
     import xllamacpp
 
-    from inferline.engines.llamacpp_chat import completion_rate
+    from inferline.engines.llamacpp_chat import completion_rate, probe_server
 
-    def server(model: Path, adapters: tuple[Path, ...] = ()) -> Any:
-        params = xllamacpp.CommonParams()
-        params.model.path = str(model)
-        params.n_parallel, params.n_ctx = 1, 512
-        params.cpuparams.n_threads = params.cpuparams_batch.n_threads = threads
-        params.port, params.verbosity, params.warmup = 0, 0, False
-        if adapters:
-            params.lora_adapters = [xllamacpp.CommonAdapterLoraInfo(str(a), 1.0) for a in adapters]
-        return xllamacpp.Server(params)
-
-    servers = (server(base, (adapter,)), server(merged))
+    servers = (probe_server(xllamacpp, base, threads, (adapter,)), probe_server(xllamacpp, merged, threads))
     best = [0.0, 0.0]
     for s in servers:
         completion_rate(s)
