@@ -5,6 +5,7 @@ written by the background writer, summing exactly over concurrent requests and f
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ import pytest
 import telnyx
 from sqlalchemy import event, func, select
 
+from inferline.errors import RateLimited
 from inferline.ops.limits import LimitService
 from inferline.ops.usage import UsageMeter
 from inferline.stores.db import Database
@@ -173,3 +175,129 @@ def test_limits_in_use_are_refreshed_in_the_background(server: LiveServer) -> No
     limits.refresh(idle_seconds=300)
     cached = limits.cached(active)
     assert cached is not None and [lim.embeddings_requests for lim in cached] == [7]
+
+
+def test_a_window_longer_than_a_day_keeps_its_count_through_the_sweep(server: LiveServer) -> None:
+    """Defect: the sweep deleted every counter whose window started over a day ago, so a weekly limit's count
+    went back to zero within its window and the limit was never reached."""
+    from inferline.keys import Principal
+
+    limits = LimitService(server.container.db)
+    principal = Principal("ops-weekly", "key-w", "inference")
+    limits.set("ops-weekly", embeddings_requests=2, window_seconds=10**8)  # a window started years ago
+    assert limits.admit(principal, "embeddings")[0]["x-ratelimit-remaining-requests"] == "1"
+    limits._last_sweep = 0.0  # a sweep is due at the next admission
+    assert limits.admit(principal, "embeddings")[0]["x-ratelimit-remaining-requests"] == "0"
+    limits._last_sweep = 0.0
+    with pytest.raises(RateLimited):
+        limits.admit(principal, "embeddings")
+    old = int(time.time()) - 3 * 86_400  # a one-minute window that ended three days ago is swept
+    with server.container.db.session() as s:
+        s.add(RateCounter(subject="t:ops-minute-gone:embeddings:req", window_start=old - old % 60, count=5))
+    limits.set("ops-weekly-minute", embeddings_requests=5)
+    limits._last_sweep = 0.0
+    limits.admit(Principal("ops-weekly-minute", "k", "inference"), "embeddings")
+    with server.container.db.session() as s:
+        assert s.get(RateCounter, ("t:ops-minute-gone:embeddings:req", old - old % 60)) is None
+
+
+def test_a_limited_tenant_is_counted_on_the_event_loop_once_per_request(
+    server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a SQLite file the event loop counts a limited request itself (`LimitService.admit_now`); the worker
+    thread counts only what the loop cannot (limits not cached, PostgreSQL). Either way each request counts
+    once and the headers show the counter."""
+    limits = server.container.limits
+    monkeypatch.setattr(limits, "cache_seconds", 3600.0)  # the cache stays warm however loaded the machine
+    threaded: list[str] = []
+    admit = limits.admit
+    monkeypatch.setattr(limits, "admit", lambda p, c: threaded.append(c) or admit(p, c))
+    tenant = "ops-fast-counted"
+    sdk = _sdk(server, tenant)
+    limits.set(tenant, embeddings_requests=1000, window_seconds=10**8)  # no window ends during the test
+    assert _embed(sdk).headers["x-ratelimit-remaining-requests"] == "999"  # the limits are cached now
+    threaded.clear()
+    remaining = [int(_embed(sdk).headers["x-ratelimit-remaining-requests"]) for _ in range(5)]
+    assert remaining == [998, 997, 996, 995, 994]
+    assert len(threaded) == (0 if server.container.db.sqlite_file else 5)  # PostgreSQL: in a worker thread
+    with server.container.db.session() as s:
+        counted = s.scalar(select(RateCounter.count).where(RateCounter.subject.contains(f":{tenant}:")))
+    assert counted == 6
+
+
+def test_a_locked_database_sends_the_count_to_a_worker_thread_and_the_loop_serves_on(
+    server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While another writer holds the SQLite file, the loop does not wait for it: the limited request is
+    counted in a worker thread once the lock is gone (exactly once); other requests are served meanwhile."""
+    path = server.container.db.sqlite_file
+    if path is None:
+        pytest.skip("the event loop counts on SQLite files only")
+    limits = server.container.limits
+    monkeypatch.setattr(limits, "cache_seconds", 3600.0)
+    tenant = "ops-fast-locked"
+    sdk = _sdk(server, tenant)
+    limits.set(tenant, embeddings_requests=1000, window_seconds=10**8)
+    assert _embed(sdk).headers["x-ratelimit-remaining-requests"] == "999"
+    assert _embed(sdk).headers["x-ratelimit-remaining-requests"] == "998"  # counted on the loop
+
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another writer holds the database
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(_embed, sdk)
+            time.sleep(0.5)
+            assert not waiting.done()
+            health = httpx.get(server.v2.removesuffix("/v2") + "/health", timeout=5)
+            assert health.status_code == 200  # the loop is not blocked by the lock
+            blocker.execute("COMMIT")
+            reply = waiting.result(timeout=60)
+    finally:
+        if blocker.in_transaction:
+            blocker.execute("ROLLBACK")
+        blocker.close()
+    assert reply.headers["x-ratelimit-remaining-requests"] == "997"
+    assert _embed(sdk).headers["x-ratelimit-remaining-requests"] == "996"
+
+
+def test_admission_on_the_loop_counts_a_tenants_and_a_keys_limits_together_or_not_at_all(
+    server: LiveServer,
+) -> None:
+    """Several counters (the tenant's and the key's, requests and tokens) are counted in one transaction: a
+    locked database refuses the loop before anything is counted, and the worker thread then counts it all."""
+    from inferline.keys import Principal
+    from inferline.ops.limits import CounterBusy
+
+    path = server.container.db.sqlite_file
+    if path is None:
+        pytest.skip("the event loop counts on SQLite files only")
+    limits = LimitService(server.container.db)
+    principal = Principal("ops-fast-both", "key-b", "inference")
+    limits.set("ops-fast-both", embeddings_requests=100, embeddings_tokens=10_000, window_seconds=10**8)
+    limits.set("ops-fast-both", "key-b", embeddings_requests=50, window_seconds=10**8)
+
+    def counts() -> dict[str, int]:
+        with server.container.db.session() as s:
+            rows = s.execute(
+                select(RateCounter.subject, RateCounter.count).where(
+                    RateCounter.subject.contains("ops-fast-both") | RateCounter.subject.contains("key-b")
+                )
+            )
+            return {str(subject): int(count) for subject, count in rows}
+
+    headers, _ = limits.admit(principal, "embeddings")  # reads the limits into the cache
+    assert headers["x-ratelimit-remaining-requests"] == "49"  # the key's limit is the tighter
+    assert limits.admit_now(principal, "embeddings")[0]["x-ratelimit-remaining-requests"] == "48"
+    assert counts() == {"t:ops-fast-both:embeddings:req": 2, "k:key-b:embeddings:req": 2}
+
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(CounterBusy):
+            limits.admit_now(principal, "embeddings")
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert counts() == {"t:ops-fast-both:embeddings:req": 2, "k:key-b:embeddings:req": 2}
+    assert limits.admit_now(principal, "embeddings")[0]["x-ratelimit-remaining-requests"] == "47"
+    limits.close()

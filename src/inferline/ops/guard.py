@@ -8,6 +8,7 @@ from starlette.requests import Request
 from inferline.errors import Forbidden, RateLimited
 from inferline.keys import Principal
 from inferline.ops.context import RequestOps
+from inferline.ops.limits import CounterBusy
 
 ADMIN_PREFIX = "/v2/admin"
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -52,8 +53,9 @@ def check_websocket_scope(principal: Principal, path: str) -> None:
 async def guard(request: Request, principal: Principal) -> None:
     """Check the scope, then admit the request against its category's limits (429 with headers if spent).
 
-    A tenant and key without such limits (known from the limits cache) are admitted on the event loop; else
-    the counters are bumped in a worker thread (which refreshes the cache)."""
+    A tenant and key without such limits (known from the limits cache) are admitted on the event loop; so are
+    limited ones whose counters the loop can bump without waiting (`LimitService.admit_now`); else the
+    counters are bumped in a worker thread (which refreshes the cache)."""
     path = request.scope["path"]  # not `request.url`, which builds a URL object (~5 µs)
     check_scope(principal, request.method, path)
     category = CATEGORIES.get(path) if request.method == "POST" else None
@@ -69,7 +71,10 @@ async def guard(request: Request, principal: Principal) -> None:
         if category == "transcriptions":
             ops.slot = await run_in_threadpool(limits.acquire_slot, principal, category)
         else:
-            ops.ratelimit_headers, _ = await run_in_threadpool(limits.admit, principal, category)
+            try:  # on the event loop where that needs no wait (SQLite), else in a worker thread
+                ops.ratelimit_headers, _ = limits.admit_now(principal, category)
+            except CounterBusy:
+                ops.ratelimit_headers, _ = await run_in_threadpool(limits.admit, principal, category)
     except RateLimited as exc:
         ops.refusal = _reason(category, exc)
         raise

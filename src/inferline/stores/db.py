@@ -43,9 +43,12 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self.sqlite_file: str | None = None  # the SQLite database's file (None: PostgreSQL or in memory)
         if self.is_sqlite:
             path = url.removeprefix("sqlite:///")
             on_disk = bool(path) and path != ":memory:" and url != "sqlite://"
+            if on_disk and "?" not in path:
+                self.sqlite_file = path
             if on_disk:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             # An in-memory database lives in one connection per thread (SQLAlchemy's SingletonThreadPool).
