@@ -204,9 +204,9 @@ def test_a_window_longer_than_a_day_keeps_its_count_through_the_sweep(server: Li
 def test_a_limited_tenant_is_counted_on_the_event_loop_once_per_request(
     server: LiveServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """On a SQLite file the event loop counts a limited request itself (`LimitService.admit_now`); the worker
-    thread counts only what the loop cannot (limits not cached, PostgreSQL). Either way each request counts
-    once and the headers show the counter."""
+    """The event loop counts a limited request itself (`LimitService.admit_on_loop`: on a SQLite file at once,
+    on PostgreSQL awaiting an async connection); the worker thread counts only what the loop cannot (here:
+    the first request, whose limits were not cached). Each request counts once; the headers show the count."""
     limits = server.container.limits
     monkeypatch.setattr(limits, "cache_seconds", 3600.0)  # the cache stays warm however loaded the machine
     threaded: list[str] = []
@@ -219,7 +219,7 @@ def test_a_limited_tenant_is_counted_on_the_event_loop_once_per_request(
     threaded.clear()
     remaining = [int(_embed(sdk).headers["x-ratelimit-remaining-requests"]) for _ in range(5)]
     assert remaining == [998, 997, 996, 995, 994]
-    assert len(threaded) == (0 if server.container.db.sqlite_file else 5)  # PostgreSQL: in a worker thread
+    assert threaded == []  # counted from the event loop (SQLite: at once; PostgreSQL: awaited)
     with server.container.db.session() as s:
         counted = s.scalar(select(RateCounter.count).where(RateCounter.subject.contains(f":{tenant}:")))
     assert counted == 6
@@ -301,3 +301,39 @@ def test_admission_on_the_loop_counts_a_tenants_and_a_keys_limits_together_or_no
     assert counts() == {"t:ops-fast-both:embeddings:req": 2, "k:key-b:embeddings:req": 2}
     assert limits.admit_now(principal, "embeddings")[0]["x-ratelimit-remaining-requests"] == "47"
     limits.close()
+
+
+def test_a_lost_postgresql_counter_connection_sends_the_count_to_a_worker_thread(
+    server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL: when the event loop's counter connection is gone (a restarted or failed-over server), the
+    request is still counted, once, in a worker thread, and the loop opens a new connection after it."""
+    from sqlalchemy import text
+
+    from inferline.ops.pg_counters import APPLICATION_NAME
+
+    if server.container.db.is_sqlite:
+        pytest.skip("PostgreSQL's counter connections")
+    limits = server.container.limits
+    monkeypatch.setattr(limits, "cache_seconds", 3600.0)
+    threaded: list[str] = []
+    admit = limits.admit
+    monkeypatch.setattr(limits, "admit", lambda p, c: threaded.append(c) or admit(p, c))
+    tenant = "ops-fast-pg-lost"
+    sdk = _sdk(server, tenant)
+    limits.set(tenant, embeddings_requests=1000, window_seconds=10**8)
+    assert _embed(sdk).headers["x-ratelimit-remaining-requests"] == "999"
+    assert _embed(sdk).headers["x-ratelimit-remaining-requests"] == "998"
+    threaded.clear()
+    with server.container.db.engine.connect() as conn:
+        ended = conn.execute(
+            text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :name"),
+            {"name": APPLICATION_NAME},
+        ).all()
+        conn.commit()
+    assert ended and all(row[0] for row in ended)
+    time.sleep(0.2)
+    assert _embed(sdk).headers["x-ratelimit-remaining-requests"] == "997"
+    assert threaded == ["embeddings"]  # the loop's connection failed: counted in a worker thread
+    assert _embed(sdk).headers["x-ratelimit-remaining-requests"] == "996"
+    assert threaded == ["embeddings"]  # and the loop counts again, on a new connection

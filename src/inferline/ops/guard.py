@@ -54,7 +54,7 @@ async def guard(request: Request, principal: Principal) -> None:
     """Check the scope, then admit the request against its category's limits (429 with headers if spent).
 
     A tenant and key without such limits (known from the limits cache) are admitted on the event loop; so are
-    limited ones whose counters the loop can bump without waiting (`LimitService.admit_now`); else the
+    limited ones whose counters the loop can bump itself (`LimitService.admit_on_loop`); else the
     counters are bumped in a worker thread (which refreshes the cache)."""
     path = request.scope["path"]  # not `request.url`, which builds a URL object (~5 µs)
     check_scope(principal, request.method, path)
@@ -71,8 +71,8 @@ async def guard(request: Request, principal: Principal) -> None:
         if category == "transcriptions":
             ops.slot = await run_in_threadpool(limits.acquire_slot, principal, category)
         else:
-            try:  # on the event loop where that needs no wait (SQLite), else in a worker thread
-                ops.ratelimit_headers, _ = limits.admit_now(principal, category)
+            try:  # from the event loop where it can (`LimitService.admit_on_loop`), else in a worker thread
+                ops.ratelimit_headers, _ = await limits.admit_on_loop(principal, category)
             except CounterBusy:
                 ops.ratelimit_headers, _ = await run_in_threadpool(limits.admit, principal, category)
     except RateLimited as exc:

@@ -16,8 +16,9 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Generator
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, delete, func, select, tuple_
 from sqlalchemy.engine import Connection, Engine
@@ -26,6 +27,9 @@ from inferline.errors import RateLimited, ValidationFailed
 from inferline.keys import Principal
 from inferline.stores.db import Database
 from inferline.stores.ops_tables import InflightSlot, RateCounter, TenantLimit
+
+if TYPE_CHECKING:
+    from inferline.ops.pg_counters import LoopCounters
 
 CACHE_SECONDS = 1.0  # limits read from the database at most this often per (tenant, key) and process
 SLOT_SECONDS = 3600.0  # a transcription slot left by a dead process frees itself after this long
@@ -87,6 +91,9 @@ class _Window:
         return max(0, self.limit - self.used)
 
 
+Counted = tuple[list[_Window], list[_Window], str]  # request windows, token windows, the spent limit or ""
+
+
 class LimitService:
     """Reads and writes limits; admits requests against them (see the module docstring)."""
 
@@ -101,6 +108,12 @@ class LimitService:
         self._now = threading.local()  # `conn`: the thread's own SQLite connection (`admit_now`)
         self._now_connections: list[sqlite3.Connection] = []
         self._now_calls = 0
+        self._loop_counters: LoopCounters | None = None  # PostgreSQL: counts awaited on the event loop
+        if not db.is_sqlite:
+            from inferline.ops.pg_counters import LoopCounters
+
+            url = db.engine.url.set(drivername="postgresql")
+            self._loop_counters = LoopCounters(url.render_as_string(hide_password=False))
 
     # --- configuration -------------------------------------------------------------------------------------
     def set(self, tenant_id: str, key_id: str = "", **values: Any) -> Limits:
@@ -238,32 +251,46 @@ class LimitService:
             finally:
                 cursor.close()
         self._sweep(now)
-        return _verdict(category, *windows)
+        return verdict(category, *windows)
 
-    def admit_now(self, principal: Principal, category: str) -> tuple[dict[str, str], str]:
-        """`admit` in the calling thread without waiting for anything: the event loop calls it, which saves a
-        worker-thread hop and SQLAlchemy's statement building (a limited trivial request: ~0.87 ms before,
-        `bench/bench_ops.py`). SQLite only, in one transaction on a connection of this thread's own that
-        never waits for a lock; `CounterBusy`, before counting anything, where that cannot be: PostgreSQL
-        (a network round trip), an in-memory database, the limits not cached, another writer holding the
-        database, a sweep due, and every `NOW_EVERY`-th call. That connection never checkpoints the
-        write-ahead log (a checkpoint syncs the disk); those calls, in a worker thread, do it when it is due.
-        """
+    async def admit_on_loop(self, principal: Principal, category: str) -> tuple[dict[str, str], str]:
+        """`admit` from the event loop, without a worker thread: on a SQLite file at once (`admit_now`), on
+        PostgreSQL awaiting the round trip on an async connection (`ops.pg_counters`). `CounterBusy`, before
+        counting anything, where it cannot: then `admit` in a worker thread must."""
+        if self._loop_counters is None:
+            return self.admit_now(principal, category)
+        subjects, now = self._loop_plan(principal, category)
+        if not subjects:
+            return {}, ""
+        return verdict(category, *await self._loop_counters.count(subjects, category, now))
+
+    def _loop_plan(self, principal: Principal, category: str) -> tuple[list[tuple[Limits, str]], float]:
+        """The subjects to count from the event loop, and the time; `CounterBusy` when the limits are not
+        cached (reading them is a worker thread's job) or the old counters' sweep is due (likewise)."""
         cached = self.cached(principal)
         if cached is None:
             raise CounterBusy("the limits are not cached")
-        subjects = self._subjects(cached, category)
+        now = time.time()
+        if now - self._last_sweep >= SWEEP_SECONDS:
+            raise CounterBusy("the sweep of old counters is due")
+        return self._subjects(cached, category), now
+
+    def admit_now(self, principal: Principal, category: str) -> tuple[dict[str, str], str]:
+        """`admit` in the calling thread without waiting for anything: the event loop calls it, which saves a
+        worker-thread hop and SQLAlchemy's statement building (a limited trivial request: ~0.56 ms before,
+        `bench/bench_ops.py`). SQLite only, in one transaction on a connection of this thread's own that
+        never waits for a lock; `CounterBusy`, before counting anything, where that cannot be: PostgreSQL
+        (see `admit_on_loop`), an in-memory database, the limits not cached, another writer holding the
+        database, a sweep due, and every `NOW_EVERY`-th call. That connection never checkpoints the
+        write-ahead log (a checkpoint syncs the disk); those calls, in a worker thread, do it when it is due.
+        """
+        subjects, now = self._loop_plan(principal, category)
         if not subjects:
             return {}, ""
-        now = time.time()
         self._now_calls += 1
-        if self._now_calls % NOW_EVERY == 0 or now - self._last_sweep >= SWEEP_SECONDS:
-            raise CounterBusy("a checkpoint or sweep is due")
-        statements = sum(
-            (getattr(lim, f"{category}_requests") is not None)
-            + (getattr(lim, f"{category}_tokens") is not None)
-            for lim, _ in subjects
-        )
+        if self._now_calls % NOW_EVERY == 0:
+            raise CounterBusy("a checkpoint may be due")
+        statements = statement_count(subjects, category)
         try:
             cursor = self._now_connection().cursor()
         except sqlite3.Error as exc:
@@ -283,7 +310,7 @@ class LimitService:
             raise CounterBusy(str(exc)) from exc
         finally:
             cursor.close()
-        return _verdict(category, *windows)
+        return verdict(category, *windows)
 
     def _now_connection(self) -> sqlite3.Connection:
         """This thread's own autocommit connection to the SQLite file: busy timeout 0 (a lock held elsewhere
@@ -385,6 +412,8 @@ class LimitService:
                 conn.close()
             self._now_connections.clear()
             self._now = threading.local()
+            if self._loop_counters is not None:
+                self._loop_counters.close()
             if self._counter_engine is not None:
                 self._counter_engine.dispose()
                 self._counter_engine = None
@@ -444,12 +473,14 @@ UPSERT = (
 READ = "SELECT count FROM rate_counters WHERE subject = ? AND window_start = ?"
 
 
-def _count(
-    cursor: Any, qmark: bool, subjects: list[tuple[Limits, str]], category: str, now: float
-) -> tuple[list[_Window], list[_Window], str]:
-    """Count one request against each subject's window through a DB-API `cursor` (`qmark`: its placeholders
-    are `?`, else `%s`): the request windows, the token windows and the name of the
-    spent limit ("" when admitted). A request is not counted once a limit refuses it."""
+def counting(
+    qmark: bool, subjects: list[tuple[Limits, str]], category: str, now: float
+) -> Generator[tuple[str, tuple[Any, ...]], tuple[Any, ...] | None, Counted]:
+    """The statements that count one request against each subject's window, as a generator: it yields each
+    statement (placeholders `?` when `qmark`, else `%s`) with its parameters and is sent the statement's first
+    row; it returns the request windows, the token windows and the name of the spent limit ("" when
+    admitted). A request is not counted once a limit refuses it. Drivers: `_count` (a DB-API cursor) and
+    `ops.pg_counters` (psycopg's async connections)."""
     upsert, read = (UPSERT, READ) if qmark else (UPSERT.replace("?", "%s"), READ.replace("?", "%s"))
     requests: list[_Window] = []
     tokens: list[_Window] = []
@@ -458,15 +489,15 @@ def _count(
         start, reset = _window(now, lim.window_seconds)
         token_limit = getattr(lim, f"{category}_tokens")
         if token_limit is not None:
-            cursor.execute(read, (subject + ":tok", start))
-            row = cursor.fetchone()
+            row = yield read, (subject + ":tok", start)
             used = int(row[0]) if row else 0
             tokens.append(_Window(token_limit, used, reset))
             if used >= token_limit:
                 refused = refused or f"{category}_tokens"
         request_limit = getattr(lim, f"{category}_requests")
         if request_limit is not None and not refused:
-            used = _bump(cursor, upsert, subject + ":req", start, 1)
+            row = yield upsert, (subject + ":req", start, 1)  # the upsert returns the new count
+            used = int(row[0]) if row else 0
             requests.append(_Window(request_limit, used, reset))
             if used > request_limit:
                 refused = f"{category}_requests"
@@ -475,7 +506,29 @@ def _count(
     return requests, tokens, refused
 
 
-def _verdict(
+def statement_count(subjects: list[tuple[Limits, str]], category: str) -> int:
+    """How many statements `counting` may run for these subjects (more than one: in a transaction)."""
+    return sum(
+        (getattr(lim, f"{category}_requests") is not None) + (getattr(lim, f"{category}_tokens") is not None)
+        for lim, _ in subjects
+    )
+
+
+def _count(
+    cursor: Any, qmark: bool, subjects: list[tuple[Limits, str]], category: str, now: float
+) -> Counted:
+    """`counting` run through a DB-API `cursor`."""
+    steps = counting(qmark, subjects, category, now)
+    try:
+        statement = next(steps)
+        while True:
+            cursor.execute(*statement)
+            statement = steps.send(cursor.fetchone())
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+def verdict(
     category: str, requests: list[_Window], tokens: list[_Window], refused: str
 ) -> tuple[dict[str, str], str]:
     """The `x-ratelimit-*` headers of the counted windows; `RateLimited` with `Retry-After` when refused."""
