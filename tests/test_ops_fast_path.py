@@ -225,6 +225,47 @@ def test_a_limited_tenant_is_counted_on_the_event_loop_once_per_request(
     assert counted == 6
 
 
+def test_a_token_limited_request_is_counted_and_its_tokens_added_from_the_event_loop(
+    server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a token limit too, the loop reads the tokens used and counts the request in one transaction, and
+    adds a finished request's tokens itself (`LimitService.add_tokens_on_loop`): no worker thread, and the
+    counters hold exactly the requests and the tokens the responses reported."""
+    limits = server.container.limits
+    monkeypatch.setattr(limits, "cache_seconds", 3600.0)
+    threaded: list[str] = []
+    admit, add_tokens = limits.admit, limits.add_tokens
+    monkeypatch.setattr(limits, "admit", lambda p, c: threaded.append("admit") or admit(p, c))
+    monkeypatch.setattr(
+        limits, "add_tokens", lambda p, c, n: threaded.append("tokens") or add_tokens(p, c, n)
+    )
+    tenant = "ops-fast-tokens"
+    sdk = _sdk(server, tenant)
+    limits.set(tenant, embeddings_requests=1000, embeddings_tokens=100_000, window_seconds=10**8)
+
+    def counters(tokens: int) -> dict[str, int]:
+        """The tenant's counters, once the tokens counter reached `tokens` (added after each response)."""
+        deadline = time.monotonic() + 10
+        while True:
+            with server.container.db.session() as s:
+                query = select(RateCounter.subject, RateCounter.count)
+                rows = dict(s.execute(query.where(RateCounter.subject.contains(f":{tenant}:"))).all())
+            if rows.get(f"t:{tenant}:embeddings:tok") == tokens or time.monotonic() > deadline:
+                return {str(k): int(v) for k, v in rows.items()}
+            time.sleep(0.02)
+
+    tokens = _embed(sdk, "the limits are read into the cache").parse().usage.prompt_tokens
+    counters(tokens)
+    threaded.clear()
+    for i in range(4):
+        reply = _embed(sdk, f"counted from the loop, text {i} " + "word " * i)
+        # at most the tokens counted so far (the previous request's may still be on their way)
+        assert 100_000 - tokens <= int(reply.headers["x-ratelimit-remaining-tokens"]) < 100_000
+        tokens += reply.parse().usage.prompt_tokens
+    assert counters(tokens) == {f"t:{tenant}:embeddings:req": 5, f"t:{tenant}:embeddings:tok": tokens}
+    assert threaded == []
+
+
 def test_a_locked_database_sends_the_count_to_a_worker_thread_and_the_loop_serves_on(
     server: LiveServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Generator
 from dataclasses import asdict, dataclass, fields
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import create_engine, delete, func, select, tuple_
 from sqlalchemy.engine import Connection, Engine
@@ -92,6 +92,9 @@ class _Window:
 
 
 Counted = tuple[list[_Window], list[_Window], str]  # request windows, token windows, the spent limit or ""
+T = TypeVar("T")
+# A statement plan: yields (statement, parameters), is sent each statement's first row, returns its result.
+Plan = Generator[tuple[str, tuple[Any, ...]], tuple[Any, ...] | None, T]
 
 
 class LimitService:
@@ -247,7 +250,9 @@ class LimitService:
         with self._counters() as conn:
             cursor = conn.connection.cursor()
             try:
-                windows = _count(cursor, conn.dialect.paramstyle == "qmark", subjects, category, now)
+                windows = run_plan(
+                    cursor, counting(conn.dialect.paramstyle == "qmark", subjects, category, now)
+                )
             finally:
                 cursor.close()
         self._sweep(now)
@@ -262,7 +267,9 @@ class LimitService:
         subjects, now = self._loop_plan(principal, category)
         if not subjects:
             return {}, ""
-        return verdict(category, *await self._loop_counters.count(subjects, category, now))
+        plan = counting(False, subjects, category, now)
+        atomic = statement_count(subjects, category) > 1
+        return verdict(category, *await self._loop_counters.run(plan, atomic=atomic))
 
     def _loop_plan(self, principal: Principal, category: str) -> tuple[list[tuple[Limits, str]], float]:
         """The subjects to count from the event loop, and the time; `CounterBusy` when the limits are not
@@ -287,20 +294,25 @@ class LimitService:
         subjects, now = self._loop_plan(principal, category)
         if not subjects:
             return {}, ""
+        plan = counting(True, subjects, category, now)
+        return verdict(category, *self._run_now(plan, atomic=statement_count(subjects, category) > 1))
+
+    def _run_now(self, plan: Plan[T], *, atomic: bool) -> T:
+        """Run `plan` on this thread's own SQLite connection (`atomic`: in one transaction); `CounterBusy`,
+        with nothing written, where that would wait or every `NOW_EVERY`-th call (see `admit_now`)."""
         self._now_calls += 1
         if self._now_calls % NOW_EVERY == 0:
             raise CounterBusy("a checkpoint may be due")
-        statements = statement_count(subjects, category)
         try:
             cursor = self._now_connection().cursor()
         except sqlite3.Error as exc:
             raise CounterBusy(str(exc)) from exc
         try:
-            if statements > 1:  # one statement is atomic on its own (autocommit)
+            if atomic:  # else one statement: atomic on its own (autocommit)
                 cursor.execute("BEGIN IMMEDIATE")
             try:
-                windows = _count(cursor, True, subjects, category, now)
-                if statements > 1:
+                done = run_plan(cursor, plan)
+                if atomic:
                     cursor.execute("COMMIT")
             except BaseException:
                 if cursor.connection.in_transaction:
@@ -310,7 +322,7 @@ class LimitService:
             raise CounterBusy(str(exc)) from exc
         finally:
             cursor.close()
-        return verdict(category, *windows)
+        return done
 
     def _now_connection(self) -> sqlite3.Connection:
         """This thread's own autocommit connection to the SQLite file: busy timeout 0 (a lock held elsewhere
@@ -337,23 +349,33 @@ class LimitService:
 
     def add_tokens(self, principal: Principal, category: str, tokens: int) -> None:
         """Count the tokens a finished request used against its tokens-per-window limits."""
-        if tokens <= 0:
+        limits = _token_limits(self.applicable(principal), category)
+        if tokens <= 0 or not limits:
             return
-        limits = [
-            lim for lim in self.applicable(principal) if getattr(lim, f"{category}_tokens", None) is not None
-        ]
-        if not limits:
-            return
-        now = time.time()
         with self._counters() as conn:
-            upsert = UPSERT if conn.dialect.paramstyle == "qmark" else UPSERT.replace("?", "%s")
             cursor = conn.connection.cursor()
             try:
-                for lim in limits:
-                    start, _ = _window(now, lim.window_seconds)
-                    _bump(cursor, upsert, self._subject(lim, category) + ":tok", start, tokens)
+                qmark = conn.dialect.paramstyle == "qmark"
+                run_plan(cursor, adding(qmark, limits, category, time.time(), tokens))
             finally:
                 cursor.close()
+
+    async def add_tokens_on_loop(self, principal: Principal, category: str, tokens: int) -> None:
+        """`add_tokens` from the event loop, as `admit_on_loop` counts requests; `CounterBusy`, with nothing
+        counted, where it cannot."""
+        cached = self.cached(principal)
+        if cached is None:
+            raise CounterBusy("the limits are not cached")
+        limits = _token_limits(cached, category)
+        if tokens <= 0 or not limits:
+            return
+        now = time.time()
+        if self._loop_counters is None:
+            self._run_now(adding(True, limits, category, now, tokens), atomic=len(limits) > 1)
+        else:
+            await self._loop_counters.run(
+                adding(False, limits, category, now, tokens), atomic=len(limits) > 1
+            )
 
     def acquire_slot(self, principal: Principal, category: str = "transcriptions") -> str:
         """Take one concurrent slot (`concurrent_<category>` limits); "" when unlimited. 429 when full."""
@@ -473,13 +495,11 @@ UPSERT = (
 READ = "SELECT count FROM rate_counters WHERE subject = ? AND window_start = ?"
 
 
-def counting(
-    qmark: bool, subjects: list[tuple[Limits, str]], category: str, now: float
-) -> Generator[tuple[str, tuple[Any, ...]], tuple[Any, ...] | None, Counted]:
+def counting(qmark: bool, subjects: list[tuple[Limits, str]], category: str, now: float) -> Plan[Counted]:
     """The statements that count one request against each subject's window, as a generator: it yields each
     statement (placeholders `?` when `qmark`, else `%s`) with its parameters and is sent the statement's first
     row; it returns the request windows, the token windows and the name of the spent limit ("" when
-    admitted). A request is not counted once a limit refuses it. Drivers: `_count` (a DB-API cursor) and
+    admitted). A request is not counted once a limit refuses it. Runners: `run_plan` (a DB-API cursor) and
     `ops.pg_counters` (psycopg's async connections)."""
     upsert, read = (UPSERT, READ) if qmark else (UPSERT.replace("?", "%s"), READ.replace("?", "%s"))
     requests: list[_Window] = []
@@ -506,6 +526,18 @@ def counting(
     return requests, tokens, refused
 
 
+def adding(qmark: bool, limits: list[Limits], category: str, now: float, tokens: int) -> Plan[None]:
+    """The statements that add a finished request's `tokens` to each limit's window (see `counting`)."""
+    upsert = UPSERT if qmark else UPSERT.replace("?", "%s")
+    for lim in limits:
+        start, _ = _window(now, lim.window_seconds)
+        yield upsert, (LimitService._subject(lim, category) + ":tok", start, tokens)
+
+
+def _token_limits(limits: list[Limits], category: str) -> list[Limits]:
+    return [lim for lim in limits if getattr(lim, f"{category}_tokens", None) is not None]
+
+
 def statement_count(subjects: list[tuple[Limits, str]], category: str) -> int:
     """How many statements `counting` may run for these subjects (more than one: in a transaction)."""
     return sum(
@@ -514,16 +546,13 @@ def statement_count(subjects: list[tuple[Limits, str]], category: str) -> int:
     )
 
 
-def _count(
-    cursor: Any, qmark: bool, subjects: list[tuple[Limits, str]], category: str, now: float
-) -> Counted:
-    """`counting` run through a DB-API `cursor`."""
-    steps = counting(qmark, subjects, category, now)
+def run_plan(cursor: Any, plan: Plan[T]) -> T:
+    """Run a statement plan (`counting`, `adding`) through a DB-API `cursor`; its result."""
     try:
-        statement = next(steps)
+        statement = next(plan)
         while True:
             cursor.execute(*statement)
-            statement = steps.send(cursor.fetchone())
+            statement = plan.send(cursor.fetchone())
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
 
@@ -550,12 +579,6 @@ def verdict(
 def _window(now: float, seconds: int) -> tuple[int, float]:
     start = int(now // seconds) * seconds
     return start, start + seconds - now
-
-
-def _bump(cursor: Any, upsert: str, subject: str, window_start: int, n: int) -> int:
-    """Add `n` to a counter and return its new value, in one atomic upsert."""
-    cursor.execute(upsert, (subject, window_start, n))
-    return int(cursor.fetchone()[0])
 
 
 def _headers(windows: list[_Window], what: str) -> dict[str, str]:

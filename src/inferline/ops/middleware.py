@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from inferline.keys import Principal
 from inferline.ops import metrics
 from inferline.ops.context import CURRENT, IN_FLIGHT, RequestOps
+from inferline.ops.limits import CounterBusy
 
 log = logging.getLogger("inferline.requests")
 UNMATCHED = "<unmatched>"
@@ -98,8 +99,9 @@ class OpsMiddleware:
             IN_FLIGHT.add(-1)
 
     async def _account(self, scope: Scope, ops: RequestOps) -> None:
-        """Meter the request's units (a batched meter only tallies them, on the event loop), then in a worker
-        thread, only when there is database work: release its slot, count its tokens against token limits."""
+        """Meter the request's units (a batched meter only tallies them, on the event loop), count its tokens
+        against token limits (from the event loop where it can: `LimitService.add_tokens_on_loop`), and in a
+        worker thread, only when there is database work left: release its slot, count those tokens."""
         principal: Principal | None = (scope.get("state") or {}).get("principal")
         container = getattr(getattr(scope.get("app"), "state", None), "container", None)
         if container is None:
@@ -116,6 +118,12 @@ class OpsMiddleware:
             tokens = ops.tokens() if principal is not None and ops.category in ("chat", "embeddings") else 0
             if tokens and container.limits.unlimited(principal, f"{ops.category}_tokens"):
                 tokens = 0
+            if tokens and not ops.slot:  # counted from the event loop where it can be, as requests are
+                try:
+                    await container.limits.add_tokens_on_loop(principal, ops.category, tokens)
+                    return
+                except CounterBusy:
+                    pass
             if ops.slot or tokens:
                 await run_in_threadpool(_release_and_count, container, principal, ops, tokens)
         except Exception as exc:  # metering must never break a response

@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from typing import Any
+from typing import Any, TypeVar
 
-from inferline.ops.limits import Counted, CounterBusy, Limits, counting, statement_count
+from inferline.ops.limits import CounterBusy, Plan
+
+T = TypeVar("T")
 
 CONNECT_SECONDS = 5
 APPLICATION_NAME = "inferline-limits"
 
 
 class LoopCounters:
-    """Counts requests against PostgreSQL's `rate_counters` from whichever event loop calls `count`."""
+    """Counts requests against PostgreSQL's `rate_counters` from whichever event loop calls `run`."""
 
     def __init__(self, conninfo: str, size: int = 4) -> None:
         self.conninfo = conninfo  # a libpq URI (`postgresql://…`)
@@ -32,19 +34,20 @@ class LoopCounters:
         self._opened: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, int] = weakref.WeakKeyDictionary()
         self._all: weakref.WeakSet[Any] = weakref.WeakSet()  # every open connection (`close`)
 
-    async def count(self, subjects: list[tuple[Limits, str]], category: str, now: float) -> Counted:
-        """Count one request (`ops.limits.counting`); `CounterBusy` before counting anything when no
-        connection is free or one cannot be opened, or after a connection failed."""
+    async def run(self, plan: Plan[T], *, atomic: bool) -> T:
+        """Run a statement plan (`ops.limits.counting` or `adding`, `%s` placeholders; `atomic`: in one
+        transaction); `CounterBusy`, before running anything, when no connection is free or one cannot be
+        opened, and after a connection failed."""
         import psycopg
 
         loop = asyncio.get_running_loop()
         conn = await self._take(loop)
         try:
-            if statement_count(subjects, category) > 1:
+            if atomic:
                 async with conn.transaction():
-                    counted = await _run(conn, subjects, category, now)
+                    done = await _run(conn, plan)
             else:  # one statement is atomic on its own (autocommit)
-                counted = await _run(conn, subjects, category, now)
+                done = await _run(conn, plan)
         except psycopg.Error as exc:
             await self._drop(loop, conn)
             raise CounterBusy(f"PostgreSQL counter connection: {exc}") from exc
@@ -52,7 +55,7 @@ class LoopCounters:
             await self._drop(loop, conn)
             raise
         self._free.setdefault(loop, []).append(conn)
-        return counted
+        return done
 
     async def _take(self, loop: asyncio.AbstractEventLoop) -> Any:
         import psycopg
@@ -95,13 +98,12 @@ class LoopCounters:
         self._opened = weakref.WeakKeyDictionary()
 
 
-async def _run(conn: Any, subjects: list[tuple[Limits, str]], category: str, now: float) -> Counted:
-    steps = counting(False, subjects, category, now)
+async def _run(conn: Any, plan: Plan[T]) -> T:
     async with conn.cursor() as cursor:
         try:
-            statement = next(steps)
+            statement = next(plan)
             while True:
                 await cursor.execute(*statement)
-                statement = steps.send(await cursor.fetchone())
+                statement = plan.send(await cursor.fetchone())
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
