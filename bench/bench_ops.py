@@ -4,8 +4,9 @@ tenant. The request is a trivial `POST /v2/ai/openai/embeddings` with an empty b
 limit's admission (one upsert into `rate_counters`) run, then the 422 for the missing fields, so no model work
 hides the counter's cost.
 
-Always on a SQLite file; also on PostgreSQL, in the same run, when `BENCH_DATABASE_URL` names a PostgreSQL
-server (e.g. the URL `scripts/postgres.sh` prints): the benchmark creates its own database there and drops it.
+Always on a SQLite file; also on PostgreSQL, in the same run, when `INFERLINE_BENCH_PG_URL` (the variable
+`bench_search` reads; `BENCH_DATABASE_URL` is read as well) names a PostgreSQL server (e.g. the URL
+`scripts/postgres.sh` prints): the benchmark creates its own database there and drops it.
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ def run() -> list[Row]:
     with tempfile.TemporaryDirectory() as tmp:
         limited, free = _measure(f"sqlite:///{Path(tmp) / 'ops.db'}")
         rows.append(Row(name.format("sqlite"), limited, free, "req/s", label))
-    server_url = os.environ.get("BENCH_DATABASE_URL", "")
+    server_url = os.environ.get("INFERLINE_BENCH_PG_URL") or os.environ.get("BENCH_DATABASE_URL", "")
     if server_url.startswith("postgresql"):
         with _postgres(server_url) as url:
             limited, free = _measure(url)
