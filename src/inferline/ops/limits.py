@@ -111,6 +111,7 @@ class LimitService:
         self._now = threading.local()  # `conn`: the thread's own SQLite connection (`admit_now`)
         self._now_connections: list[sqlite3.Connection] = []
         self._now_calls = 0
+        self._now_unusable = ""  # why the loop cannot have a SQLite connection of its own, once known
         self._loop_counters: LoopCounters | None = None  # PostgreSQL: counts awaited on the event loop
         if not db.is_sqlite:
             from inferline.ops.pg_counters import LoopCounters
@@ -331,12 +332,13 @@ class LimitService:
         if conn is not None:
             return conn
         path = self.db.sqlite_file
-        if path is None:
-            raise CounterBusy("not a SQLite file")
+        if path is None or self._now_unusable:
+            raise CounterBusy(self._now_unusable or "not a SQLite file")
         conn = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False)
         try:
-            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                raise CounterBusy("the SQLite file is not in WAL mode")
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":  # e.g. a file system without it
+                self._now_unusable = "the SQLite file is not in WAL mode"
+                raise CounterBusy(self._now_unusable)
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA wal_autocheckpoint=0")
         except BaseException:
