@@ -266,6 +266,55 @@ def test_a_token_limited_request_is_counted_and_its_tokens_added_from_the_event_
     assert threaded == []
 
 
+def test_concurrent_limited_requests_each_get_their_own_count_while_another_writer_competes(
+    server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Concurrent limited requests, counted on the loop or, where it would wait, in worker threads (on SQLite
+    another connection keeps taking the write lock meanwhile; on PostgreSQL more requests than the loop's
+    connections): every request is answered, and each gets a count of its own, with none lost."""
+    limits = server.container.limits
+    monkeypatch.setattr(limits, "cache_seconds", 3600.0)
+    threaded: list[str] = []
+    admit = limits.admit
+    monkeypatch.setattr(limits, "admit", lambda p, c: threaded.append(c) or admit(p, c))
+    tenant = "ops-fast-concurrent"
+    sdk = _sdk(server, tenant)
+    limits.set(tenant, embeddings_requests=100_000, window_seconds=10**8)
+    assert _embed(sdk).headers["x-ratelimit-remaining-requests"] == "99999"
+    threaded.clear()
+    stop = threading.Event()
+
+    def compete() -> None:  # another writer on the SQLite file, holding its lock a millisecond at a time
+        path = server.container.db.sqlite_file
+        if path is None:
+            return
+        other = sqlite3.connect(path, isolation_level=None, timeout=30)
+        try:
+            while not stop.is_set():
+                other.execute("BEGIN IMMEDIATE")
+                time.sleep(0.001)
+                other.execute("COMMIT")
+                time.sleep(0.002)
+        finally:
+            other.close()
+
+    writer = threading.Thread(target=compete)
+    writer.start()
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            replies = list(pool.map(lambda i: _embed(sdk, f"concurrent {i}"), range(160)))
+    finally:
+        stop.set()
+        writer.join()
+    remaining = sorted(int(r.headers["x-ratelimit-remaining-requests"]) for r in replies)
+    assert remaining == list(range(99_999 - 160, 99_999))  # one count each, none lost or shared
+    with server.container.db.session() as s:
+        counted = s.scalar(select(RateCounter.count).where(RateCounter.subject.contains(f":{tenant}:")))
+    assert counted == 161
+    if server.container.db.sqlite_file:  # both ways were taken: the loop, and threads when it was locked
+        assert 0 < len(threaded) < 160, len(threaded)
+
+
 def test_a_locked_database_sends_the_count_to_a_worker_thread_and_the_loop_serves_on(
     server: LiveServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
