@@ -4,8 +4,9 @@ A limited request's count is one round trip to PostgreSQL (`ops.limits`). Made f
 paid the hop there and back, ~0.15 ms of the ~0.33 ms a count added to a trivial request; awaited on the loop
 it pays the round trip alone, and the loop serves other requests meanwhile. Each event loop keeps up to `size`
 autocommit connections (`synchronous_commit=off`, like the worker threads' counters). Where none is free, or a
-connection fails, the count goes to the worker thread (`CounterBusy`) and the failed connection is dropped: a
-connection lost after PostgreSQL counted but before it answered may count that request twice.
+connection fails, the count goes to the worker thread (`CounterBusy`) and the failed connection is dropped,
+with the loop's idle ones (a restarted server took them too): a connection lost after PostgreSQL counted but
+before it answered may count that request twice.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ class LoopCounters:
                 done = await _run(conn, plan)
         except psycopg.Error as exc:
             await self._drop(loop, conn)
+            for idle in self._free.pop(loop, []):  # most likely gone the same way (a restarted server)
+                await self._drop(loop, idle)
             raise CounterBusy(f"PostgreSQL counter connection: {exc}") from exc
         except BaseException:  # cancelled mid-count (the client left): the connection's state is unknown
             await self._drop(loop, conn)
