@@ -36,6 +36,22 @@ def _embed(sdk: telnyx.Telnyx, text: str = "fast path"):  # type: ignore[no-unty
     return sdk.ai.openai.embeddings.with_raw_response.create_embeddings(input=text, model=MINILM)
 
 
+def _limited(
+    server: LiveServer, monkeypatch: pytest.MonkeyPatch, tenant: str, **limits: int
+) -> tuple[telnyx.Telnyx, list[str]]:
+    """An SDK client of a new key of `tenant`, whose limits `limits` are set (a window that does not end
+    during the test); the limits cache stays warm however loaded the machine; and the list that each count
+    made in a worker thread (`LimitService.admit`) adds its category to."""
+    service = server.container.limits
+    monkeypatch.setattr(service, "cache_seconds", 3600.0)
+    threaded: list[str] = []
+    admit = service.admit
+    monkeypatch.setattr(service, "admit", lambda p, c: threaded.append(c) or admit(p, c))
+    sdk = _sdk(server, tenant)
+    service.set(tenant, window_seconds=10**8, **limits)
+    return sdk, threaded
+
+
 def _counter_rows(server: LiveServer, tenant: str) -> int:
     with server.container.db.session() as s:
         return int(s.scalar(select(func.count()).where(RateCounter.subject.contains(f":{tenant}:"))) or 0)
@@ -207,14 +223,8 @@ def test_a_limited_tenant_is_counted_on_the_event_loop_once_per_request(
     """The event loop counts a limited request itself (`LimitService.admit_on_loop`: on a SQLite file at once,
     on PostgreSQL awaiting an async connection); the worker thread counts only what the loop cannot (here:
     the first request, whose limits were not cached). Each request counts once; the headers show the count."""
-    limits = server.container.limits
-    monkeypatch.setattr(limits, "cache_seconds", 3600.0)  # the cache stays warm however loaded the machine
-    threaded: list[str] = []
-    admit = limits.admit
-    monkeypatch.setattr(limits, "admit", lambda p, c: threaded.append(c) or admit(p, c))
     tenant = "ops-fast-counted"
-    sdk = _sdk(server, tenant)
-    limits.set(tenant, embeddings_requests=1000, window_seconds=10**8)  # no window ends during the test
+    sdk, threaded = _limited(server, monkeypatch, tenant, embeddings_requests=1000)
     assert _embed(sdk).headers["x-ratelimit-remaining-requests"] == "999"  # the limits are cached now
     threaded.clear()
     remaining = [int(_embed(sdk).headers["x-ratelimit-remaining-requests"]) for _ in range(5)]
@@ -272,14 +282,8 @@ def test_concurrent_limited_requests_each_get_their_own_count_while_another_writ
     """Concurrent limited requests, counted on the loop or, where it would wait, in worker threads (on SQLite
     another connection keeps taking the write lock meanwhile; on PostgreSQL more requests than the loop's
     connections): every request is answered, and each gets a count of its own, with none lost."""
-    limits = server.container.limits
-    monkeypatch.setattr(limits, "cache_seconds", 3600.0)
-    threaded: list[str] = []
-    admit = limits.admit
-    monkeypatch.setattr(limits, "admit", lambda p, c: threaded.append(c) or admit(p, c))
     tenant = "ops-fast-concurrent"
-    sdk = _sdk(server, tenant)
-    limits.set(tenant, embeddings_requests=100_000, window_seconds=10**8)
+    sdk, threaded = _limited(server, monkeypatch, tenant, embeddings_requests=100_000)
     assert _embed(sdk).headers["x-ratelimit-remaining-requests"] == "99999"
     threaded.clear()
     stop = threading.Event()
@@ -323,13 +327,11 @@ def test_a_locked_database_sends_the_count_to_a_worker_thread_and_the_loop_serve
     path = server.container.db.sqlite_file
     if path is None:
         pytest.skip("the event loop counts on SQLite files only")
-    limits = server.container.limits
-    monkeypatch.setattr(limits, "cache_seconds", 3600.0)
-    tenant = "ops-fast-locked"
-    sdk = _sdk(server, tenant)
-    limits.set(tenant, embeddings_requests=1000, window_seconds=10**8)
+    sdk, threaded = _limited(server, monkeypatch, "ops-fast-locked", embeddings_requests=1000)
     assert _embed(sdk).headers["x-ratelimit-remaining-requests"] == "999"
-    assert _embed(sdk).headers["x-ratelimit-remaining-requests"] == "998"  # counted on the loop
+    threaded.clear()
+    assert _embed(sdk).headers["x-ratelimit-remaining-requests"] == "998"
+    assert threaded == []  # counted on the loop
 
     blocker = sqlite3.connect(path, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")  # another writer holds the database
@@ -347,6 +349,7 @@ def test_a_locked_database_sends_the_count_to_a_worker_thread_and_the_loop_serve
             blocker.execute("ROLLBACK")
         blocker.close()
     assert reply.headers["x-ratelimit-remaining-requests"] == "997"
+    assert threaded == ["embeddings"]  # counted in a worker thread, once the lock was gone
     assert _embed(sdk).headers["x-ratelimit-remaining-requests"] == "996"
 
 
@@ -404,14 +407,7 @@ def test_a_lost_postgresql_counter_connection_sends_the_count_to_a_worker_thread
 
     if server.container.db.is_sqlite:
         pytest.skip("PostgreSQL's counter connections")
-    limits = server.container.limits
-    monkeypatch.setattr(limits, "cache_seconds", 3600.0)
-    threaded: list[str] = []
-    admit = limits.admit
-    monkeypatch.setattr(limits, "admit", lambda p, c: threaded.append(c) or admit(p, c))
-    tenant = "ops-fast-pg-lost"
-    sdk = _sdk(server, tenant)
-    limits.set(tenant, embeddings_requests=1000, window_seconds=10**8)
+    sdk, threaded = _limited(server, monkeypatch, "ops-fast-pg-lost", embeddings_requests=1000)
     assert _embed(sdk).headers["x-ratelimit-remaining-requests"] == "999"
     assert _embed(sdk).headers["x-ratelimit-remaining-requests"] == "998"
     threaded.clear()
