@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 
 import httpx
 import numpy as np
@@ -45,6 +46,20 @@ def test_raw_base64_is_little_endian_float32(http: httpx.Client) -> None:
     floats = http.post("/ai/openai/embeddings", json={**body, "encoding_format": "float"}).json()
     decoded = np.frombuffer(base64.b64decode(b64), dtype="<f4")
     np.testing.assert_allclose(decoded, floats["data"][0]["embedding"], atol=1e-7)
+
+
+def test_float_encoding_writes_float32_shortest_decimals(http: httpx.Client) -> None:
+    """Each float is the shortest decimal that reads back as the model's float32 (as OpenAI's API writes
+    them), not the float64 repr of that float32 (17 digits: a body nearly twice the size)."""
+    body = {"model": MINILM, "input": ["hello world", "shortest floats"], "encoding_format": "base64"}
+    b64 = [d["embedding"] for d in http.post("/ai/openai/embeddings", json=body).json()["data"]]
+    reply = http.post("/ai/openai/embeddings", json={**body, "encoding_format": "float"})
+    numbers = re.findall(rb"-?\d\.?\d*(?:e-?\d+)?", reply.content.split(b'"embedding":', 1)[1].split(b"]")[0])
+    assert len(numbers) == 384
+    assert max(len(n.lstrip(b"-").replace(b".", b"").lstrip(b"0").split(b"e")[0]) for n in numbers) <= 9
+    for encoded, item in zip(b64, reply.json()["data"], strict=True):
+        expected = np.frombuffer(base64.b64decode(encoded), dtype="<f4")
+        np.testing.assert_array_equal(np.asarray(item["embedding"], dtype=np.float32), expected)
 
 
 def test_batch_equals_single(oai: openai.OpenAI) -> None:

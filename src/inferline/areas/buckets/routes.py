@@ -18,6 +18,7 @@ from inferline.areas.buckets.protocol import (
 )
 from inferline.areas.embeddings.protocol import CreateEmbeddingsRequest
 from inferline.web.deps import ContainerDep, TenantDep, list_param
+from inferline.web.vector_json import VectorJSONResponse
 
 router = APIRouter(tags=["embeddings"])
 M = TypeVar("M", bound=BaseModel)
@@ -45,7 +46,7 @@ def create_embeddings(
             encoding_format=oai.encoding_format,
             tenant_id=tenant.tenant_id,
         )
-        return JSONResponse(result)
+        return VectorJSONResponse(result)
     request = _parse(EmbeddingBucketRequest, body)
     task = container.ingest.create_task(
         tenant.tenant_id, request.bucket_name, request.settings(), key_id=tenant.key_id

@@ -13,6 +13,7 @@ from inferline.areas.embeddings.protocol import CreateEmbeddingsRequest, Embeddi
 from inferline.engines.embeddings import WouldWait
 from inferline.ops.context import IN_FLIGHT
 from inferline.web.deps import ContainerDep, TenantDep
+from inferline.web.vector_json import VectorJSONResponse
 
 router = APIRouter(tags=["embeddings"])
 
@@ -45,10 +46,10 @@ async def create_embeddings(
             await asyncio.sleep(0)
         if IN_FLIGHT.alone:
             try:
-                return JSONResponse(create(now=True))
+                return VectorJSONResponse(create(now=True))
             except WouldWait:
                 pass  # the model is loading or busy, or others wait: in a worker thread
-    return await run_in_threadpool(lambda: JSONResponse(create()))
+    return await run_in_threadpool(lambda: VectorJSONResponse(create()))
 
 
 @router.get("/ai/openai/embeddings/models")

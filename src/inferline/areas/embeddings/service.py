@@ -139,7 +139,8 @@ class EmbeddingsService:
         tenant_id: str | None = None,
         now: bool = False,
     ) -> dict[str, Any]:
-        """The OpenAI `CreateEmbeddingResponse` body (`now`: see `embed`)."""
+        """The OpenAI `CreateEmbeddingResponse` body (`now`: see `embed`); float embeddings are numpy arrays,
+        for `web.vector_json.VectorJSONResponse`."""
         texts = [inputs] if isinstance(inputs, str) else list(inputs)
         result = self.embed(texts, model, dimensions, tenant_id, now=now)
         data = [
@@ -169,8 +170,9 @@ class EmbeddingsService:
         ]
 
 
-def encode(vector: np.ndarray, encoding_format: EncodingFormat) -> list[float] | str:
-    """A float list, or base64 of the little-endian float32 bytes (what the OpenAI SDKs decode)."""
+def encode(vector: np.ndarray, encoding_format: EncodingFormat) -> np.ndarray | str:
+    """The float32 array (written as JSON numbers by `web.vector_json.VectorJSONResponse`), or base64 of its
+    little-endian bytes (what the OpenAI SDKs decode)."""
     if encoding_format == "base64":
         return base64.b64encode(vector.astype("<f4").tobytes()).decode()
-    return vector.astype(np.float32).tolist()  # type: ignore[no-any-return]
+    return np.ascontiguousarray(vector, dtype=np.float32)
