@@ -4,11 +4,13 @@ Raw httpx against the live server (the test server's body limit is 2 MiB)."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from tests.conftest import LiveServer
 from tests.test_foundation import assert_envelope
 
 JSON = {"content-type": "application/json"}
@@ -65,6 +67,69 @@ def test_chunked_body_over_the_limit_is_413(http: httpx.Client) -> None:
     assert "content-length" not in request.headers and request.headers["transfer-encoding"] == "chunked"
     error = assert_envelope(http.send(request), 413)
     assert error["title"] == "Payload too large" and "2097152" in error["detail"]
+
+
+def _exchange(sock: socket.socket, request: bytes) -> tuple[bytes, bytes]:
+    """Send `request` on `sock`; (the reply's head, its body), read by its content length."""
+    sock.sendall(request)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed before a reply: {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(next((v for k, v in _headers(head) if k == b"content-length"), b"-1"))
+    assert length >= 0, head
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head, body
+
+
+def _headers(head: bytes) -> list[tuple[bytes, bytes]]:
+    lines = head.split(b"\r\n")[1:]
+    return [(k.strip().lower(), v.strip()) for k, _, v in (line.partition(b":") for line in lines)]
+
+
+def test_expect_continue_refused_before_its_body_closes_the_connection(server: LiveServer) -> None:
+    """A client that sends `Expect: 100-continue` holds its body back until `100 Continue`; refused before
+    that, it may never send it. The server closes that connection after the refusal, instead of reading the
+    client's next request on it as the old body (the next call stalled until the client's read timeout)."""
+    host, port = server.url.removeprefix("http://").split(":")
+    auth = f"Authorization: Bearer {server.key_a}\r\nHost: {host}\r\n".encode()
+    too_big = 3 * 1024 * 1024  # the test server's limit is 2 MiB
+    with socket.create_connection((host, int(port)), timeout=60) as sock:
+        head, body = _exchange(
+            sock,
+            b"POST /v2/ai/conversations HTTP/1.1\r\n" + auth
+            + f"Content-Type: application/json\r\nContent-Length: {too_big}\r\n".encode()
+            + b"Expect: 100-continue\r\n\r\n",
+        )  # fmt: skip
+        assert head.startswith(b"HTTP/1.1 413") and b"Payload too large" in body
+        assert (b"connection", b"close") in _headers(head)
+        assert sock.recv(65536) == b""  # closed: no request after this one is read as its body
+    # Any other answer given before the body is read (an unknown path): closed too. A body the app reads:
+    # the connection stays open.
+    with socket.create_connection((host, int(port)), timeout=60) as sock:
+        head, _ = _exchange(
+            sock,
+            b"POST /v2/ai/no-such-thing HTTP/1.1\r\n" + auth
+            + b"Content-Type: application/json\r\nContent-Length: 13\r\nExpect: 100-continue\r\n\r\n",
+        )  # fmt: skip
+        assert head.startswith(b"HTTP/1.1 404") and (b"connection", b"close") in _headers(head)
+        assert sock.recv(65536) == b""
+    with socket.create_connection((host, int(port)), timeout=60) as sock:
+        body = b'{"name":"ok"}'
+        request = (
+            b"POST /v2/ai/conversations HTTP/1.1\r\n" + auth
+            + f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n".encode()
+            + b"Expect: 100-continue\r\n\r\n"
+        )  # fmt: skip
+        sock.sendall(request)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 100")
+        head, reply = _exchange(sock, body)
+        assert head.startswith(b"HTTP/1.1 200") and (b"connection", b"close") not in _headers(head), reply
+        head, _ = _exchange(sock, f"GET /v2/ai/conversations HTTP/1.1\r\n{auth.decode()}\r\n".encode())
+        assert head.startswith(b"HTTP/1.1 200")  # the same connection serves the next request
 
 
 @pytest.mark.parametrize(

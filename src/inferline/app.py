@@ -39,7 +39,7 @@ from inferline.web.deps import authenticate
 from inferline.web.docs import install_docs
 from inferline.web.errors import install_error_handlers
 from inferline.web.first_request import prepare_first_request
-from inferline.web.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from inferline.web.middleware import BodyLimitMiddleware, ExpectContinueMiddleware, RequestIdMiddleware
 from inferline.web.openai_v1 import OpenAIV1Paths
 from inferline.web.unbuilt import unbuilt_router
 
@@ -130,4 +130,5 @@ def create_app(
     app.add_middleware(OpsMiddleware, log_format=settings.log_format)  # metrics, usage, limits, request log
     app.add_middleware(OpenAIV1Paths)  # `/v1/…` for OpenAI-compatible tools, onto the `/v2` routes
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(ExpectContinueMiddleware)  # outermost: it sees every response, refusals included
     return app

@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: request ids and the request-body size limit."""
+"""Pure ASGI middleware: request ids, `Expect: 100-continue` answered early, the request-body size limit."""
 
 from __future__ import annotations
 
@@ -37,6 +37,51 @@ class RequestIdMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+class ExpectContinueMiddleware:
+    """Closes the connection after a response given before the app read a body the client holds back.
+
+    A client that sends `Expect: 100-continue` with a body waits for uvicorn's `100 Continue` (sent when the
+    app first reads the body) before sending it. Answered before that (a body over the limit by its header,
+    a refused key or signature, a rate limit), it may never send the body (botocore does not) and reuses the
+    connection, where the server would read its next request as the old body: that call stalled until the
+    client's read timeout (60 s). Such a response says `Connection: close` (as Go's server does), so uvicorn
+    closes the connection after it and the client opens a new one."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not _holds_back_a_body(scope):
+            await self.app(scope, receive, send)
+            return
+        asked = False  # whether the app has read the body (uvicorn then sent `100 Continue`)
+
+        async def receive_noted() -> Message:
+            nonlocal asked
+            asked = True
+            return await receive()
+
+        async def send_closing(message: Message) -> None:
+            if message["type"] == "http.response.start" and not asked:
+                message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, receive_noted, send_closing)
+
+
+def _holds_back_a_body(scope: Scope) -> bool:
+    """Whether the request expects `100 Continue` before a body (a content length above 0, or chunks)."""
+    expects = has_body = False
+    for name, value in scope.get("headers") or ():
+        if name == b"expect":
+            expects = value.lower() == b"100-continue"
+        elif name == b"content-length":
+            has_body = has_body or value.strip() not in (b"", b"0")
+        elif name == b"transfer-encoding":
+            has_body = True
+    return expects and has_body
 
 
 class BodyLimitMiddleware:
