@@ -73,15 +73,18 @@ class ExpectContinueMiddleware:
 
 def _holds_back_a_body(scope: Scope) -> bool:
     """Whether the request expects `100 Continue` before a body (a content length above 0, or chunks)."""
-    expects = has_body = False
-    for name, value in scope.get("headers") or ():
+    headers = scope.get("headers") or ()
+    expect = b""
+    for name, value in headers:  # most requests have no `expect`: one comparison per header
         if name == b"expect":
-            expects = value.lower() == b"100-continue"
-        elif name == b"content-length":
-            has_body = has_body or value.strip() not in (b"", b"0")
-        elif name == b"transfer-encoding":
-            has_body = True
-    return expects and has_body
+            expect = value
+            break
+    if expect.lower() != b"100-continue":
+        return False
+    for name, value in headers:
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() not in (b"", b"0")):
+            return True
+    return False
 
 
 class BodyLimitMiddleware:
