@@ -44,10 +44,11 @@ class ExpectContinueMiddleware:
 
     A client that sends `Expect: 100-continue` with a body waits for uvicorn's `100 Continue` (sent when the
     app first reads the body) before sending it. Answered before that (a body over the limit by its header,
-    a refused key or signature, a rate limit), it may never send the body (botocore does not) and reuses the
-    connection, where the server would read its next request as the old body: that call stalled until the
-    client's read timeout (60 s). Such a response says `Connection: close` (as Go's server does), so uvicorn
-    closes the connection after it and the client opens a new one."""
+    an unknown path: anything refused before a route reads the body; FastAPI's routes read it before they
+    check the key), it may never send the body (botocore does not) and reuses the connection, where the
+    server would read its next request as the old body: that call stalled until the client's read timeout
+    (60 s). Such a response says `Connection: close` (as Go's server does), so uvicorn closes the connection
+    after it and the client opens a new one."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
