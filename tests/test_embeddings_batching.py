@@ -135,9 +135,30 @@ def test_a_lone_call_right_after_a_burst_runs_at_once(monkeypatch: pytest.Monkey
         first.result(), [f.result() for f in burst]
     assert [len(r) for r in runs] == [1, 2]
 
+    caller = threading.get_ident()
+    wait = threading.Condition.wait
+    patched = False
+    bystander: list[BaseException] = []  # e.g. the session server's usage writer, killed by the patch once
+
+    def wait_elsewhere() -> None:
+        while not patched:
+            time.sleep(0.001)
+        try:
+            threading.Event().wait(0.001)
+        except BaseException as exc:
+            bystander.append(exc)
+
+    other = threading.Thread(target=wait_elsewhere)
+    other.start()
+
     def no_waiting(self: threading.Condition, timeout: float | None = None) -> bool:
+        if threading.get_ident() != caller:  # the patch is process-wide: other threads (the server's) wait
+            return wait(self, timeout)
         raise AssertionError(f"the lone call waited for company (up to {timeout} s)")
 
     monkeypatch.setattr(threading.Condition, "wait", no_waiting)
+    patched = True
     assert batcher(["d"]).tolist() == _vectors(["d"]).tolist()  # in this thread, without waiting
     assert runs[2:] == [["d"]]
+    other.join()  # a lock, not a Condition
+    assert not bystander
