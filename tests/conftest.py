@@ -70,6 +70,18 @@ class LiveServer:
         return self.url + "/v2"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The PostgreSQL pass (`INFERLINE_TEST_DATABASE_URL`) runs only the tests that use the test database
+    (the `databases` fixture, directly or through `settings`, `server` and the clients): the others never
+    see it, so they would run exactly as in the SQLite pass, twice the time for nothing."""
+    if not os.environ.get("INFERLINE_TEST_DATABASE_URL"):
+        return
+    once = pytest.mark.skip(reason="uses no test database: the SQLite pass runs it (once per CI run)")
+    for item in items:
+        if "databases" not in getattr(item, "fixturenames", ()):
+            item.add_marker(once)
+
+
 @pytest.fixture(scope="session")
 def databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DatabaseFactory]:
     """Empty databases on demand: SQLite, or PostgreSQL when INFERLINE_TEST_DATABASE_URL is set."""

@@ -23,7 +23,7 @@ from sqlalchemy import make_url, text
 
 from inferline.areas.models.registry import ModelRegistry
 from inferline.stores.db import MIGRATIONS_DIR, Database
-from tests.databases import drop_database
+from tests.databases import DatabaseFactory, drop_database
 
 BASE_URL = os.environ.get("INFERLINE_TEST_DATABASE_URL") or ""
 pytestmark = pytest.mark.skipif(
@@ -41,10 +41,12 @@ def _admin(sql: str) -> None:
 
 
 @pytest.fixture
-def ascii_db() -> Iterator[Database]:
+def ascii_db(databases: DatabaseFactory) -> Iterator[Database]:
+    """A database of its own, on the test PostgreSQL server (`databases`), in SQL_ASCII."""
+    assert databases.base_url is not None
     name = f"inferline_test_ascii_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     _admin(f"CREATE DATABASE \"{name}\" ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
-    url = make_url(BASE_URL).set(database=name).render_as_string(hide_password=False)
+    url = databases.base_url.set(database=name).render_as_string(hide_password=False)
     db = Database(url)
     try:
         cfg = Config()
