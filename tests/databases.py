@@ -1,8 +1,9 @@
 """Fresh databases for tests: SQLite files by default, or uniquely named PostgreSQL databases.
 
 Setting `INFERLINE_TEST_DATABASE_URL` to a PostgreSQL URL (e.g. the one `scripts/postgres.sh` prints) runs the
-suite on PostgreSQL: every `new()` creates its own database on that server (copied from template1, which has
-pgvector) and `drop_all()` removes them, so runs never see each other's rows.
+suite's tests that use a database on PostgreSQL (tests/conftest.py skips the others): every `new()` creates
+its own database on that server (copied from template1, which has pgvector) and `drop_all()` removes them, so
+runs never see each other's rows.
 """
 
 from __future__ import annotations
