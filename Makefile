@@ -59,7 +59,8 @@ test: models-test node-deps browser-deps
 	$(MAKE) --no-print-directory test-postgres
 
 # The tests that use the test database again, on PostgreSQL + pgvector, installed and started by
-# scripts/postgres.sh (one fresh database per test session; tests/conftest.py skips the others). PG_PYTEST_ARGS narrows it, e.g. PG_PYTEST_ARGS='-m "not slow"'.
+# scripts/postgres.sh (one fresh database per test session; tests/conftest.py skips the others).
+# PG_PYTEST_ARGS narrows it, e.g. PG_PYTEST_ARGS='-m "not slow"'.
 PG_PYTEST_ARGS ?=
 test-postgres: models-test node-deps
 	@url="$$(scripts/postgres.sh)" && echo "PostgreSQL suite on $$url" && \
