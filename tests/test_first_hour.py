@@ -153,6 +153,13 @@ def held_lock(tmp_path: Path) -> Iterator[tuple[Path, int]]:
     os.close(fd)
 
 
+def _ctrl_c_as_at_a_terminal() -> None:
+    """Runs in a child before exec: SIGINT's default action, as a terminal's foreground job has it. A shell
+    starts a background job (`make test &`) with SIGINT ignored, an ignored signal stays ignored across
+    exec, and Python then installs no KeyboardInterrupt handler: a test sending Ctrl-C would wait in vain."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _install(models: Path, home: Path) -> subprocess.Popen[str]:
     env = cli_env(home, INFERLINE_MODELS_DIR=str(models))
     return subprocess.Popen(
@@ -161,6 +168,7 @@ def _install(models: Path, home: Path) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_ctrl_c_as_at_a_terminal,
     )
 
 
@@ -221,6 +229,7 @@ def test_ctrl_c_stops_the_wait_whichever_thread_receives_it(held_lock: tuple[Pat
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_ctrl_c_as_at_a_terminal,
     )
     try:
         _read_until(waiting, "waiting for another install")
