@@ -47,11 +47,12 @@ class LoopRefusals(list[str]):
 
 
 def _loop_refusals(service: LimitService, monkeypatch: pytest.MonkeyPatch) -> LoopRefusals:
-    """Records why `service` counted in a worker thread, and restarts its `NOW_EVERY` call count: the
-    session's server shares it, and its every 256th loop call (a checkpoint may be due) must not fall in a
-    test."""
+    """Records why `service` counted in a worker thread. The session's server shares it, so two of its own
+    reasons must not fall in a test: its `NOW_EVERY` call count restarts (every 256th loop call goes to a
+    thread: a checkpoint may be due), and its sweep of old counters (due once a minute) waits."""
     refusals = LoopRefusals()
     monkeypatch.setattr(service, "_now_calls", 0)
+    monkeypatch.setattr(service, "_last_sweep", float("inf"))
     for name in ("admit_on_loop", "add_tokens_on_loop"):
         counted_on_loop = getattr(service, name)
 
